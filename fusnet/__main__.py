@@ -1,0 +1,3 @@
+from fusnet.cli import main
+
+raise SystemExit(main())

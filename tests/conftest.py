@@ -1,0 +1,40 @@
+"""Shared test fixtures.
+
+The real photos live in ``../shared/data`` beside the repository (read-only in
+CI). ``FUSNET_SHARED_DATA`` overrides the location.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FUSNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# Two cores on the reference machine: keep intra-op threads modest and results repeatable.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real-photo datasets (``cub100/``, ``flowers17/``)."""
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(
+            f"real test data not found at {SHARED_DATA}; check out ../shared beside the repo "
+            "or set FUSNET_SHARED_DATA"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cub100_root(shared_data: Path) -> Path:
+    return shared_data / "cub100"
+
+
+@pytest.fixture(scope="session")
+def flowers17_root(shared_data: Path) -> Path:
+    return shared_data / "flowers17"
