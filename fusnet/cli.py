@@ -1,5 +1,260 @@
-"""Command line interface (placeholder, filled in by the training issue)."""
+"""The ``fusnet`` command line: train, encode, evaluate, search, data.
+
+Run ``fusnet <command> --help`` for each command's options. Training options
+come either from flags or from a JSON config file (``--config``), never both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from fusnet.config import PAPER_BITS, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig
+from fusnet.errors import FusnetError
+
+logger = logging.getLogger("fusnet")
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "run": RunConfig,
+}
+
+
+def _attribute_help(cls: type) -> dict[str, str]:
+    """Field descriptions from a dataclass's Google-style "Attributes:" docstring."""
+    text = cls.__doc__ or ""
+    helps: dict[str, str] = {}
+    current = None
+    for line in text.split("Attributes:", 1)[-1].splitlines():
+        match = re.match(r"\s{8}(\w+): (.*)", line)
+        if match:
+            current = match.group(1)
+            helps[current] = match.group(2).strip()
+        elif current and line.startswith(" " * 12):
+            helps[current] += " " + line.strip()
+    return helps
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} options")
+        helps = _attribute_help(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in SECTIONS:  # RunConfig's nested sections
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            text = helps.get(f.name, "") + f" (default: {default})"
+            dest = f"cfg__{section}__{f.name}"
+            if f.name == "bits":
+                group.add_argument(
+                    flag, dest=dest, type=int, nargs="+", default=None,
+                    help=f"hash code length(s); one run per length (default: {' '.join(map(str, PAPER_BITS))})",
+                )
+            elif isinstance(default, bool):
+                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+            else:
+                kind = type(default) if default is not None else str
+                group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=text)
+
+
+def _config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ...]]:
+    given = {k: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    if args.config:
+        if given:
+            flags = ", ".join("--" + k.split("__")[-1].replace("_", "-") for k in given)
+            raise FusnetError(
+                f"--config {args.config} was given together with {flags}; put every option in the "
+                "config file, or pass flags only"
+            )
+        config = RunConfig.from_json(args.config)
+        return config, (config.model.bits,)
+    changes: dict[str, Any] = {}
+    bits: tuple[int, ...] = PAPER_BITS
+    for key, value in given.items():
+        _, section, name = key.split("__")
+        if name == "bits":
+            bits = tuple(value)
+            continue
+        changes[name if section == "run" else f"{section}.{name}"] = value
+    return RunConfig().replace(**changes), bits
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fusnet.train import train, train_bit_lengths
+
+    config, bits = _config_from_args(args)
+    if args.config:
+        result = train(config, resume=args.resume)
+        summary = {str(config.model.bits): result.metrics["map_index_ties"]}
+    else:
+        runs = train_bit_lengths(config, bits, resume=args.resume)["runs"]
+        summary = {k: v["map_index_ties"] for k, v in runs.items()}
+    for k, value in summary.items():
+        sys.stdout.write(f"{k:>3} bits  test mAP {value:.4f} (ties by index)\n")
+    sys.stdout.write(f"results in {config.output_dir}\n")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fusnet.data import build_dataset
+    from fusnet.data.transforms import build_transform
+    from fusnet.evaluate import encode_dataset
+    from fusnet.retrieval import pack_codes
+    from fusnet.runtime import resolve_device
+    from fusnet.train import load_model
+
+    device = resolve_device(args.device)
+    model, config = load_model(args.model, device)
+    transform = build_transform(
+        config.data.image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
+    )
+    dataset = build_dataset(
+        args.dataset or config.data.dataset, args.root or config.data.root, args.split,
+        transform=transform,
+    )
+    codes, labels, speed = encode_dataset(model, dataset, device, args.batch_size, args.num_workers)
+    np.savez_compressed(
+        args.output, bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
+        paths=np.array([str(p) for p, _ in getattr(dataset, "samples", [])]),
+    )
+    sys.stdout.write(f"{len(codes)} codes of {codes.shape[1]} bits -> {args.output} ({speed:.1f} img/s)\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fusnet.evaluate import load_codes
+    from fusnet.metrics import evaluate_retrieval
+
+    codes = load_codes(Path(args.codes))
+    metrics = evaluate_retrieval(
+        codes["query_codes"], codes["db_codes"], codes["query_labels"], codes["db_labels"],
+        ks=tuple(args.k),
+    )
+    text = json.dumps(metrics, indent=2, default=float)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from fusnet.search import search_image
+
+    hits = search_image(Path(args.run), Path(args.image), k=args.k, sheet=args.sheet, device=args.device)
+    for rank, hit in enumerate(hits, 1):
+        sys.stdout.write(f"{rank:>3}  d={hit['distance']:>2}  {hit['class_name']:<40} {hit['path']}\n")
+    if args.sheet:
+        sys.stdout.write(f"contact sheet: {args.sheet}\n")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from fusnet.data import DATASETS, build_dataset
+
+    if args.data_command == "list":
+        for name in sorted(DATASETS):
+            sys.stdout.write(f"{name}\n")
+        return 0
+    if args.data_command == "download":
+        from fusnet.data.download import download_dataset
+
+        path = download_dataset(args.name, Path(args.root), force=args.force)
+        sys.stdout.write(f"{args.name} ready under {path}\n")
+        return 0
+    if args.data_command == "verify":
+        for split in ("train", "test"):
+            dataset = build_dataset(args.name, args.root, split)
+            sys.stdout.write(
+                f"{args.name} {split}: {len(dataset)} images, {dataset.num_classes} classes\n"
+            )
+        return 0
+    raise FusnetError(f"unknown data command {args.data_command!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusnet",
+        description="Multi-FusNet fine-grained hashing: train models, encode images to binary "
+        "codes, evaluate retrieval, search, and fetch datasets.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train_p = commands.add_parser(
+        "train", help="train Multi-FusNet and evaluate it on the test split",
+        description="Train one model per bit length (paper: 12 24 32 48) and write config.json, "
+        "metrics.json, codes.npz and manifest.json under --output-dir. Defaults are the paper's "
+        "recipe; e.g. `fusnet train --dataset cub200 --root /data --backbone resnet50`. "
+        "The synthetic default needs no download.",
+    )
+    train_p.add_argument("--config", help="JSON RunConfig (then no other option flags)")
+    train_p.add_argument("--resume", action="store_true", help="continue an interrupted run exactly")
+    _add_config_flags(train_p)
+    train_p.set_defaults(func=cmd_train)
+
+    enc = commands.add_parser("encode", help="images -> packed binary codes (.npz)")
+    enc.add_argument("--model", required=True, help="a run's model.pt")
+    enc.add_argument("--dataset", help="dataset name (default: the run's)")
+    enc.add_argument("--root", help="dataset root (default: the run's)")
+    enc.add_argument("--split", default="test", choices=["train", "test", "val", "fit"])
+    enc.add_argument("--output", required=True, help="output .npz")
+    enc.add_argument("--batch-size", type=int, default=64)
+    enc.add_argument("--num-workers", type=int, default=0)
+    enc.add_argument("--device", default="auto")
+    enc.set_defaults(func=cmd_encode)
+
+    ev = commands.add_parser("evaluate", help="codes -> retrieval metrics (mAP, precision@k)")
+    ev.add_argument("--codes", required=True, help="a run's codes.npz")
+    ev.add_argument("--k", type=int, nargs="+", default=[1, 5, 10, 100], help="precision@k cut-offs")
+    ev.add_argument("--output", help="write the metrics JSON here too")
+    ev.set_defaults(func=cmd_evaluate)
+
+    se = commands.add_parser("search", help="a query image -> its top-k database images")
+    se.add_argument("run", help="a run folder (holding model.pt and codes.npz)")
+    se.add_argument("image", help="query image file")
+    se.add_argument("--k", type=int, default=10)
+    se.add_argument("--sheet", help="save a contact sheet PNG of the results here")
+    se.add_argument("--device", default="auto")
+    se.set_defaults(func=cmd_search)
+
+    data = commands.add_parser("data", help="list, download or verify datasets")
+    data_cmds = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    data_cmds.add_parser("list", help="registered dataset names")
+    dl = data_cmds.add_parser("download", help="fetch a dataset from its official source")
+    dl.add_argument("name")
+    dl.add_argument("--root", required=True, help="where the official layout is extracted")
+    dl.add_argument("--force", action="store_true", help="download and extract again")
+    ve = data_cmds.add_parser("verify", help="check a dataset's layout and every image")
+    ve.add_argument("name")
+    ve.add_argument("--root", required=True)
+    data.set_defaults(func=cmd_data)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("fusnet CLI not built yet")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except FusnetError as exc:
+        logger.error("%s", exc)
+        return 2

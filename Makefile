@@ -1,0 +1,40 @@
+# fusnet: two commands on a fresh machine (Python 3.11, no GPU needed)
+#   make demo   train + evaluate Multi-FusNet on the embedded synthetic default
+#   make test   the whole test suite (unit, real-data, notebooks)
+# Both create and use the project virtual environment .venv themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fusnet-installed
+# torch/torchvision pinned to the releases this project is tested with.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: venv demo test test-fast lint reproduce clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e '.[dev,notebooks]'
+	touch $@
+
+demo: venv
+	$(BIN)/fusnet train --dataset synthetic --backbone efficientnet_lite0 --pretrained default \
+		--image-size 96 --mode frozen --epochs 15 --batch-size 32 --lr 0.01 \
+		--bits 12 48 --output-dir runs/demo
+	$(BIN)/fusnet evaluate --codes runs/demo/bits48/codes.npz
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow and not notebook"
+
+lint: venv
+	$(BIN)/ruff check fusnet tests benchmarks
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,229 @@
+"""Typed configuration: one frozen dataclass per component, with the paper's defaults.
+
+The defaults follow the paper ("Implementation details", method.md section 5).
+Where the paper is silent, the value is ours and the docstring says so.
+A run is fully described by a :class:`RunConfig`; it round-trips through JSON
+(``to_dict`` / ``from_dict``), and unknown keys are an error, so a misspelt
+option fails at once instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fusnet.errors import ConfigError
+
+PAPER_BITS: tuple[int, ...] = (12, 24, 32, 48)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, at what size, in what batches.
+
+    Attributes:
+        dataset: a name in ``fusnet.data.DATASETS`` ("synthetic" needs no files).
+        root: folder holding the dataset's official layout (unused for "synthetic").
+        image_size: training crop / test centre crop (paper 336, authors' code 224).
+        val_fraction: share of each class's training images held out for model selection.
+        batch_size: training batch (paper 128).
+        eval_batch_size: batch for encoding.
+        num_workers: DataLoader worker processes.
+        skip_bad_images: log and drop unreadable images instead of stopping.
+        synthetic_classes: classes of the synthetic default (ignored otherwise).
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    image_size: int = 336
+    val_fraction: float = 0.1
+    batch_size: int = 128
+    eval_batch_size: int = 64
+    num_workers: int = 0
+    skip_bad_images: bool = False
+    synthetic_classes: int = 10
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Multi-FusNet architecture, with the three ablation switches of Table 6.
+
+    Attributes:
+        backbone: a name in ``fusnet.models.BACKBONES``.
+        pretrained: ``"none"``, ``"default"`` (the backbone's ImageNet weights) or a
+            named weights tag the backbone understands (e.g. ``"IMAGENET1K_V2"``).
+        weights_path: local backbone state_dict, overriding ``pretrained``.
+        bits: hash code length k.
+        attention: channel attention of the fusion branch (eca, se, cbam, coord, psa).
+        cascade: all three levels (True) or the top level only (Table 6 "Cascading").
+        fusion: two-branch fusion f + A(f) (True) or f alone (Table 6 "Fusion").
+        transformer: self-attention hash-feature enhancement (Table 6 "Attention").
+        block_mid: width of the level block's 1x1 conv (method.md: 512).
+        level_dim: width of each level vector g_i (method.md: 1024).
+        hash_hidden: hidden width of the hash head (method.md: 512).
+        transformer_dim: model width d of the enhancement encoder (ours: 256).
+        transformer_depth: encoder layers (ours: 1).
+        transformer_heads: attention heads (ours: 4).
+        dropout: encoder dropout (ours: 0.1).
+    """
+
+    backbone: str = "resnet50"
+    pretrained: str = "default"
+    weights_path: str | None = None
+    bits: int = 48
+    attention: str = "eca"
+    cascade: bool = True
+    fusion: bool = True
+    transformer: bool = True
+    block_mid: int = 512
+    level_dim: int = 1024
+    hash_hidden: int = 512
+    transformer_dim: int = 256
+    transformer_depth: int = 1
+    transformer_heads: int = 4
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Proxy codes and the multi-task loss (method.md sections 1, 3, 4).
+
+    Attributes:
+        zoom: add the attention-guided zoom view to the classification loss.
+        true_prob: label-smoothing mass on the true class (paper 0.9).
+        proxy_iterations: FISH iterations L for the class proxy codes (paper 15).
+        proxy_seed: seed of the proxy codes.
+        alpha_min: floor on the task weights alpha in the loss (straight-through). The
+            paper's log(1 + alpha) term drives alpha below 0 towards -1 and the loss to
+            -inf once alpha < 0; ours keeps Eq. 12 exact for alpha >= alpha_min.
+    """
+
+    zoom: bool = True
+    true_prob: float = 0.9
+    proxy_iterations: int = 15
+    proxy_seed: int = 0
+    alpha_min: float = 0.01
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD and schedule. Paper: lr 0.0035, momentum 0.91, weight decay 5e-4, 300 epochs.
+
+    The schedule is unstated in the paper; the authors' code uses StepLR(80, 0.1).
+    """
+
+    epochs: int = 300
+    lr: float = 0.0035
+    momentum: float = 0.91
+    weight_decay: float = 5e-4
+    lr_step: int = 80
+    lr_gamma: float = 0.1
+    backbone_lr_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs.
+
+    Attributes:
+        mode: "full" trains the whole network; "frozen" keeps the backbone fixed, caches
+            its features once and trains everything above it (fast CPU ablations; no
+            image augmentation, since cached features come from the test transform).
+        select: "val" keeps the epoch with the best validation mAP; "last" the last epoch.
+            The test split is never used for selection.
+        eval_every: validate every this many epochs (and always at the last).
+        device: "auto", "cpu", "cuda", "cuda:1", "mps".
+        amp: mixed precision where the device supports it (CUDA float16).
+        output_dir: the run folder (config, metrics, codes, manifest, checkpoints).
+        cache_dir: where frozen-mode feature caches go (default: ``<output_dir>/cache``).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    mode: str = "full"
+    select: str = "val"
+    eval_every: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    output_dir: str = "results/run"
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "frozen"):
+            raise ConfigError(f"mode must be 'full' or 'frozen', got {self.mode!r}")
+        if self.select not in ("val", "last"):
+            raise ConfigError(f"select must be 'val' or 'last', got {self.select!r}")
+        if self.select == "val" and self.data.val_fraction <= 0:
+            raise ConfigError("select='val' needs data.val_fraction > 0 (or use select='last')")
+        if self.model.bits <= 0:
+            raise ConfigError(f"model.bits must be positive, got {self.model.bits}")
+        if self.optim.epochs <= 0:
+            raise ConfigError(f"optim.epochs must be positive, got {self.optim.epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """Copy with top-level fields or dotted sub-fields changed (``"model.bits": 12``)."""
+        nested: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        for key, value in changes.items():
+            if "." in key:
+                section, name = key.split(".", 1)
+                nested.setdefault(section, {})[name] = value
+            else:
+                top[key] = value
+        for section, values in nested.items():
+            current = getattr(self, section, None)
+            if not dataclasses.is_dataclass(current):
+                raise ConfigError(f"unknown config section {section!r}")
+            _check_keys(type(current), values, section)
+            top[section] = dataclasses.replace(current, **values)
+        _check_keys(RunConfig, top, "run")
+        return dataclasses.replace(self, **top)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        sections = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "loss": LossConfig,
+            "optim": OptimConfig,
+        }
+        _check_keys(cls, raw, "run")
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise ConfigError(f"config section {key!r} must be a mapping")
+                _check_keys(sections[key], value, key)
+                kwargs[key] = sections[key](**value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(raw)
+
+
+def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {where} config key(s) {unknown}; known keys: {sorted(known)}"
+        )

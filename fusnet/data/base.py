@@ -1,0 +1,263 @@
+"""Labelled image datasets with one common API, and their checks before training.
+
+Every dataset in :data:`fusnet.data.DATASETS` returns an :class:`ImageListDataset`:
+items are ``(image, label)`` with ``image`` a PIL RGB image (or whatever the
+transform makes of it) and ``label`` an ``int`` in ``[0, num_classes)``.
+
+Bad input is caught before training: :meth:`ImageListDataset.verify` opens every listed
+file (``build_dataset`` calls it by default), :meth:`ImageListDataset.check_classes`
+rejects empty classes, and the constructor rejects out-of-range labels. Loading a
+bad image later (``__getitem__``) also raises :class:`~fusnet.errors.DataError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from fusnet.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+Sample = tuple[Path, int]
+"""One image file and its class index."""
+
+_MAX_LISTED = 10  # bad files named in one error message
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image file fully decoded as RGB.
+
+    Args:
+        path: image file.
+
+    Returns:
+        The decoded RGB image (file closed).
+
+    Raises:
+        DataError: the file is missing or cannot be decoded; the message names it.
+    """
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(
+            f"image {path} is missing; re-download the dataset, or build it with "
+            f"skip_bad_images=True to drop missing and corrupt images"
+        ) from None
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
+        raise DataError(
+            f"cannot decode image {path} ({type(exc).__name__}: {exc}); replace the file "
+            f"from the official download, or build the dataset with skip_bad_images=True"
+        ) from exc
+
+
+def check_image(path: Path, decode: bool = False) -> str | None:
+    """Say what is wrong with one image file, if anything.
+
+    Args:
+        path: image file.
+        decode: fully decode the pixels (slow, catches truncated files) instead of
+            PIL's cheap ``verify()`` of the file structure.
+
+    Returns:
+        ``None`` when the file is fine, else a short reason.
+    """
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as im:
+            if decode:
+                im.convert("RGB")
+            else:
+                im.verify()
+    except Exception as exc:  # any PIL failure means the file is unusable
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
+
+
+class ImageListDataset(Dataset):
+    """Base of every fusnet dataset: a list of labelled images of one split.
+
+    Attributes:
+        name: registry name (``"cub200"``, ...).
+        split: ``"train"``, ``"test"``, ``"val"`` or ``"fit"``.
+        root: the root folder as the user gave it (``None`` for synthetic data).
+        data_dir: the folder that holds the dataset's files (the archive's top folder).
+        class_names: one name per class; ``class_names[label]`` names ``label``.
+        samples: ``(path, label)`` per item, in item order.
+        labels: (N,) int64 label per item.
+        source: the list file the samples came from, named in error messages.
+        transform: applied to the PIL image in ``__getitem__``; ``None`` returns it as is.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        split: str,
+        samples: Sequence[Sample],
+        class_names: Sequence[str],
+        *,
+        root: Path | None = None,
+        data_dir: Path | None = None,
+        source: Path | None = None,
+        transform: Callable[[Image.Image], Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.split = split
+        self.root = root
+        self.data_dir = data_dir if data_dir is not None else root
+        self.class_names = [str(c) for c in class_names]
+        self.samples: list[Sample] = [(Path(p), int(y)) for p, y in samples]
+        self.labels = np.asarray([y for _, y in self.samples], dtype=np.int64)  # (N,)
+        self.source = source
+        self.transform = transform
+        self._check_label_range()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(class_names)``), including any without images here."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = self.load_image(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, "
+            f"images={len(self)}, classes={self.num_classes}, data_dir={self.data_dir})"
+        )
+
+    def load_image(self, index: int) -> Image.Image:
+        """The untransformed RGB image of item ``index``.
+
+        Raises:
+            DataError: the image file is missing or corrupt.
+        """
+        return load_rgb(self.samples[index][0])
+
+    def class_counts(self) -> np.ndarray:
+        """(num_classes,) int64 number of items per class."""
+        return np.bincount(self.labels, minlength=self.num_classes).astype(np.int64)
+
+    def subset(
+        self, indices: Sequence[int] | np.ndarray, split: str | None = None
+    ) -> ImageListDataset:
+        """A copy holding only the given items (class list unchanged).
+
+        Args:
+            indices: item indices to keep, in the order wanted.
+            split: new split name (default: unchanged).
+
+        Returns:
+            A new dataset of the same type; this one is not modified.
+        """
+        out = copy.copy(self)
+        out._take(np.asarray(indices, dtype=np.int64))
+        if split is not None:
+            out.split = split
+        return out
+
+    def _take(self, idx: np.ndarray) -> None:
+        """Keep only items ``idx`` (in place). Subclasses with per-item arrays extend it."""
+        self.samples = [self.samples[i] for i in idx.tolist()]
+        self.labels = self.labels[idx]
+
+    def _where(self) -> str:
+        return str(self.source) if self.source is not None else f"dataset {self.name!r}"
+
+    def _check_label_range(self) -> None:
+        bad = np.flatnonzero((self.labels < 0) | (self.labels >= self.num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                f"{self._where()}: label {int(self.labels[i])} of {self.samples[i][0]} is outside "
+                f"0..{self.num_classes - 1} ({bad.size} such item(s)); the list file and the "
+                f"class list disagree, re-download the dataset's list files"
+            )
+
+    def check_classes(self, strict: bool = True) -> None:
+        """Check that every class has at least one item.
+
+        Args:
+            strict: raise on an empty class; otherwise log a warning.
+
+        Raises:
+            DataError: ``strict`` and some class has no item.
+        """
+        empty = np.flatnonzero(self.class_counts() == 0)
+        if not empty.size:
+            return
+        names = ", ".join(self.class_names[i] for i in empty[:_MAX_LISTED].tolist())
+        more = f" and {empty.size - _MAX_LISTED} more" if empty.size > _MAX_LISTED else ""
+        msg = (
+            f"{self._where()}: {empty.size} class(es) have no image in split {self.split!r}: "
+            f"{names}{more}; check the dataset's list files (or the class folders) and "
+            f"re-download missing images"
+        )
+        if strict:
+            raise DataError(msg)
+        logger.warning(msg)
+
+    def verify(
+        self, *, skip_bad_images: bool = False, decode: bool = False
+    ) -> list[tuple[Path, str]]:
+        """Check that every listed image exists and can be opened.
+
+        Args:
+            skip_bad_images: drop bad items (logging a warning) instead of raising.
+            decode: fully decode every image (slow; also catches truncated files that
+                PIL's cheap structural ``verify()`` lets through).
+
+        Returns:
+            ``(path, reason)`` of each bad item found (dropped if ``skip_bad_images``).
+
+        Raises:
+            DataError: some image is missing or unreadable and ``skip_bad_images`` is False;
+                the message names the files.
+        """
+        bad: list[tuple[int, Path, str]] = []
+        for i, (path, _) in enumerate(
+            tqdm(self.samples, desc=f"verify {self.name}/{self.split}", disable=None, leave=False)
+        ):
+            reason = check_image(path, decode=decode)
+            if reason is not None:
+                bad.append((i, path, reason))
+        if not bad:
+            logger.debug("%s/%s: all %d images verified", self.name, self.split, len(self))
+            return []
+        listing = "; ".join(f"{p} ({r})" for _, p, r in bad[:_MAX_LISTED])
+        more = f"; and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        if not skip_bad_images:
+            raise DataError(
+                f"{len(bad)} bad image(s) in {self.name}/{self.split} (listed in {self._where()}): "
+                f"{listing}{more}. Replace them from the official download, or pass "
+                f"skip_bad_images=True to drop them"
+            )
+        logger.warning(
+            "dropping %d bad image(s) from %s/%s: %s%s",
+            len(bad),
+            self.name,
+            self.split,
+            listing,
+            more,
+        )
+        bad_idx = {i for i, _, _ in bad}
+        keep = np.asarray([i for i in range(len(self)) if i not in bad_idx], dtype=np.int64)
+        self._take(keep)
+        return [(p, r) for _, p, r in bad]

@@ -1,0 +1,137 @@
+"""The dataset registry and :func:`build_dataset`, the one way to get a split.
+
+A loader is a function ``loader(root, split, **options) -> ImageListDataset`` that reads
+one *official* split (``"train"`` or ``"test"``) of one dataset. ``build_dataset``
+adds the two derived splits and the checks before training.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from fusnet.data.base import ImageListDataset
+from fusnet.data.splits import split_train_val
+from fusnet.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "test", "val", "fit")
+"""``train``: official training split (the retrieval database). ``test``: official test
+split (the queries). ``val``: a seeded per-class share of ``train`` for model selection.
+``fit``: ``train`` minus ``val`` (what the network is trained on when ``val`` is used)."""
+
+
+class DatasetLoader(Protocol):
+    """Reads one official split (``"train"`` or ``"test"``) of a dataset."""
+
+    def __call__(self, root: Path | None, split: str, **options: Any) -> ImageListDataset: ...
+
+
+DATASETS: dict[str, DatasetLoader] = {}
+"""Dataset name -> loader. Fill it with :func:`register_dataset`."""
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator adding a loader to :data:`DATASETS` under ``name``.
+
+    Raises:
+        ConfigError: ``name`` is already registered.
+    """
+
+    def add(loader: DatasetLoader) -> DatasetLoader:
+        if name in DATASETS:
+            raise ConfigError(f"dataset {name!r} is registered twice")
+        DATASETS[name] = loader
+        return loader
+
+    return add
+
+
+def _check_options(name: str, loader: DatasetLoader, options: dict[str, Any]) -> None:
+    params = inspect.signature(loader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"dataset {name!r} has no option(s) {unknown}; its options are {allowed or 'none'}"
+        )
+
+
+def build_dataset(
+    name: str,
+    root: str | Path | None,
+    split: str,
+    transform: Callable[[Image.Image], Any] | None = None,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+    verify: bool = True,
+    decode: bool = False,
+    **kwargs: Any,
+) -> ImageListDataset:
+    """Build one split of a registered dataset, checked before training starts.
+
+    Steps: read the official split (``"test"`` for ``split="test"``, else ``"train"``);
+    for ``"val"``/``"fit"`` carve it with :func:`~fusnet.data.splits.split_train_val`
+    (on the full official list, so the carving does not depend on which images turn
+    out bad); then, with ``verify``, open every image of the chosen split
+    (:meth:`ImageListDataset.verify`) and check that no class is empty (an error for
+    ``train``/``fit``, a warning for ``test``; ``val`` may lack classes with a single
+    training image).
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        root: folder holding the dataset's official layout (``None`` for ``"synthetic"``).
+        split: one of :data:`SPLITS`.
+        transform: applied to each PIL RGB image; ``None`` returns PIL images.
+        val_fraction: share of each class held out of ``train`` for ``val``.
+        seed: seed of the ``val``/``fit`` carving.
+        skip_bad_images: drop missing or corrupt images with a warning instead of raising.
+        verify: run the checks above (cheap: a structural check of each file, about
+            0.15 ms an image); ``False`` defers bad files to ``__getitem__``.
+        decode: with ``verify``, fully decode every image (slow; catches truncation).
+        **kwargs: the dataset's own options (e.g. ``num_classes`` for ``"synthetic"``).
+
+    Returns:
+        The dataset, with ``num_classes``, ``class_names``, ``labels``, ``samples``, ``root``.
+
+    Raises:
+        ConfigError: unknown dataset, split or option.
+        DataError: a missing list file, a bad image, an out-of-range label or an empty class;
+            the message names the file and the fix.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r} for dataset {name!r}; use one of {SPLITS}")
+    loader = DATASETS[name]
+    _check_options(name, loader, kwargs)
+    official = "test" if split == "test" else "train"
+    root_path = Path(root).expanduser() if root is not None else None
+    dataset = loader(root_path, official, **kwargs)
+    if split in ("val", "fit"):
+        fit_idx, val_idx = split_train_val(dataset.labels, val_fraction, seed)
+        dataset = dataset.subset(fit_idx if split == "fit" else val_idx, split=split)
+    if verify:
+        dataset.verify(skip_bad_images=skip_bad_images, decode=decode)
+        if split != "val":
+            dataset.check_classes(strict=split != "test")
+    dataset.transform = transform
+    logger.info(
+        "dataset %s/%s: %d images, %d classes, from %s",
+        name,
+        split,
+        len(dataset),
+        dataset.num_classes,
+        dataset.data_dir,
+    )
+    return dataset

@@ -1,0 +1,59 @@
+"""Image transforms of the paper ("Implementation details"; method.md section 5).
+
+Train: resize the shorter side to ``round(image_size * 356 / 336)``, random crop
+``image_size``, random rotation within ±30°, horizontal flip with p = 0.7, colour
+jitter 0.5 for brightness, contrast, saturation and hue, then ``ToTensor`` and
+ImageNet normalisation. Test: the same resize, a centre crop of ``image_size``,
+``ToTensor``, normalisation.
+
+The paper says the test images are "shrunk to 356 x 356"; we resize the shorter side
+(aspect kept), as the authors' code and torchvision recipes do, and use the same
+resize before the training crop (the paper does not say what the training crop is
+taken from). ``image_size`` is 336 in the paper and 224 in the authors' code.
+"""
+
+from __future__ import annotations
+
+from torchvision import transforms as T
+
+from fusnet.errors import ConfigError
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+PAPER_IMAGE_SIZE = 336
+PAPER_RESIZE = 356
+
+
+def resize_size(image_size: int) -> int:
+    """Shorter-side resize for a crop of ``image_size``: 356 at 336 (the paper), 237 at 224."""
+    return round(image_size * PAPER_RESIZE / PAPER_IMAGE_SIZE)
+
+
+def build_transform(image_size: int = PAPER_IMAGE_SIZE, train: bool = True) -> T.Compose:
+    """The paper's training or test transform for PIL RGB images.
+
+    Args:
+        image_size: side of the square network input.
+        train: the random training augmentation (True) or the deterministic test one.
+
+    Returns:
+        A transform mapping a PIL image to a normalised (3, image_size, image_size)
+        float tensor.
+    """
+    if image_size < 1:
+        raise ConfigError(f"image_size must be positive, got {image_size}")
+    resize = T.Resize(resize_size(image_size), interpolation=T.InterpolationMode.BILINEAR)
+    tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if not train:
+        return T.Compose([resize, T.CenterCrop(image_size), *tail])
+    return T.Compose(
+        [
+            resize,
+            T.RandomCrop(image_size),
+            T.RandomRotation(30),
+            T.RandomHorizontalFlip(p=0.7),
+            T.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.5),
+            *tail,
+        ]
+    )

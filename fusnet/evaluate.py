@@ -1,0 +1,111 @@
+"""Encoding images (or cached level maps) to codes, and the evaluation record."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from fusnet.features import CachedLevels
+from fusnet.metrics import evaluate_retrieval
+from fusnet.retrieval import pack_codes, unpack_codes
+
+logger = logging.getLogger(__name__)
+
+PRECISION_KS: tuple[int, ...] = (1, 5, 10, 100)
+
+
+def sign_codes(u: Tensor) -> Tensor:
+    """{-1, +1} codes from real outputs; sign(0) = +1."""
+    return torch.where(u >= 0, 1.0, -1.0)
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    description: str = "encoding",
+) -> tuple[Tensor, Tensor, float]:
+    """Codes (N, bits) in {-1,+1}, labels (N,) and images/s (data loading included)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    codes, labels = [], []
+    start = time.perf_counter()
+    for images, targets in tqdm(loader, desc=description, leave=False):
+        u = model(images.to(device)).hash_logits  # (B, bits)
+        codes.append(sign_codes(u.float()).cpu())
+        labels.append(torch.as_tensor(targets, dtype=torch.int64))
+    seconds = time.perf_counter() - start
+    count = sum(len(c) for c in codes)
+    return torch.cat(codes), torch.cat(labels), count / max(seconds, 1e-9)
+
+
+@torch.no_grad()
+def encode_cached(
+    head: nn.Module,
+    cached: CachedLevels,
+    device: torch.device,
+    batch_size: int = 256,
+    index: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Codes and labels from cached level maps (frozen-backbone mode)."""
+    head.eval()
+    index = torch.arange(len(cached)) if index is None else index
+    codes = []
+    for start in range(0, len(index), batch_size):
+        batch = index[start : start + batch_size]
+        u = head(cached.batch(batch, device)).hash_logits  # (B, bits)
+        codes.append(sign_codes(u.float()).cpu())
+    return torch.cat(codes), cached.labels[index]
+
+
+def retrieval_metrics(
+    query_codes: Tensor, db_codes: Tensor, query_labels: Tensor, db_labels: Tensor
+) -> dict[str, Any]:
+    """mAP with deterministic (index) and tie-aware tie handling, plus precision@k."""
+    ks = tuple(k for k in PRECISION_KS if k <= len(db_codes))
+    return evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, ks=ks)
+
+
+def save_codes(
+    path: Path,
+    db_codes: Tensor,
+    db_labels: Tensor,
+    query_codes: Tensor,
+    query_labels: Tensor,
+) -> None:
+    """Packed codes and labels in one ``.npz`` (bits stored alongside)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        bits=np.int64(db_codes.shape[1]),
+        db_codes=pack_codes(db_codes),
+        db_labels=db_labels.numpy(),
+        query_codes=pack_codes(query_codes),
+        query_labels=query_labels.numpy(),
+    )
+    tmp.replace(path)
+
+
+def load_codes(path: Path) -> dict[str, np.ndarray]:
+    """Inverse of :func:`save_codes`: codes back in {-1, +1} float32."""
+    with np.load(path) as payload:
+        bits = int(payload["bits"])
+        return {
+            "bits": bits,
+            "db_codes": unpack_codes(payload["db_codes"], bits),
+            "db_labels": payload["db_labels"],
+            "query_codes": unpack_codes(payload["query_codes"], bits),
+            "query_labels": payload["query_labels"],
+        }

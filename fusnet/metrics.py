@@ -1,0 +1,765 @@
+"""Retrieval metrics for binary codes: mAP (two tie conventions), precision/recall.
+
+Ranking and relevance
+---------------------
+A query ranks the whole database by Hamming distance. Codes are ``{-1, +1}``
+arrays (torch tensors or numpy arrays) of shape ``(n, bits)``. Labels are either
+class ids ``(n,)`` (relevant = same class) or multi-hot ``(n, C)`` (relevant =
+shares at least one label). One-hot label matrices are recognised and treated
+as class ids.
+
+Hamming distances take few values (``0..bits``), so ties are common, at 12 bits
+massively so. Two conventions are offered and every function says which one a
+number uses:
+
+``ties="index"``
+    Tied items are ordered by database index (a stable sort by distance). The
+    figure is deterministic. The public deep-hashing code (DPSH, ADSH, SEMICON:
+    ``np.argsort`` per query) breaks ties by whatever its unstable sort does.
+``ties="average"``
+    The expectation over all orders of the tied items, each order equally
+    likely (McSherry & Najork, "Computing information retrieval performance
+    measures efficiently in the presence of tied scores", ECIR 2008). Exact,
+    closed form, computed from per-distance counts only (see
+    :func:`_expected_block_sum`).
+
+Average precision
+-----------------
+With relevant items at (1-based) positions ``p_1 < p_2 < ...`` of the ranking,
+``AP = (1/R) * sum_m m / p_m`` over the relevant items, ``R`` their number. For
+mAP@k (``topk=k``) only positions ``<= k`` count and ``R`` is the number of
+relevant items *retrieved within the top k*: the convention of the public
+deep-hashing code (``CalcTopMap``). A query with no relevant item (in the
+database, or within the top k for mAP@k) has AP 0 and still counts in the mean;
+queries with no relevant item in the whole database are logged as a warning
+and counted in :func:`evaluate_retrieval`'s record.
+
+Under ``ties="average"`` with ``topk`` the normaliser (relevant items in the top
+k) is itself random when a tie block straddles position k; the expectation of
+the ratio is computed exactly, by conditioning on the number of relevant items
+the straddling block places above the cut (a hypergeometric variable).
+
+Computation
+-----------
+Queries are processed in chunks (``chunk_size``). Distances come from one
+matrix product of ``+-1`` codes, ``dist = (bits - q . d) / 2``, exact in
+float32. For class labels the per-query work is a histogram, not a sort: with
+the database cut into segments at the query class's relevant items, one
+``scatter_add`` of ``segment * (bits + 1) + distance`` counts, for every
+relevant item, the items at its distance that precede it by index; a cumulative
+sum over segments and the per-distance counts give every relevant item's exact
+position under index tie-breaking. The segment term rides along in the same
+matrix product as an extra code column. Multi-hot labels (or classes so large
+that the histogram would outgrow the distance matrix) use a stable radix sort
+of the distances instead (numpy sorts small integers by radix in linear time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.special import digamma, gammaln
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+ArrayLike = Tensor | np.ndarray
+Ties = Literal["index", "average"]
+
+_TIES = ("index", "average")
+# Elements (query x database, or query x histogram cells) one chunk may hold.
+_CHUNK_ELEMENTS = 1 << 22
+# The histogram path is used while (R + 1) * (bits + 1) <= _HIST_FACTOR * N.
+_HIST_FACTOR = 4
+# float32 represents every multiple of 0.5 below 2**23 exactly (margin kept).
+_FLOAT32_EXACT = 1 << 22
+
+
+@dataclass
+class _Stats:
+    """Per-query raw statistics, from which every metric here is computed.
+
+    Attributes:
+        num_database: database size N.
+        bits: code length.
+        topk: the rank cut-off K used for ``ap_index`` (N for the full ranking).
+        ks: the cut-offs of ``rel_at_k``.
+        num_relevant: (nq,) relevant items in the whole database.
+        hist_all: (nq, bits + 1) database items at each Hamming distance.
+        hist_rel: (nq, bits + 1) relevant items at each Hamming distance.
+        ap_index: (nq,) AP (or AP@K) with ties broken by database index.
+        rel_at_k: (nq, len(ks)) relevant items within the first k, index ties.
+    """
+
+    num_database: int
+    bits: int
+    topk: int
+    ks: tuple[int, ...]
+    num_relevant: np.ndarray
+    hist_all: np.ndarray
+    hist_rel: np.ndarray
+    ap_index: np.ndarray
+    rel_at_k: np.ndarray
+
+
+@dataclass(frozen=True)
+class RadiusCurve:
+    """Precision and recall of Hamming-ball lookups, for radius 0..bits.
+
+    Attributes:
+        radius: (bits + 1,) the radii 0..bits.
+        precision: (bits + 1,) mean over queries of relevant / retrieved within
+            the radius; a query that retrieves nothing has precision 0 (the usual
+            "precision within Hamming radius r" convention of hashing papers).
+        recall: (bits + 1,) mean over queries of relevant within the radius /
+            all relevant; a query with no relevant item has recall 0.
+        fraction_empty: (bits + 1,) fraction of queries retrieving nothing.
+    """
+
+    radius: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    fraction_empty: np.ndarray
+
+
+# --- public API ------------------------------------------------------------------------------
+
+
+def mean_average_precision(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    topk: int | None = None,
+    ties: Ties = "index",
+    chunk_size: int | None = None,
+) -> float:
+    """Mean average precision of Hamming ranking (mAP, or mAP@topk).
+
+    Args:
+        query_codes: (nq, bits) codes in {-1, +1}.
+        db_codes: (N, bits) codes in {-1, +1}.
+        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
+        db_labels: (N,) class ids or (N, C) multi-hot labels, same kind as the queries'.
+        topk: rank cut-off k for mAP@k (AP normalised by the relevant items
+            retrieved within the top k); None ranks the whole database.
+        ties: "index" (ties broken by database index, deterministic) or
+            "average" (expected AP over all orders of tied items).
+        chunk_size: queries per chunk; None picks one from a memory budget.
+
+    Returns:
+        The mean over all queries; queries without a relevant item count as 0.
+    """
+    _check_ties(ties)
+    stats = _retrieval_stats(
+        query_codes, db_codes, query_labels, db_labels, topk=topk, chunk_size=chunk_size
+    )
+    _warn_no_relevant(stats)
+    ap = stats.ap_index if ties == "index" else _tie_aware_ap(stats)
+    return float(ap.mean()) if len(ap) else 0.0
+
+
+def precision_at_k(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    k: int,
+    ties: Ties = "index",
+    chunk_size: int | None = None,
+) -> float:
+    """Mean precision@k: relevant items among the first k, divided by k.
+
+    k larger than the database is capped at the database size. Under
+    ``ties="average"`` the count of relevant items is its expectation.
+
+    Args:
+        query_codes: (nq, bits) codes in {-1, +1}.
+        db_codes: (N, bits) codes in {-1, +1}.
+        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
+        db_labels: (N,) or (N, C) labels.
+        k: the cut-off (>= 1).
+        ties: "index" or "average" (see the module docstring).
+        chunk_size: queries per chunk; None picks one from a memory budget.
+
+    Returns:
+        The mean over all queries.
+    """
+    _check_ties(ties)
+    stats = _retrieval_stats(
+        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
+    )
+    kk = min(k, stats.num_database)
+    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
+    return float((rel / kk).mean()) if len(rel) else 0.0
+
+
+def recall_at_k(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    k: int,
+    ties: Ties = "index",
+    chunk_size: int | None = None,
+) -> float:
+    """Mean recall@k: relevant items among the first k over all relevant items.
+
+    Queries without a relevant item count as 0.
+
+    Args:
+        query_codes: (nq, bits) codes in {-1, +1}.
+        db_codes: (N, bits) codes in {-1, +1}.
+        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
+        db_labels: (N,) or (N, C) labels.
+        k: the cut-off (>= 1).
+        ties: "index" or "average" (see the module docstring).
+        chunk_size: queries per chunk; None picks one from a memory budget.
+
+    Returns:
+        The mean over all queries.
+    """
+    _check_ties(ties)
+    stats = _retrieval_stats(
+        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
+    )
+    kk = min(k, stats.num_database)
+    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
+    return float(_safe_div(rel, stats.num_relevant).mean()) if len(rel) else 0.0
+
+
+def precision_recall_by_radius(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    chunk_size: int | None = None,
+) -> RadiusCurve:
+    """Precision and recall of Hamming-ball lookups for every radius 0..bits.
+
+    Independent of tie order (a ball holds whole tie blocks).
+
+    Args:
+        query_codes: (nq, bits) codes in {-1, +1}.
+        db_codes: (N, bits) codes in {-1, +1}.
+        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
+        db_labels: (N,) or (N, C) labels.
+        chunk_size: queries per chunk; None picks one from a memory budget.
+
+    Returns:
+        A :class:`RadiusCurve` (means over all queries).
+    """
+    stats = _retrieval_stats(query_codes, db_codes, query_labels, db_labels, chunk_size=chunk_size)
+    retrieved = np.cumsum(stats.hist_all, axis=1)  # (nq, bits+1)
+    relevant = np.cumsum(stats.hist_rel, axis=1)  # (nq, bits+1)
+    precision = _safe_div(relevant, retrieved)
+    recall = _safe_div(relevant, stats.num_relevant[:, None])
+    nq = max(len(retrieved), 1)
+    return RadiusCurve(
+        radius=np.arange(stats.bits + 1),
+        precision=precision.sum(0) / nq,
+        recall=recall.sum(0) / nq,
+        fraction_empty=(retrieved == 0).sum(0) / nq,
+    )
+
+
+def evaluate_retrieval(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    ks: Sequence[int] = (10, 100),
+    topk: int | None = None,
+    chunk_size: int | None = None,
+    per_query: bool = False,
+) -> dict[str, object]:
+    """Every retrieval figure from one pass, as a JSON-ready record.
+
+    Args:
+        query_codes: (nq, bits) codes in {-1, +1}.
+        db_codes: (N, bits) codes in {-1, +1}.
+        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
+        db_labels: (N,) or (N, C) labels.
+        ks: cut-offs for precision@k and recall@k (ties by index).
+        topk: cut-off of the mAP figures (None: whole ranking).
+        chunk_size: queries per chunk; None picks one from a memory budget.
+        per_query: also return the per-query AP lists (``ap``, ``ap_tie_aware``),
+            e.g. for paired tests.
+
+    Returns:
+        ``map`` (ties by index), ``map_tie_aware`` (expected AP over tie orders),
+        ``topk`` (None = whole ranking), ``bits``, ``num_queries``,
+        ``num_database``, ``num_queries_without_relevant`` (none in the whole
+        database; their AP counts as 0), ``precision@k`` and ``recall@k`` for
+        each k (ties by index; k capped at the database size), ``ties`` (a note
+        naming the conventions).
+    """
+    ks = tuple(int(k) for k in ks)
+    stats = _retrieval_stats(
+        query_codes, db_codes, query_labels, db_labels, topk=topk, ks=ks, chunk_size=chunk_size
+    )
+    missing = _warn_no_relevant(stats)
+    ap_tie = _tie_aware_ap(stats)
+    nq = len(stats.ap_index)
+    record: dict[str, object] = {
+        "map": float(stats.ap_index.mean()) if nq else 0.0,
+        "map_tie_aware": float(ap_tie.mean()) if nq else 0.0,
+        "topk": topk,
+        "bits": stats.bits,
+        "num_queries": nq,
+        "num_database": stats.num_database,
+        "num_queries_without_relevant": missing,
+        "ties": "map, precision@k, recall@k: Hamming ties broken by database index; "
+        "map_tie_aware: expected AP over all orders of tied items (McSherry & Najork 2008)",
+    }
+    for j, k in enumerate(ks):
+        kk = min(k, stats.num_database)
+        rel = stats.rel_at_k[:, j]
+        record[f"precision@{k}"] = float((rel / kk).mean()) if nq else 0.0
+        record[f"recall@{k}"] = float(_safe_div(rel, stats.num_relevant).mean()) if nq else 0.0
+    if per_query:
+        record["ap"] = stats.ap_index.tolist()
+        record["ap_tie_aware"] = ap_tie.tolist()
+    return record
+
+
+# --- input handling --------------------------------------------------------------------------
+
+
+def _check_ties(ties: str) -> None:
+    if ties not in _TIES:
+        raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
+
+
+def _as_codes(codes: ArrayLike, name: str) -> Tensor:
+    """(n, bits) float32 tensor of +-1 codes, validated."""
+    t = torch.as_tensor(np.asarray(codes) if not isinstance(codes, Tensor) else codes)
+    t = t.detach().cpu()
+    if t.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, bits), got {tuple(t.shape)}")
+    t = t.to(torch.float32)
+    if t.numel() and not bool(((t == 1) | (t == -1)).all()):
+        raise ValueError(
+            f"{name} must hold only -1 and +1 (binarise with torch.where(u >= 0, 1.0, -1.0))"
+        )
+    return t.contiguous()
+
+
+def _as_labels(labels: ArrayLike, n: int, name: str) -> Tensor:
+    t = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
+    t = t.detach().cpu()
+    if t.ndim not in (1, 2) or t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, C), got {tuple(t.shape)}")
+    if t.ndim == 1 and (t.is_floating_point() or t.is_complex()):
+        if not bool((t == t.round()).all()):
+            raise ValueError(f"{name}: class ids must be integers")
+    return t
+
+
+def _prepare_labels(
+    query_labels: ArrayLike, db_labels: ArrayLike, nq: int, n: int
+) -> tuple[str, Tensor, Tensor]:
+    """("class", (nq,), (N,)) int64 class ids, or ("multi", (nq, C), (N, C)) float32."""
+    ql = _as_labels(query_labels, nq, "query_labels")
+    dl = _as_labels(db_labels, n, "db_labels")
+    if ql.ndim != dl.ndim:
+        raise ValueError(
+            "query_labels and db_labels must be of the same kind (both class ids or both "
+            f"multi-hot), got shapes {tuple(ql.shape)} and {tuple(dl.shape)}"
+        )
+    if ql.ndim == 2:
+        if ql.shape[1] != dl.shape[1]:
+            raise ValueError(
+                f"multi-hot label widths differ: {ql.shape[1]} (queries) vs {dl.shape[1]} (database)"
+            )
+        qm, dm = (ql != 0), (dl != 0)
+        if bool((qm.sum(1) == 1).all()) and bool((dm.sum(1) == 1).all()):
+            return "class", qm.to(torch.int8).argmax(1), dm.to(torch.int8).argmax(1)
+        return "multi", qm.to(torch.float32), dm.to(torch.float32)
+    return "class", ql.to(torch.int64), dl.to(torch.int64)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=np.float64)
+    den = np.broadcast_to(np.asarray(den, dtype=np.float64), num.shape)
+    out = np.zeros_like(num)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _warn_no_relevant(stats: _Stats) -> int:
+    missing = int((stats.num_relevant == 0).sum())
+    if missing:
+        logger.warning(
+            "%d of %d queries have no relevant database item; their AP counts as 0",
+            missing, len(stats.num_relevant),
+        )
+    return missing
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+def _retrieval_stats(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    topk: int | None = None,
+    ks: Sequence[int] = (),
+    chunk_size: int | None = None,
+    method: Literal["auto", "histogram", "sort"] = "auto",
+) -> _Stats:
+    """Per-query histograms, index-tie AP and relevant counts within each k.
+
+    ``method`` selects the index-tie algorithm (both are exact; "auto" picks the
+    histogram path for class labels unless a class's histogram would be larger
+    than ``_HIST_FACTOR`` times the database, and the sort path otherwise).
+    """
+    q = _as_codes(query_codes, "query_codes")
+    d = _as_codes(db_codes, "db_codes")
+    if q.shape[1] != d.shape[1]:
+        raise ValueError(f"code lengths differ: {q.shape[1]} (queries) vs {d.shape[1]} (database)")
+    nq, bits = q.shape
+    n = d.shape[0]
+    if n == 0:
+        raise ValueError("the database is empty")
+    if topk is not None and topk < 1:
+        raise ValueError(f"topk must be >= 1 or None, got {topk}")
+    if any(k < 1 for k in ks):
+        raise ValueError(f"every k must be >= 1, got {tuple(ks)}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    if method not in ("auto", "histogram", "sort"):
+        raise ValueError(f"unknown method {method!r}")
+    kind, ql, dl = _prepare_labels(query_labels, db_labels, nq, n)
+    big_k = n if topk is None else min(topk, n)
+    ks = tuple(int(k) for k in ks)
+    out = _Stats(
+        num_database=n,
+        bits=bits,
+        topk=big_k,
+        ks=ks,
+        num_relevant=np.zeros(nq, np.int64),
+        hist_all=np.zeros((nq, bits + 1), np.int64),
+        hist_rel=np.zeros((nq, bits + 1), np.int64),
+        ap_index=np.zeros(nq, np.float64),
+        rel_at_k=np.zeros((nq, len(ks)), np.int64),
+    )
+    if nq == 0:
+        return out
+    ks_t = torch.tensor([min(k, n) for k in ks], dtype=torch.int64)
+
+    if kind == "multi":
+        def multi_rel(rows: Tensor) -> Tensor:
+            return (ql[rows] @ dl.T) > 0  # (Qc, N)
+
+        _sort_path(q, d, torch.arange(nq), multi_rel, big_k, ks_t, chunk_size, out)
+        return out
+
+    order = torch.argsort(ql, stable=True)
+    classes, counts = torch.unique_consecutive(ql[order], return_counts=True)
+    d_aug = torch.empty(n, bits + 1, dtype=torch.float32)  # (N, bits+1)
+    d_aug[:, :bits] = d
+    start = 0
+    for c, count in zip(classes.tolist(), counts.tolist(), strict=True):
+        rows = order[start : start + count]
+        start += count
+        mask = dl == c  # (N,)
+        num_rel = int(mask.sum())
+        cells = (num_rel + 1) * (bits + 1)
+        use_hist = method == "histogram" or (method == "auto" and cells <= _HIST_FACTOR * n)
+        if use_hist:
+            _histogram_path(q, d_aug, rows, mask, big_k, ks_t, chunk_size, out)
+        else:
+            def class_rel(sub: Tensor) -> Tensor:
+                return ql[sub][:, None] == dl[None, :]  # (Qc, N)
+
+            _sort_path(q, d, rows, class_rel, big_k, ks_t, chunk_size, out)
+    return out
+
+
+def _chunk_rows(per_query: int, chunk_size: int | None) -> int:
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, _CHUNK_ELEMENTS // max(per_query, 1))
+
+
+def _histogram_path(
+    q: Tensor,
+    d_aug: Tensor,
+    rows: Tensor,
+    mask: Tensor,
+    big_k: int,
+    ks: Tensor,
+    chunk_size: int | None,
+    out: _Stats,
+) -> None:
+    """Index-tie statistics for queries sharing one relevant set (class labels).
+
+    Args:
+        q: (nq, bits) all query codes.
+        d_aug: (N, bits+1) database codes; the last column is overwritten here.
+        rows: (Qg,) the queries of this group.
+        mask: (N,) bool, the group's relevant database items.
+        big_k: rank cut-off of the AP.
+        ks: (len(ks),) cut-offs (already capped at N) for relevant counts.
+        chunk_size: queries per chunk, or None.
+        out: filled in place at ``rows``.
+    """
+    n, b1 = d_aug.shape
+    bits = b1 - 1
+    rel_idx = torch.nonzero(mask).squeeze(1)  # (R,)
+    num_rel = len(rel_idx)
+    cells = (num_rel + 1) * b1
+    # segment of item i = relevant items strictly before i; index = segment*(bits+1) + dist
+    seg = torch.cumsum(mask, 0) - mask.to(torch.int64)  # (N,)
+    d_aug[:, bits] = (seg * b1).to(torch.float64).add_(bits / 2).to(torch.float32)
+    exact32 = cells + bits < _FLOAT32_EXACT
+    dtype = torch.float32 if exact32 else torch.float64
+    db = d_aug if exact32 else d_aug.to(torch.float64)
+    if not exact32:
+        db[:, bits] = (seg * b1).to(torch.float64) + bits / 2
+    db_t = db.T  # (bits+1, N)
+    rel_offsets = torch.arange(num_rel, dtype=torch.int64) * b1  # (R,)
+    ranks = torch.arange(1, num_rel + 1, dtype=torch.float64)  # (R,)
+    step = _chunk_rows(max(n, cells), chunk_size)
+    for s in range(0, len(rows), step):
+        sub = rows[s : s + step]
+        qc = len(sub)
+        qa = torch.empty(qc, b1, dtype=dtype)  # (Qc, bits+1)
+        qa[:, :bits] = q[sub] * -0.5
+        qa[:, bits] = 1.0
+        idx = torch.mm(qa, db_t).to(torch.int64)  # (Qc, N) = seg*(bits+1) + dist, exact
+        hist = torch.zeros(qc, cells, dtype=torch.int32)
+        hist.scatter_add_(1, idx, torch.ones(1, 1, dtype=torch.int32).expand(qc, n))
+        cum = hist.view(qc, num_rel + 1, b1).cumsum(1, dtype=torch.int32)  # (Qc, R+1, bits+1)
+        hist_all = cum[:, num_rel, :].to(torch.int64)  # (Qc, bits+1)
+        sub_np = sub.numpy()
+        out.hist_all[sub_np] = hist_all.numpy()
+        out.num_relevant[sub_np] = num_rel
+        if num_rel == 0:
+            continue
+        g = idx[:, rel_idx]  # (Qc, R) = k*(bits+1) + d_k for the k-th relevant item
+        d_rel = g - rel_offsets  # (Qc, R) distances of the relevant items
+        same_before = cum.view(qc, cells).gather(1, g).to(torch.int64)  # (Qc, R), self included
+        before = torch.cumsum(hist_all, 1) - hist_all  # (Qc, bits+1) items at smaller distance
+        pos = before.gather(1, d_rel) + same_before  # (Qc, R) 1-based positions
+        hist_rel = torch.zeros(qc, b1, dtype=torch.int64)
+        hist_rel.scatter_add_(1, d_rel, torch.ones(1, 1, dtype=torch.int64).expand(qc, num_rel))
+        out.hist_rel[sub_np] = hist_rel.numpy()
+        pos_sorted = torch.sort(pos, dim=1).values  # (Qc, R) increasing
+        _fill_index_ap(pos_sorted, ranks, big_k, ks, sub_np, out)
+
+
+def _sort_path(
+    q: Tensor,
+    d: Tensor,
+    rows: Tensor,
+    relevance: Callable[[Tensor], Tensor],
+    big_k: int,
+    ks: Tensor,
+    chunk_size: int | None,
+    out: _Stats,
+) -> None:
+    """Index-tie statistics by a stable sort of each query's distances (any labels).
+
+    Args:
+        q: (nq, bits) all query codes.
+        d: (N, bits) database codes.
+        rows: (Qg,) the queries to process.
+        relevance: maps (Qc,) query indices to a (Qc, N) bool relevance matrix.
+        big_k: rank cut-off of the AP.
+        ks: (len(ks),) cut-offs (already capped at N) for relevant counts.
+        chunk_size: queries per chunk, or None.
+        out: filled in place at ``rows``.
+    """
+    n, bits = d.shape
+    b1 = bits + 1
+    dist_dtype = np.uint8 if bits < 256 else np.int16
+    d_t = d.T.contiguous()  # (bits, N)
+    step = _chunk_rows(2 * n, chunk_size)
+    for s in range(0, len(rows), step):
+        sub = rows[s : s + step]
+        qc = len(sub)
+        ip = torch.mm(q[sub], d_t)  # (Qc, N)
+        dist = ((bits - ip) * 0.5).numpy().astype(dist_dtype)  # (Qc, N), exact
+        rel = relevance(sub).numpy()  # (Qc, N) bool
+        perm = np.argsort(dist, axis=1, kind="stable")  # (Qc, N) radix sort, ties by index
+        rel_sorted = np.take_along_axis(rel, perm, axis=1)  # (Qc, N)
+        row_off = (np.arange(qc, dtype=np.int64) * b1)[:, None]
+        hist_all = np.bincount((dist + row_off).ravel(), minlength=qc * b1).reshape(qc, b1)
+        hist_rel = np.bincount(
+            (dist + row_off)[rel], minlength=qc * b1
+        ).reshape(qc, b1)
+        num_rel = rel.sum(1)  # (Qc,)
+        sub_np = sub.numpy()
+        out.hist_all[sub_np] = hist_all
+        out.hist_rel[sub_np] = hist_rel
+        out.num_relevant[sub_np] = num_rel
+        r_max = int(num_rel.max()) if qc else 0
+        if r_max == 0:
+            continue
+        rr, cc = np.nonzero(rel_sorted)  # row-major: positions increase within a row
+        starts = np.concatenate([[0], np.cumsum(num_rel)[:-1]])
+        rank = np.arange(len(rr)) - starts[rr]
+        pos = np.full((qc, r_max), np.iinfo(np.int64).max, dtype=np.int64)  # (Qc, Rmax)
+        pos[rr, rank] = cc + 1
+        ranks = torch.arange(1, r_max + 1, dtype=torch.float64)
+        _fill_index_ap(torch.from_numpy(pos), ranks, big_k, ks, sub_np, out)
+
+
+def _fill_index_ap(
+    pos_sorted: Tensor,
+    ranks: Tensor,
+    big_k: int,
+    ks: Tensor,
+    sub_np: np.ndarray,
+    out: _Stats,
+) -> None:
+    """AP@K and relevant counts from the sorted 1-based positions of relevant items.
+
+    Args:
+        pos_sorted: (Qc, R) increasing positions of the relevant items, padded
+            with a huge value where a query has fewer than R.
+        ranks: (R,) 1..R as float64.
+        big_k: rank cut-off.
+        ks: (len(ks),) cut-offs.
+        sub_np: (Qc,) query rows to fill.
+        out: filled in place.
+    """
+    within = pos_sorted <= big_k  # (Qc, R)
+    num_within = within.sum(1)  # (Qc,)
+    prec = torch.where(within, ranks / pos_sorted.clamp(max=big_k + 1).to(torch.float64), 0.0)
+    ap = torch.where(num_within > 0, prec.sum(1) / num_within.clamp(min=1), 0.0)
+    out.ap_index[sub_np] = ap.numpy()
+    if len(ks):
+        cut = ks.expand(len(pos_sorted), -1).contiguous()  # (Qc, len(ks))
+        counts = torch.searchsorted(pos_sorted, cut, right=True)  # (Qc, len(ks))
+        out.rel_at_k[sub_np] = counts.numpy()
+
+
+# --- tie-aware (expected) figures ------------------------------------------------------------
+
+
+def _harmonic(x: np.ndarray) -> np.ndarray:
+    """H(x) = sum_{i=1..x} 1/i for integer arrays x >= 0 (via digamma, no cumulative error)."""
+    return digamma(np.asarray(x, dtype=np.float64) + 1.0) + np.euler_gamma
+
+
+def _expected_block_sum(
+    r0: np.ndarray, n0: np.ndarray, n: np.ndarray, r: np.ndarray
+) -> np.ndarray:
+    """Expected sum of precisions at the relevant items of a randomly ordered tie block.
+
+    A block of ``n`` tied items, ``r`` of them relevant, follows ``n0`` items of
+    which ``r0`` are relevant; its order is a uniform random permutation. The
+    relevant item at block position t (1..n) has precision
+    ``(r0 + 1 + X_t) / (n0 + t)`` with ``X_t`` the relevant items among the t - 1
+    block positions before it. ``P(position t relevant) = r / n`` and, given
+    that, ``X_t`` is hypergeometric (t - 1 draws from n - 1 items, r - 1 of them
+    relevant) with mean ``(t - 1)(r - 1)/(n - 1)``. As the precision is linear in
+    ``X_t``, the expectation is exact::
+
+        E = (r/n) * sum_{t=1..n} (r0 + 1 + (t - 1) b) / (n0 + t),   b = (r-1)/(n-1)
+          = (r/n) * (b n + (r0 + 1 - b (n0 + 1)) (H(n0 + n) - H(n0)))
+
+    (b = 0 when n = 1). Note the expected precision at a relevant item is not
+    the block's average precision ``(r0 + r)/(n0 + n)``: the expectation of a
+    ratio is taken term by term.
+
+    Args:
+        r0, n0, n, r: broadcastable integer arrays.
+
+    Returns:
+        The expected sum (float64), 0 where n == 0 or r == 0.
+    """
+    r0, n0, n, r = (np.asarray(a, dtype=np.float64) for a in (r0, n0, n, r))
+    safe_n = np.maximum(n, 1.0)
+    b = np.where(n > 1, (r - 1.0) / np.maximum(n - 1.0, 1.0), 0.0)
+    dh = _harmonic(n0 + n) - _harmonic(n0)
+    value = (r / safe_n) * (b * n + (r0 + 1.0 - b * (n0 + 1.0)) * dh)
+    return np.where((n > 0) & (r > 0), value, 0.0)
+
+
+def _tie_aware_ap(stats: _Stats, max_cells: int = _CHUNK_ELEMENTS) -> np.ndarray:
+    """Expected AP (or AP@K) over uniformly random orders within every tie block.
+
+    Blocks entirely within the top K contribute their expected precision sums
+    (:func:`_expected_block_sum`). If a block straddles position K, taking m of
+    its n places above the cut, the number X of its relevant items above the cut
+    is hypergeometric(n, r, m), the normaliser is R0 + X, and given X = x the x
+    relevant items are uniform over those m places. Hence, with S the expected
+    sum of the earlier blocks (independent of X),
+    ``E[AP@K] = sum_x P(X = x) (S + block_sum(r0, n0, m, x)) / (r0 + x)``,
+    terms with r0 + x = 0 being 0.
+
+    Args:
+        stats: per-query histograms.
+        max_cells: bound on the (queries x x-values) work array.
+
+    Returns:
+        (nq,) float64 expected AP.
+    """
+    n_b = stats.hist_all.astype(np.int64)  # (nq, bits+1)
+    r_b = stats.hist_rel.astype(np.int64)
+    big_k = stats.topk
+    n0 = np.cumsum(n_b, 1) - n_b  # items before each block
+    r0 = np.cumsum(r_b, 1) - r_b
+    full = (n0 + n_b <= big_k) & (n_b > 0)
+    early = np.where(full, _expected_block_sum(r0, n0, n_b, r_b), 0.0).sum(1)  # (nq,)
+    rel_full = np.where(full, r_b, 0).sum(1)  # (nq,)
+    ap = _safe_div(early, rel_full)
+    straddle = (n0 < big_k) & (n0 + n_b > big_k)  # (nq, bits+1), at most one per row
+    rows, cols = np.nonzero(straddle & (r_b > 0))
+    if len(rows) == 0:
+        return ap
+    n_s, r_s, n0_s = n_b[rows, cols], r_b[rows, cols], n0[rows, cols]
+    r0_s = rel_full[rows]
+    m_s = big_k - n0_s  # places above the cut, 1..n-1
+    x_lo = np.maximum(0, m_s - (n_s - r_s))
+    x_hi = np.minimum(r_s, m_s)
+    width = int((x_hi - x_lo).max()) + 1
+    step = max(1, max_cells // width)
+    for s in range(0, len(rows), step):
+        sl = slice(s, s + step)
+        x = x_lo[sl, None] + np.arange(width)[None, :]  # (Qs, W)
+        valid = x <= x_hi[sl, None]
+        xs = np.minimum(x, x_hi[sl, None])  # keep every term in range
+        n_, r_, m_ = n_s[sl, None], r_s[sl, None], m_s[sl, None]
+        log_p = (
+            _log_comb(r_, xs) + _log_comb(n_ - r_, m_ - xs) - _log_comb(n_, m_)
+        )  # (Qs, W) hypergeometric log-pmf
+        p = np.where(valid, np.exp(log_p), 0.0)
+        inner = _expected_block_sum(r0_s[sl, None], n0_s[sl, None], m_, xs)  # (Qs, W)
+        denom = r0_s[sl, None] + xs
+        term = _safe_div(early[rows[sl], None] + inner, denom) * p
+        ap[rows[sl]] = term.sum(1)
+    return ap
+
+
+def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    n = np.asarray(n, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+
+
+def _expected_rel_at_k(stats: _Stats, k: int) -> np.ndarray:
+    """Expected relevant items within the first k under random tie orders.
+
+    Args:
+        stats: per-query histograms.
+        k: cut-off, at most the database size.
+
+    Returns:
+        (nq,) float64.
+    """
+    n_b, r_b = stats.hist_all, stats.hist_rel
+    n0 = np.cumsum(n_b, 1) - n_b
+    inside = np.clip(k - n0, 0, n_b)  # (nq, bits+1) places of each block above the cut
+    return (_safe_div(r_b * inside, n_b)).sum(1)

@@ -1,0 +1,220 @@
+"""Multi-FusNet (method.md section 2): fusion per level, level blocks, cascade,
+transformer hash-feature enhancement, hash head and classifier.
+
+One module with the three ablation switches of Table 6 (``cascade``, ``fusion``,
+``transformer``); channel counts come from the backbone's ``feature_info``.
+The network splits into the backbone and a head over its level maps, so the
+frozen-backbone mode can train the head on cached features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fusnet.config import ModelConfig
+from fusnet.models.attention import build_attention
+from fusnet.models.backbones import build_backbone
+
+
+@dataclass
+class MultiFusNetOutput:
+    """Named outputs of one forward pass.
+
+    Attributes:
+        hash_logits: real-valued hash outputs u, (B, bits); codes are sign(u).
+        class_logits: (B, num_classes).
+        levels: backbone maps f_i used by the head, each (B, C_i, H_i, W_i).
+        fused: fused maps f̂_i = f_i + A(f_i) (equal to ``levels`` with fusion off).
+        level_vectors: pooled level vectors g_i, each (B, level_dim).
+    """
+
+    hash_logits: Tensor
+    class_logits: Tensor
+    levels: list[Tensor]
+    fused: list[Tensor]
+    level_vectors: list[Tensor]
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class LevelBlock(nn.Module):
+    """g = GlobalMaxPool(ConvBNReLU3x3(ConvBNReLU1x1(f -> mid) -> out))."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.reduce = ConvBNReLU(in_channels, mid_channels, 1)
+        self.expand = ConvBNReLU(mid_channels, out_channels, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.expand(self.reduce(x))  # (B, out, H, W)
+        return torch.amax(x, dim=(2, 3))  # (B, out)
+
+
+class TwoBranchFusion(nn.Module):
+    """Eq. 8: f̂ = f + A(f), A a channel attention module (identity branch when off)."""
+
+    def __init__(self, channels: int, attention: str) -> None:
+        super().__init__()
+        self.attention = build_attention(attention, channels)
+
+    def forward(self, f: Tensor) -> Tensor:
+        return f + self.attention(f)  # (B, C, H, W)
+
+
+class HashFeatureEnhancer(nn.Module):
+    """Eq. 10 trans(·): a pre-norm transformer encoder over the level vectors.
+
+    Each g_i (B, level_dim) is projected to width d and given a learned level
+    embedding; the encoder output is projected back, flattened and added to the
+    cascade vector z as a residual.
+    """
+
+    def __init__(
+        self, num_levels: int, level_dim: int, dim: int, depth: int, heads: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.project_in = nn.Linear(level_dim, dim)
+        self.level_embedding = nn.Parameter(torch.zeros(1, num_levels, dim))
+        nn.init.trunc_normal_(self.level_embedding, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model=dim,
+            nhead=heads,
+            dim_feedforward=4 * dim,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers=depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.project_out = nn.Linear(dim, level_dim)
+
+    def forward(self, level_vectors: list[Tensor]) -> Tensor:
+        tokens = torch.stack(level_vectors, dim=1)  # (B, L, level_dim)
+        x = self.project_in(tokens) + self.level_embedding  # (B, L, d)
+        x = self.norm(self.encoder(x))  # (B, L, d)
+        x = self.project_out(x)  # (B, L, level_dim)
+        return x.flatten(1)  # (B, L * level_dim)
+
+
+class HashHead(nn.Module):
+    """Eqs. 10-11: u = Linear(ELU(BN(Linear(BN(z'))))), widths in -> hidden -> bits."""
+
+    def __init__(self, in_dim: int, hidden: int, bits: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.BatchNorm1d(in_dim),
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ELU(inplace=True),
+            nn.Linear(hidden, bits),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)  # (B, bits)
+
+
+class MultiFusNetHead(nn.Module):
+    """Everything above the backbone: works on level maps (live or cached)."""
+
+    def __init__(self, config: ModelConfig, level_channels: tuple[int, ...], num_classes: int):
+        super().__init__()
+        self.config = config
+        # The top level only, when the cascade is switched off (Table 6 row 1).
+        self.level_indices = list(range(len(level_channels))) if config.cascade else [-1]
+        channels = [level_channels[i] for i in self.level_indices]
+        self.fusions = nn.ModuleList(
+            [TwoBranchFusion(c, config.attention) if config.fusion else nn.Identity() for c in channels]
+        )
+        self.blocks = nn.ModuleList(
+            [LevelBlock(c, config.block_mid, config.level_dim) for c in channels]
+        )
+        num_levels = len(channels)
+        self.enhancer = (
+            HashFeatureEnhancer(
+                num_levels,
+                config.level_dim,
+                config.transformer_dim,
+                config.transformer_depth,
+                config.transformer_heads,
+                config.dropout,
+            )
+            if config.transformer
+            else None
+        )
+        self.hash_head = HashHead(num_levels * config.level_dim, config.hash_hidden, config.bits)
+        # The authors' classifier: Linear(level_dim -> bits) on the top level, then bits -> C.
+        self.classifier = nn.Sequential(
+            nn.Linear(config.level_dim, config.bits), nn.Linear(config.bits, num_classes)
+        )
+
+    def forward(self, all_levels: list[Tensor]) -> MultiFusNetOutput:
+        levels = [all_levels[i] for i in self.level_indices]
+        fused = [fusion(f) for fusion, f in zip(self.fusions, levels, strict=True)]
+        vectors = [block(f) for block, f in zip(self.blocks, fused, strict=True)]  # L x (B, D)
+        z = torch.cat(vectors, dim=1)  # (B, L * D)
+        if self.enhancer is not None:
+            z = z + self.enhancer(vectors)  # (B, L * D)
+        return MultiFusNetOutput(
+            hash_logits=self.hash_head(z),  # (B, bits)
+            class_logits=self.classifier(vectors[-1]),  # (B, C)
+            levels=levels,
+            fused=fused,
+            level_vectors=vectors,
+        )
+
+
+class MultiFusNet(nn.Module):
+    """Backbone + :class:`MultiFusNetHead`.
+
+    Args:
+        config: the architecture.
+        num_classes: classes of the training set.
+        backbone: a prebuilt backbone (else built from ``config``).
+    """
+
+    def __init__(
+        self, config: ModelConfig, num_classes: int, backbone: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = num_classes
+        self.backbone = backbone if backbone is not None else build_model_backbone(config)
+        channels = tuple(info["num_chs"] for info in self.backbone.feature_info)
+        self.head = MultiFusNetHead(config, channels, num_classes)
+
+    def forward(self, images: Tensor) -> MultiFusNetOutput:
+        return self.head(self.backbone(images))  # images (B, 3, H, W)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """Binary codes in {-1, +1}, (B, bits); sign(0) = +1."""
+        u = self.forward(images).hash_logits  # (B, bits)
+        return torch.where(u >= 0, 1.0, -1.0)
+
+
+def build_model_backbone(config: ModelConfig) -> nn.Module:
+    """The backbone a :class:`ModelConfig` names, with its weights request.
+
+    A ``weights_path`` wins over ``pretrained`` (a local file is the explicit choice).
+    """
+    if config.weights_path is not None:
+        return build_backbone(config.backbone, pretrained=False, weights_path=config.weights_path)
+    pretrained: bool | str
+    if config.pretrained in ("none", "false", "random"):
+        pretrained = False
+    elif config.pretrained in ("default", "true"):
+        pretrained = True
+    else:
+        pretrained = config.pretrained
+    return build_backbone(config.backbone, pretrained=pretrained)

@@ -1,0 +1,608 @@
+"""Training Multi-FusNet: one run per bit length, checkpointed every epoch.
+
+A run writes into ``config.output_dir``:
+
+- ``config.json``: the run's :class:`~fusnet.config.RunConfig`;
+- ``metrics.json``: test mAP (index ties and tie-aware), precision@k, the
+  per-epoch history and which epoch was selected, and how;
+- ``codes.npz``: packed database (training split) and query (test split) codes;
+- ``manifest.json``: code version, data, weights, seed, device, wall time, images/s;
+- ``checkpoints/last.pt`` (everything needed to resume exactly),
+  ``checkpoints/best.pt`` (the selected weights) and ``model.pt`` (final weights).
+
+Model selection uses the validation split carved from the training split
+(``select="val"``) or the last epoch (``select="last"``); never the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from fusnet import runtime
+from fusnet.config import RunConfig
+from fusnet.data import build_dataset
+from fusnet.data.transforms import build_transform
+from fusnet.errors import CheckpointError, TrainingError
+from fusnet.evaluate import encode_cached, encode_dataset, retrieval_metrics, save_codes
+from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_compute_levels
+from fusnet.losses import MultiTaskLoss, classification_loss, hash_loss
+from fusnet.models.multifusnet import MultiFusNet
+from fusnet.proxy_codes import class_proxy_codes, code_diagnostics
+from fusnet.zoom import SaliencyZoom, saliency_from_features
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+# Config fields that may differ between an interrupted run and its resumption.
+RESUMABLE_DIFFERENCES = {"output_dir", "cache_dir", "device", "eval_every", "data.num_workers",
+                         "data.eval_batch_size"}
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns (also written to ``metrics.json``)."""
+
+    output_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded over processes (one code path for 1..N ranks).
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)  # (N,)
+        per_rank = math.ceil(self.size / self.world)
+        order = torch.cat([order, order[: per_rank * self.world - self.size]])  # pad evenly
+        return order[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.world)
+
+
+@dataclass
+class _Data:
+    """Datasets (full mode) or cached levels (frozen mode) for one run."""
+
+    num_classes: int
+    class_names: list[str]
+    fit_index: Tensor  # indices into the training split used for fitting
+    val_index: Tensor  # indices into the training split held out for selection
+    train_labels: Tensor
+    fit_set: Dataset | None = None  # full mode, train transform, fit subset
+    database_set: Dataset | None = None  # full mode, test transform, training split
+    query_set: Dataset | None = None  # full mode, test transform, test split
+    database_cache: CachedLevels | None = None  # frozen mode
+    query_cache: CachedLevels | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_kwargs(config: RunConfig) -> dict[str, Any]:
+    data = config.data
+    kwargs: dict[str, Any] = {
+        "val_fraction": data.val_fraction,
+        "seed": config.seed,
+        "skip_bad_images": data.skip_bad_images,
+    }
+    if data.dataset == "synthetic":
+        kwargs.update(num_classes=data.synthetic_classes, image_size=max(64, data.image_size))
+    return kwargs
+
+
+def _build_data(
+    config: RunConfig, model: MultiFusNet, device: torch.device, zoom: SaliencyZoom | None
+) -> _Data:
+    data = config.data
+    mean, std = model.backbone.mean, model.backbone.std
+    test_tf = build_transform(data.image_size, train=False, mean=mean, std=std)
+    train_tf = build_transform(data.image_size, train=True, mean=mean, std=std)
+    kwargs = dataset_kwargs(config)
+    database = build_dataset(data.dataset, data.root, "train", transform=test_tf, **kwargs)
+    queries = build_dataset(data.dataset, data.root, "test", transform=test_tf, **kwargs)
+    if config.select == "val":
+        from fusnet.data import split_train_val
+
+        fit_np, val_np = split_train_val(database.labels, data.val_fraction, config.seed)
+        fit_index, val_index = torch.as_tensor(fit_np), torch.as_tensor(val_np)
+    else:
+        fit_index, val_index = torch.arange(len(database)), torch.empty(0, dtype=torch.int64)
+    result = _Data(
+        num_classes=database.num_classes,
+        class_names=list(database.class_names),
+        fit_index=fit_index,
+        val_index=val_index,
+        train_labels=torch.as_tensor(database.labels),
+        description={
+            "dataset": data.dataset,
+            "root": str(data.root),
+            "num_classes": database.num_classes,
+            "train_images": len(database),
+            "test_images": len(queries),
+            "fit_images": len(fit_index),
+            "val_images": len(val_index),
+            "train_fingerprint": runtime.fingerprint(
+                [(Path(p).name, int(y)) for p, y in getattr(database, "samples", [])]
+            ),
+            "test_fingerprint": runtime.fingerprint(
+                [(Path(p).name, int(y)) for p, y in getattr(queries, "samples", [])]
+            ),
+        },
+    )
+    if config.mode == "full":
+        fit_source = build_dataset(data.dataset, data.root, "train", transform=train_tf, **kwargs)
+        result.fit_set = torch.utils.data.Subset(fit_source, fit_index.tolist())
+        result.database_set, result.query_set = database, queries
+        return result
+    # Frozen mode: backbone maps of both splits, computed once and cached.
+    cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
+    for split, dataset in (("train", database), ("test", queries)):
+        key = cache_key(
+            {
+                "backbone": config.model.backbone,
+                "weights": model.backbone.weights_tag,
+                "image_size": data.image_size,
+                "dataset": result.description,
+                "split": split,
+                "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
+            }
+        )
+        cached = load_or_compute_levels(
+            cache_dir / f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt",
+            key,
+            lambda dataset=dataset, split=split: compute_levels(
+                model.backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
+                description=f"backbone features ({split})",
+            ),
+        )
+        if split == "train":
+            result.database_cache = cached
+        else:
+            result.query_cache = cached
+    return result
+
+
+def _parameter_groups(model: MultiFusNet, criterion: nn.Module, config: RunConfig) -> list[dict]:
+    optim = config.optim
+    groups = [{"params": list(model.head.parameters()), "lr": optim.lr}]
+    if config.mode == "full":
+        groups.append(
+            {"params": list(model.backbone.parameters()), "lr": optim.lr * optim.backbone_lr_scale}
+        )
+    # The task weights alpha are learned without weight decay.
+    groups.append({"params": list(criterion.parameters()), "lr": optim.lr, "weight_decay": 0.0})
+    return groups
+
+
+def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        name = f"{prefix}{key}"
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs.extend(_config_differences(a, b, f"{name}."))
+        elif a != b and name not in RESUMABLE_DIFFERENCES:
+            diffs.append(f"{name}: checkpoint {a!r} vs now {b!r}")
+    return diffs
+
+
+def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, Any]:
+    """Load a training checkpoint safely; with ``config``, insist it was made for it."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a fusnet checkpoint (format {CHECKPOINT_FORMAT})")
+    if config is not None:
+        diffs = _config_differences(payload["config"], config.to_dict())
+        if diffs:
+            raise CheckpointError(
+                f"checkpoint {path} was written for another config:\n  "
+                + "\n  ".join(diffs)
+                + "\nuse the same config, or a fresh --output-dir"
+            )
+    return payload
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiFusNet, RunConfig]:
+    """Rebuild a trained model from ``model.pt`` (or a training checkpoint)."""
+    path = Path(path)
+    payload = load_checkpoint(path)
+    config = RunConfig.from_dict(payload["config"])
+    model_config = dataclasses.replace(config.model, pretrained="none", weights_path=None)
+    model = MultiFusNet(model_config, payload["num_classes"])
+    state = payload["model"] if "model" in payload else payload["state"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {path} do not fit its config: {exc}") from exc
+    model.config = config.model
+    return model.to(device), config
+
+
+class Trainer:
+    """One training run (one bit length). Use :func:`train` for the usual entry point."""
+
+    def __init__(self, config: RunConfig, resume: bool = False) -> None:
+        self.config = config
+        self.resume = resume
+        self.output_dir = Path(config.output_dir)
+        self.device = runtime.resolve_device(config.device)
+        self.rank, self.world = runtime.init_distributed(self.device)
+        self.amp = config.amp and self.device.type == "cuda"
+        self.history: list[dict[str, Any]] = []
+        self.images_seen = 0
+        self.train_seconds = 0.0
+
+    # --- set-up -------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        config = self.config
+        runtime.seed_everything(config.seed)
+        self.zoom = SaliencyZoom() if config.loss.zoom else None
+        # Build once to know the classes, then the data (frozen mode runs the backbone here).
+        backbone_model = MultiFusNet(config.model, num_classes=1)
+        self.weights_tag = backbone_model.backbone.weights_tag
+        self.data = _build_data(config, backbone_model, self.device, self.zoom)
+        runtime.seed_everything(config.seed)
+        self.model = MultiFusNet(config.model, self.data.num_classes, backbone=backbone_model.backbone)
+        self.model.to(self.device)
+        if config.mode == "frozen":
+            self.model.backbone.requires_grad_(False)
+            self.model.backbone.eval()
+        self.proxy = class_proxy_codes(
+            self.data.num_classes, config.model.bits, config.loss.proxy_iterations,
+            seed=config.loss.proxy_seed,
+        ).to(self.device)  # (C, bits)
+        self.proxy_diagnostics = code_diagnostics(self.proxy.cpu())
+        self.criterion = MultiTaskLoss(alpha_min=config.loss.alpha_min).to(self.device)
+        trainable: nn.Module = self.model if config.mode == "full" else self.model.head
+        self.trainable = (
+            DistributedDataParallel(
+                trainable, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.world > 1
+            else trainable
+        )
+        optim = config.optim
+        self.optimizer = torch.optim.SGD(
+            _parameter_groups(self.model, self.criterion, config),
+            lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=optim.lr_step, gamma=optim.lr_gamma
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.sampler = EpochShuffleSampler(len(self.data.fit_index), config.seed, self.rank, self.world)
+        self.start_epoch = 0
+        self.best: dict[str, Any] = {"epoch": None, "val_map": -1.0}
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    def _unwrapped(self) -> nn.Module:
+        return self.trainable.module if isinstance(self.trainable, DistributedDataParallel) else self.trainable
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "num_classes": self.data.num_classes,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "criterion": self.criterion.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "best": {"epoch": self.best["epoch"], "val_map": self.best["val_map"]},
+            "images_seen": self.images_seen,
+            "train_seconds": self.train_seconds,
+        }
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        if runtime.is_main_process():
+            runtime.atomic_torch_save(self._state(epoch), self.checkpoint_dir / "last.pt")
+
+    def _try_resume(self) -> None:
+        path = self.checkpoint_dir / "last.pt"
+        if not self.resume:
+            if path.exists():
+                raise CheckpointError(
+                    f"{self.output_dir} already holds a run ({path}); pass --resume to continue it "
+                    "or choose another --output-dir"
+                )
+            return
+        if not path.exists():
+            logger.info("no checkpoint at %s: starting from scratch", path)
+            return
+        payload = load_checkpoint(path, self.config)
+        self.model.load_state_dict(payload["model"])
+        self.criterion.load_state_dict(payload["criterion"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.history = list(payload["history"])
+        self.best = dict(payload["best"])
+        self.images_seen = int(payload["images_seen"])
+        self.train_seconds = float(payload["train_seconds"])
+        self.start_epoch = int(payload["epoch"])
+        logger.info("resumed %s after epoch %d", path, self.start_epoch)
+
+    # --- one epoch ------------------------------------------------------------------
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Any, Any, Tensor]]:
+        """Yield (inputs, zoom inputs or None, labels) for one epoch."""
+        self.sampler.set_epoch(epoch)
+        batch_size = self.config.data.batch_size
+        if self.config.mode == "frozen":
+            cache = self.data.database_cache
+            order = self.data.fit_index[self.sampler.indices()]  # (N_rank,)
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                if len(index) < 2:  # BatchNorm needs two samples
+                    continue
+                zoom = cache.batch(index, self.device, zoom=True) if self.zoom else None
+                yield cache.batch(index, self.device), zoom, cache.labels[index].to(self.device)
+            return
+        loader = DataLoader(
+            self.data.fit_set,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=self.config.data.num_workers,
+            generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch),
+            drop_last=len(self.sampler) > batch_size,
+        )
+        for images, labels in loader:
+            yield images.to(self.device), None, labels.to(self.device)
+
+    def _step(self, inputs: Any, zoom_inputs: Any, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+        with runtime.autocast_context(self.device, self.amp):
+            out = self.trainable(inputs)
+            zoom_logits = None
+            if self.zoom is not None:
+                if zoom_inputs is None:  # full mode: zoom the batch on its own saliency
+                    saliency = saliency_from_features(out.levels[-1])  # (B, h, w), detached
+                    zoom_inputs = self.zoom(inputs, saliency)  # (B, 3, H, W)
+                # Second pass outside the DDP wrapper: gradients still reach the shared
+                # parameters' hooks once per backward, so ranks stay in sync.
+                zoom_logits = self._unwrapped()(zoom_inputs).class_logits  # (B, C)
+            l_hash = hash_loss(out.hash_logits.float(), self.proxy, labels)
+            l_cls = classification_loss(
+                out.class_logits.float(),
+                None if zoom_logits is None else zoom_logits.float(),
+                labels,
+                true_prob=self.config.loss.true_prob,
+            )
+            loss, parts = self.criterion(l_hash, l_cls)
+        return loss, parts
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.trainable.train()
+        if self.config.mode == "frozen":
+            self.model.backbone.eval()
+        torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout, augmentation
+        totals: dict[str, float] = {}
+        steps, images = 0, 0
+        start = time.perf_counter()
+        total_steps = math.ceil(len(self.sampler) / self.config.data.batch_size)
+        progress = tqdm(
+            self._batches(epoch), total=total_steps, desc=f"epoch {epoch + 1}",
+            leave=False, disable=not runtime.is_main_process(),
+        )
+        for inputs, zoom_inputs, labels in progress:
+            loss, parts = self._step(inputs, zoom_inputs, labels)
+            self._check_finite(loss, epoch, steps)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            for name, value in parts.items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+            steps += 1
+            images += len(labels) * self.world
+            progress.set_postfix(loss=f"{float(loss):.4f}")
+        self.scheduler.step()
+        seconds = time.perf_counter() - start
+        self.images_seen += images
+        self.train_seconds += seconds
+        record = {name: value / max(steps, 1) for name, value in totals.items()}
+        record.update(
+            epoch=epoch + 1,
+            steps=steps,
+            seconds=round(seconds, 3),
+            images_per_second=round(images / max(seconds, 1e-9), 2),
+            lr=self.optimizer.param_groups[0]["lr"],
+        )
+        return record
+
+    def _check_finite(self, loss: Tensor, epoch: int, step: int) -> None:
+        finite = torch.isfinite(loss.detach()).to(torch.float32)
+        if dist.is_initialized():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            kept = self.checkpoint_dir / "last.pt"
+            raise TrainingError(
+                f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; training "
+                f"stopped. The last good checkpoint is kept at {kept} (epoch {epoch}) if one was "
+                "written. Lower optim.lr, or disable --amp, and resume or restart."
+            )
+
+    # --- evaluation ---------------------------------------------------------------------
+
+    def _encode_split(self, split: str, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Codes for "train"/"test" (optionally a subset of the training split)."""
+        data = self.data
+        if self.config.mode == "frozen":
+            cache = data.database_cache if split == "train" else data.query_cache
+            return encode_cached(self.model.head, cache, self.device, index=index)
+        dataset = data.database_set if split == "train" else data.query_set
+        if index is not None:
+            dataset = torch.utils.data.Subset(dataset, index.tolist())
+        codes, labels, _ = encode_dataset(
+            self.model, dataset, self.device, self.config.data.eval_batch_size,
+            self.config.data.num_workers, description=f"encoding {split}",
+        )
+        return codes, labels
+
+    def _validate(self) -> float:
+        """Validation mAP: held-out training images queried against the fit images."""
+        val_codes, val_labels = self._encode_split("train", self.data.val_index)
+        fit_codes, fit_labels = self._encode_split("train", self.data.fit_index)
+        return float(retrieval_metrics(val_codes, fit_codes, val_labels, fit_labels)["map"])
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        wall_start = time.perf_counter()
+        self._setup()
+        self._try_resume()
+        config = self.config
+        if runtime.is_main_process():
+            runtime.write_json(self.output_dir / "config.json", config.to_dict())
+        epochs = config.optim.epochs
+        for epoch in range(self.start_epoch, epochs):
+            record = self._train_epoch(epoch)
+            last = epoch + 1 == epochs
+            if config.select == "val" and ((epoch + 1) % config.eval_every == 0 or last):
+                val_map = self._validate()
+                record["val_map"] = val_map
+                if val_map > self.best["val_map"]:
+                    self.best = {"epoch": epoch + 1, "val_map": val_map}
+                    if runtime.is_main_process():
+                        runtime.atomic_torch_save(
+                            {"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
+                             "num_classes": self.data.num_classes,
+                             "model": self.model.state_dict()},
+                            self.checkpoint_dir / "best.pt",
+                        )
+            self.history.append(record)
+            logger.info(
+                "epoch %d/%d loss %.4f%s (%.1f img/s)", epoch + 1, epochs, record.get("loss", math.nan),
+                f" val mAP {record['val_map']:.4f}" if "val_map" in record else "",
+                record["images_per_second"],
+            )
+            self._save_checkpoint(epoch + 1)
+        if config.select == "val":
+            best = load_checkpoint(self.checkpoint_dir / "best.pt")
+            self.model.load_state_dict(best["model"])
+            selected = {"rule": "best validation mAP", **self.best}
+        else:
+            selected = {"rule": "last epoch", "epoch": epochs}
+        return self._finish(selected, time.perf_counter() - wall_start)
+
+    def _finish(self, selected: dict[str, Any], wall_seconds: float) -> RunResult:
+        config = self.config
+        db_codes, db_labels = self._encode_split("train")
+        query_codes, query_labels = self._encode_split("test")
+        test = retrieval_metrics(query_codes, db_codes, query_labels, db_labels)
+        metrics = {
+            "bits": config.model.bits,
+            "mode": config.mode,
+            "mode_note": (
+                "frozen backbone: cached test-transform features, no augmentation, "
+                "no backbone fine-tuning"
+                if config.mode == "frozen"
+                else "full training"
+            ),
+            "selection": selected,
+            "test": test,
+            "map_index_ties": test["map"],
+            "map_tie_aware": test["map_tie_aware"],
+            "proxy_codes": self.proxy_diagnostics,
+            "history": self.history,
+        }
+        if runtime.is_main_process():
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_codes(self.output_dir / "codes.npz", db_codes, db_labels, query_codes, query_labels)
+            runtime.atomic_torch_save(
+                {"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
+                 "num_classes": self.data.num_classes, "model": self.model.state_dict(),
+                 "class_names": self.data.class_names},
+                self.output_dir / "model.pt",
+            )
+            runtime.write_json(self.output_dir / "metrics.json", metrics)
+            runtime.write_json(self.output_dir / "manifest.json", self._manifest(wall_seconds))
+        logger.info(
+            "%d bits: test mAP %.4f (index ties), %.4f (tie-aware)",
+            config.model.bits, test["map"], test["map_tie_aware"],
+        )
+        return RunResult(self.output_dir, metrics, self.history)
+
+    def _manifest(self, wall_seconds: float) -> dict[str, Any]:
+        return {
+            "code": runtime.code_version(),
+            "config": self.config.to_dict(),
+            "data": self.data.description,
+            "weights": self.weights_tag,
+            "seed": self.config.seed,
+            "device": runtime.device_description(self.device),
+            "world_size": self.world,
+            "amp": self.amp,
+            "mode": self.config.mode,
+            "wall_seconds": round(wall_seconds, 2),
+            "train_seconds": round(self.train_seconds, 2),
+            "train_images_per_second": round(self.images_seen / max(self.train_seconds, 1e-9), 2),
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def train(config: RunConfig, resume: bool = False) -> RunResult:
+    """Train one model (one bit length) and evaluate it on the test split."""
+    return Trainer(config, resume=resume).run()
+
+
+def train_bit_lengths(
+    config: RunConfig, bits: tuple[int, ...], resume: bool = False
+) -> dict[str, Any]:
+    """One run per bit length under ``output_dir/bits<k>``, plus a summary ``metrics.json``."""
+    root = Path(config.output_dir)
+    summary: dict[str, Any] = {"runs": {}, "mode": config.mode}
+    for k in bits:
+        run_config = config.replace(
+            output_dir=str(root / f"bits{k}"),
+            cache_dir=config.cache_dir or str(root / "cache"),
+            **{"model.bits": k},
+        )
+        result = train(run_config, resume=resume)
+        summary["runs"][str(k)] = {
+            "map_index_ties": result.metrics["map_index_ties"],
+            "map_tie_aware": result.metrics["map_tie_aware"],
+            "selection": result.metrics["selection"],
+            "path": f"bits{k}",
+        }
+    if runtime.is_main_process():
+        runtime.write_json(root / "metrics.json", summary)
+        runtime.write_json(root / "config.json", config.to_dict())
+    return summary

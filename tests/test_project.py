@@ -1,0 +1,44 @@
+"""The project's own files agree with each other (dependencies, README, CI)."""
+
+from __future__ import annotations
+
+import re
+
+import tomllib
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_names() -> set[str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    names = {_name(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        names |= {_name(r) for r in extra}
+    return names
+
+
+def _environment_names() -> set[str]:
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    names: set[str] = set()
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            names |= {_name(r) for r in entry["pip"] if not r.startswith("-e")}
+        else:
+            names.add(_name(entry))
+    return names - {"python", "pip"}
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    assert _environment_names() == _pyproject_names()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO_ROOT / "README.md").read_text()
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make demo" in readme
+    assert re.search(r"^make test$", ci, flags=re.M)

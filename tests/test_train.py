@@ -1,0 +1,149 @@
+"""Training end to end on the synthetic default: outputs, resume, NaN, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import fusnet.train as train_module
+from fusnet.cli import main as cli_main
+from fusnet.config import RunConfig
+from fusnet.errors import CheckpointError, TrainingError
+from fusnet.evaluate import load_codes
+from fusnet.train import Trainer, load_checkpoint, load_model, train
+
+
+def tiny_config(tmp_path, **changes) -> RunConfig:
+    base = RunConfig().replace(
+        **{
+            "data.dataset": "synthetic",
+            "data.synthetic_classes": 4,
+            "data.image_size": 64,
+            "data.batch_size": 16,
+            "data.eval_batch_size": 32,
+            "model.backbone": "resnet18",
+            "model.pretrained": "none",
+            "model.bits": 8,
+            "model.block_mid": 16,
+            "model.level_dim": 32,
+            "model.hash_hidden": 16,
+            "model.transformer_dim": 16,
+            "model.transformer_heads": 2,
+            "optim.epochs": 2,
+            "optim.lr": 0.01,
+            "device": "cpu",
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
+    return base.replace(**changes)
+
+
+@pytest.mark.slow
+def test_train_writes_every_artifact_and_codes_match_the_metrics(tmp_path):
+    config = tiny_config(tmp_path)
+    result = train(config)
+    out = tmp_path / "run"
+    for name in ("config.json", "metrics.json", "codes.npz", "manifest.json", "model.pt"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selection"]["rule"] == "best validation mAP"
+    assert len(metrics["history"]) == 2 and "val_map" in metrics["history"][-1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("code", "data", "weights", "seed", "device", "wall_seconds", "train_images_per_second"):
+        assert key in manifest
+    assert manifest["data"]["val_images"] > 0
+    # The saved codes reproduce the recorded test mAP through the CLI's evaluate.
+    codes = load_codes(out / "codes.npz")
+    assert codes["db_codes"].shape == (manifest["data"]["train_images"], 8)
+    assert cli_main(["evaluate", "--codes", str(out / "codes.npz"), "--output", str(tmp_path / "m.json")]) == 0
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["map"] == pytest.approx(result.metrics["map_index_ties"], abs=1e-12)
+    # encode with the saved model gives the same query codes.
+    assert cli_main(["encode", "--model", str(out / "model.pt"), "--split", "test",
+                     "--output", str(tmp_path / "q.npz"), "--device", "cpu"]) == 0
+    with np.load(tmp_path / "q.npz") as q, np.load(out / "codes.npz") as c:
+        assert np.array_equal(q["codes"], c["query_codes"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["full", "frozen"])
+def test_resume_continues_exactly(tmp_path, monkeypatch, mode):
+    straight = train(tiny_config(tmp_path / "a", mode=mode, select="last"))
+
+    interrupted = tiny_config(tmp_path / "b", mode=mode, select="last")
+    original = Trainer._train_epoch
+
+    def stop_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    assert load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    resumed = train(interrupted, resume=True)
+
+    assert resumed.metrics["map_index_ties"] == straight.metrics["map_index_ties"]
+    a = torch.load(tmp_path / "a" / "run" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "run" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, mode="frozen", select="last", **{"optim.epochs": 3})
+    real_hash_loss = train_module.hash_loss
+    original_epoch = Trainer._train_epoch
+    current = {"epoch": 0}
+
+    def tracking(self, epoch):
+        current["epoch"] = epoch
+        return original_epoch(self, epoch)
+
+    def poisoned(u, proxy, target):
+        loss = real_hash_loss(u, proxy, target)
+        return loss * float("nan") if current["epoch"] >= 1 else loss
+
+    monkeypatch.setattr(Trainer, "_train_epoch", tracking)
+    monkeypatch.setattr(train_module, "hash_loss", poisoned)
+    with pytest.raises(TrainingError, match="epoch 2"):
+        train(config)
+    kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_checkpoint_from_another_config_is_a_clear_error(tmp_path):
+    config = tiny_config(tmp_path, mode="frozen", select="last", **{"optim.epochs": 1})
+    train(config)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    with pytest.raises(CheckpointError, match=r"model\.bits"):
+        load_checkpoint(last, config.replace(**{"model.bits": 16}))
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(config)
+    with pytest.raises(CheckpointError, match="another config"):
+        train(config.replace(**{"model.attention": "se"}), resume=True)
+    # A corrupt file is a CheckpointError naming it, not a crash.
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"bad\.pt"):
+        load_model(bad)
+
+
+def test_config_rejects_unknown_and_mixed_options(tmp_path, capsys):
+    from fusnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown"):
+        RunConfig().replace(**{"model.bitz": 3})
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(RunConfig().to_dict()))
+    assert RunConfig.from_json(path) == RunConfig()
+    code = cli_main(["train", "--config", str(path), "--epochs", "3"])
+    assert code == 2
