@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl = data_cmds.add_parser("download", help="fetch a dataset from its official source")
     dl.add_argument("name")
     dl.add_argument("--root", required=True, help="where the official layout is extracted")
-    dl.add_argument("--force", action="store_true", help="download and extract again")
+    dl.add_argument("--force", action="store_true", help="ignore the done marker: re-verify every file (fetching missing or bad ones) and extract again")
     ve = data_cmds.add_parser("verify", help="check a dataset's layout and every image")
     ve.add_argument("name")
     ve.add_argument("--root", required=True)

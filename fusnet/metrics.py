@@ -58,7 +58,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -72,8 +74,19 @@ ArrayLike = Tensor | np.ndarray
 Ties = Literal["index", "average"]
 
 _TIES = ("index", "average")
-# Elements (query x database, or query x histogram cells) one chunk may hold.
+# Bound on the histogram cells (queries x cells) one chunk may hold.
 _CHUNK_ELEMENTS = 1 << 22
+# Queries per chunk (defaults), and database items per tile of the histogram path:
+# 128 x 2048 tiles keep the matrix-product output and its integer copy in L2.
+_HIST_CHUNK = 128
+_SORT_CHUNK = 64
+_TILE = 2048
+_TILE_ELEMENTS = _HIST_CHUNK * _TILE
+# Packed histogram counters: relevant items << 32 | all items.
+_REL_SHIFT = 32
+_LOW_MASK = (1 << _REL_SHIFT) - 1
+# Histogram cells per chunk of the tie-aware closed form (cache-sized temporaries).
+_TIE_ROWS_CELLS = 1 << 16
 # The histogram path is used while (R + 1) * (bits + 1) <= _HIST_FACTOR * N.
 _HIST_FACTOR = 4
 # float32 represents every multiple of 0.5 below 2**23 exactly (margin kept).
@@ -420,6 +433,9 @@ def _retrieval_stats(
     ``method`` selects the index-tie algorithm (both are exact; "auto" picks the
     histogram path for class labels unless a class's histogram would be larger
     than ``_HIST_FACTOR`` times the database, and the sort path otherwise).
+    Chunks run on ``torch.get_num_threads()`` worker threads, each with
+    single-threaded torch kernels (coarse-grained parallelism degrades far less
+    than per-kernel threading when the cores are shared).
     """
     q = _as_codes(query_codes, "query_codes")
     d = _as_codes(db_codes, "db_codes")
@@ -438,12 +454,11 @@ def _retrieval_stats(
     if method not in ("auto", "histogram", "sort"):
         raise ValueError(f"unknown method {method!r}")
     kind, ql, dl = _prepare_labels(query_labels, db_labels, nq, n)
-    big_k = n if topk is None else min(topk, n)
     ks = tuple(int(k) for k in ks)
     out = _Stats(
         num_database=n,
         bits=bits,
-        topk=big_k,
+        topk=n if topk is None else min(topk, n),
         ks=ks,
         num_relevant=np.zeros(nq, np.int64),
         hist_all=np.zeros((nq, bits + 1), np.int64),
@@ -453,207 +468,226 @@ def _retrieval_stats(
     )
     if nq == 0:
         return out
-    ks_t = torch.tensor([min(k, n) for k in ks], dtype=torch.int64)
-
+    ctx = _Context(q=q, d=d, out=out, ks=torch.tensor([min(k, n) for k in ks], dtype=torch.int64))
+    tasks: list[Callable[[], None]] = []
     if kind == "multi":
-        def multi_rel(rows: Tensor) -> Tensor:
-            return (ql[rows] @ dl.T) > 0  # (Qc, N)
-
-        _sort_path(q, d, torch.arange(nq), multi_rel, big_k, ks_t, chunk_size, out)
-        return out
-
-    order = torch.argsort(ql, stable=True)
-    classes, counts = torch.unique_consecutive(ql[order], return_counts=True)
-    d_aug = torch.empty(n, bits + 1, dtype=torch.float32)  # (N, bits+1)
-    d_aug[:, :bits] = d
-    start = 0
-    for c, count in zip(classes.tolist(), counts.tolist(), strict=True):
-        rows = order[start : start + count]
-        start += count
-        mask = dl == c  # (N,)
-        num_rel = int(mask.sum())
-        cells = (num_rel + 1) * (bits + 1)
-        use_hist = method == "histogram" or (method == "auto" and cells <= _HIST_FACTOR * n)
-        if use_hist:
-            _histogram_path(q, d_aug, rows, mask, big_k, ks_t, chunk_size, out)
-        else:
-            def class_rel(sub: Tensor) -> Tensor:
-                return ql[sub][:, None] == dl[None, :]  # (Qc, N)
-
-            _sort_path(q, d, rows, class_rel, big_k, ks_t, chunk_size, out)
+        step = chunk_size or _SORT_CHUNK
+        for s in range(0, nq, step):
+            rows = torch.arange(s, min(s + step, nq))
+            tasks.append(partial(_sort_task, ctx, rows, partial(_multi_relevance, ql[rows], dl)))
+    else:
+        order = torch.argsort(ql, stable=True)
+        classes, counts = torch.unique_consecutive(ql[order], return_counts=True)
+        start = 0
+        for c, count in zip(classes.tolist(), counts.tolist(), strict=True):
+            group = order[start : start + count]
+            start += count
+            mask = dl == c  # (N,) the group's relevant items
+            cells = (int(mask.sum()) + 1) * (bits + 1)
+            if method == "histogram" or (method == "auto" and cells <= _HIST_FACTOR * n):
+                tasks.extend(_histogram_tasks(ctx, group, mask, chunk_size))
+            else:
+                step = chunk_size or _SORT_CHUNK
+                for s in range(0, count, step):
+                    rows = group[s : s + step]
+                    rel = partial(_class_relevance, ql[rows], dl)
+                    tasks.append(partial(_sort_task, ctx, rows, rel))
+    _run_tasks(tasks)
     return out
 
 
-def _chunk_rows(per_query: int, chunk_size: int | None) -> int:
-    if chunk_size is not None:
-        return chunk_size
-    return max(1, _CHUNK_ELEMENTS // max(per_query, 1))
+@dataclass
+class _Context:
+    """What every chunk task shares (read-only, except disjoint rows of ``out``)."""
+
+    q: Tensor  # (nq, bits)
+    d: Tensor  # (N, bits)
+    out: _Stats
+    ks: Tensor  # (len(ks),) cut-offs capped at N
 
 
-def _histogram_path(
-    q: Tensor,
-    d_aug: Tensor,
-    rows: Tensor,
-    mask: Tensor,
-    big_k: int,
-    ks: Tensor,
-    chunk_size: int | None,
-    out: _Stats,
-) -> None:
-    """Index-tie statistics for queries sharing one relevant set (class labels).
+def _class_relevance(q_labels: Tensor, db_labels: Tensor) -> np.ndarray:
+    return (q_labels[:, None] == db_labels[None, :]).numpy()  # (Qc, N)
+
+
+def _multi_relevance(q_labels: Tensor, db_labels: Tensor) -> np.ndarray:
+    return (q_labels @ db_labels.T).gt(0).numpy()  # (Qc, N) shares a label
+
+
+def _run_tasks(tasks: list[Callable[[], None]]) -> None:
+    """Run chunk tasks on torch.get_num_threads() threads, torch kernels single-threaded."""
+    workers = min(torch.get_num_threads(), len(tasks))
+    if workers <= 1:
+        for task in tasks:
+            task()
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(task) for task in tasks]:
+                future.result()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _histogram_tasks(
+    ctx: _Context, group: Tensor, mask: Tensor, chunk_size: int | None
+) -> list[Callable[[], None]]:
+    """Chunk tasks for queries sharing one relevant set (class labels).
+
+    The database is cut into segments at the relevant items: segment(i) = the
+    relevant items strictly before i, so the k-th relevant item (0-based) opens
+    segment k. One matrix product per database tile gives the cell
+    ``dist * (R + 1) + segment`` of every item exactly (the segment rides in the
+    bias), and a scatter-add counts the cells per query, relevant items in the
+    high 32 bits of the counter and all items in the low 32 bits. A cumulative
+    sum over the flattened cells then holds, at the k-th relevant item's cell,
+    (relevant items, all items) ordered at or before it: with ties broken by
+    index, exactly its rank among the relevant items and its position.
 
     Args:
-        q: (nq, bits) all query codes.
-        d_aug: (N, bits+1) database codes; the last column is overwritten here.
-        rows: (Qg,) the queries of this group.
-        mask: (N,) bool, the group's relevant database items.
-        big_k: rank cut-off of the AP.
-        ks: (len(ks),) cut-offs (already capped at N) for relevant counts.
+        ctx: shared codes and outputs.
+        group: (Qg,) the queries of this class.
+        mask: (N,) bool, the class's database items.
         chunk_size: queries per chunk, or None.
-        out: filled in place at ``rows``.
+
+    Returns:
+        Callables, one per chunk of queries.
     """
-    n, b1 = d_aug.shape
-    bits = b1 - 1
+    bits = ctx.d.shape[1]
     rel_idx = torch.nonzero(mask).squeeze(1)  # (R,)
-    num_rel = len(rel_idx)
-    cells = (num_rel + 1) * b1
-    # segment of item i = relevant items strictly before i; index = segment*(bits+1) + dist
+    r1 = len(rel_idx) + 1
+    cells = r1 * (bits + 1)
     seg = torch.cumsum(mask, 0) - mask.to(torch.int64)  # (N,)
-    d_aug[:, bits] = (seg * b1).to(torch.float64).add_(bits / 2).to(torch.float32)
-    exact32 = cells + bits < _FLOAT32_EXACT
-    dtype = torch.float32 if exact32 else torch.float64
-    db = d_aug if exact32 else d_aug.to(torch.float64)
-    if not exact32:
-        db[:, bits] = (seg * b1).to(torch.float64) + bits / 2
-    db_t = db.T  # (bits+1, N)
-    rel_offsets = torch.arange(num_rel, dtype=torch.int64) * b1  # (R,)
-    ranks = torch.arange(1, num_rel + 1, dtype=torch.float64)  # (R,)
-    step = _chunk_rows(max(n, cells), chunk_size)
-    for s in range(0, len(rows), step):
-        sub = rows[s : s + step]
-        qc = len(sub)
-        qa = torch.empty(qc, b1, dtype=dtype)  # (Qc, bits+1)
-        qa[:, :bits] = q[sub] * -0.5
-        qa[:, bits] = 1.0
-        idx = torch.mm(qa, db_t).to(torch.int64)  # (Qc, N) = seg*(bits+1) + dist, exact
-        hist = torch.zeros(qc, cells, dtype=torch.int32)
-        hist.scatter_add_(1, idx, torch.ones(1, 1, dtype=torch.int32).expand(qc, n))
-        cum = hist.view(qc, num_rel + 1, b1).cumsum(1, dtype=torch.int32)  # (Qc, R+1, bits+1)
-        hist_all = cum[:, num_rel, :].to(torch.int64)  # (Qc, bits+1)
-        sub_np = sub.numpy()
-        out.hist_all[sub_np] = hist_all.numpy()
-        out.num_relevant[sub_np] = num_rel
-        if num_rel == 0:
-            continue
-        g = idx[:, rel_idx]  # (Qc, R) = k*(bits+1) + d_k for the k-th relevant item
-        d_rel = g - rel_offsets  # (Qc, R) distances of the relevant items
-        same_before = cum.view(qc, cells).gather(1, g).to(torch.int64)  # (Qc, R), self included
-        before = torch.cumsum(hist_all, 1) - hist_all  # (Qc, bits+1) items at smaller distance
-        pos = before.gather(1, d_rel) + same_before  # (Qc, R) 1-based positions
-        hist_rel = torch.zeros(qc, b1, dtype=torch.int64)
-        hist_rel.scatter_add_(1, d_rel, torch.ones(1, 1, dtype=torch.int64).expand(qc, num_rel))
-        out.hist_rel[sub_np] = hist_rel.numpy()
-        pos_sorted = torch.sort(pos, dim=1).values  # (Qc, R) increasing
-        _fill_index_ap(pos_sorted, ranks, big_k, ks, sub_np, out)
+    dtype = torch.float32 if cells * 2 < _FLOAT32_EXACT else torch.float64
+    bias = (seg.to(torch.float64) + bits / 2 * r1).to(dtype)  # (N,)
+    d = ctx.d.to(dtype)
+    plan = _HistPlan(
+        d=d,
+        bias=bias,
+        weight=1 + (mask.to(torch.int64) << _REL_SHIFT),
+        d_rel=d[rel_idx],
+        bias_rel=bias[rel_idx],
+        r1=r1,
+        scale=-0.5 * r1,
+    )
+    step = chunk_size or max(1, min(_HIST_CHUNK, _CHUNK_ELEMENTS // cells))
+    return [
+        partial(_histogram_task, ctx, plan, group[s : s + step])
+        for s in range(0, len(group), step)
+    ]
 
 
-def _sort_path(
-    q: Tensor,
-    d: Tensor,
-    rows: Tensor,
-    relevance: Callable[[Tensor], Tensor],
-    big_k: int,
-    ks: Tensor,
-    chunk_size: int | None,
-    out: _Stats,
-) -> None:
+@dataclass
+class _HistPlan:
+    """One class's relevant set, prepared for :func:`_histogram_task`."""
+
+    d: Tensor  # (N, bits) database codes in the working dtype
+    bias: Tensor  # (N,) segment + bits/2 * (R+1)
+    weight: Tensor  # (N,) int64 counter increment: 1 + (relevant << 32)
+    d_rel: Tensor  # (R, bits) the relevant items' codes, by index
+    bias_rel: Tensor  # (R,)
+    r1: int  # R + 1 segments
+    scale: float  # -(R+1)/2, applied to the query codes
+
+
+def _histogram_task(ctx: _Context, plan: _HistPlan, rows: Tensor) -> None:
+    n, bits = plan.d.shape
+    b1, r1 = bits + 1, plan.r1
+    num_rel = r1 - 1
+    qc = len(rows)
+    qa = ctx.q[rows].to(plan.d.dtype) * plan.scale  # (Qc, bits)
+    counts = torch.zeros(qc, b1 * r1, dtype=torch.int64)  # (Qc, (bits+1)*(R+1)) packed
+    tile = min(n, max(_TILE, _TILE_ELEMENTS // qc))
+    buf = torch.empty(qc, tile, dtype=plan.d.dtype)
+    idx = torch.empty(qc, tile, dtype=torch.int64)
+    for s in range(0, n, tile):
+        w = min(tile, n - s)
+        f = torch.addmm(plan.bias[s : s + w], qa, plan.d[s : s + w].T, out=buf[:, :w])
+        cell = idx[:, :w]
+        cell.copy_(f)  # (Qc, w) = dist * (R+1) + segment, exact
+        counts.scatter_add_(1, cell, plan.weight[s : s + w].expand(qc, w))
+    counts.cumsum_(1)  # (Qc, cells) packed (relevant, all) at or before each cell
+    ends = counts.view(qc, b1, r1)[:, :, num_rel]  # (Qc, bits+1) through each distance
+    zero = torch.zeros(qc, 1, dtype=torch.int64)
+    out = ctx.out
+    sub = rows.numpy()
+    out.hist_all[sub] = torch.diff(ends & _LOW_MASK, dim=1, prepend=zero).numpy()
+    out.hist_rel[sub] = torch.diff(ends >> _REL_SHIFT, dim=1, prepend=zero).numpy()
+    out.num_relevant[sub] = num_rel
+    if num_rel == 0:
+        return
+    g = torch.addmm(plan.bias_rel, qa, plan.d_rel.T).to(torch.int64)  # (Qc, R) cells
+    packed = counts.gather(1, g)  # (Qc, R)
+    _fill_index_ap(packed & _LOW_MASK, packed >> _REL_SHIFT, ctx, sub)
+
+
+def _sort_task(ctx: _Context, rows: Tensor, relevance: Callable[[], np.ndarray]) -> None:
     """Index-tie statistics by a stable sort of each query's distances (any labels).
 
     Args:
-        q: (nq, bits) all query codes.
-        d: (N, bits) database codes.
-        rows: (Qg,) the queries to process.
-        relevance: maps (Qc,) query indices to a (Qc, N) bool relevance matrix.
-        big_k: rank cut-off of the AP.
-        ks: (len(ks),) cut-offs (already capped at N) for relevant counts.
-        chunk_size: queries per chunk, or None.
-        out: filled in place at ``rows``.
+        ctx: shared codes and outputs.
+        rows: (Qc,) the queries to process.
+        relevance: returns the (Qc, N) bool relevance matrix of these queries.
     """
-    n, bits = d.shape
+    bits = ctx.d.shape[1]
     b1 = bits + 1
-    dist_dtype = np.uint8 if bits < 256 else np.int16
-    d_t = d.T.contiguous()  # (bits, N)
-    step = _chunk_rows(2 * n, chunk_size)
-    for s in range(0, len(rows), step):
-        sub = rows[s : s + step]
-        qc = len(sub)
-        ip = torch.mm(q[sub], d_t)  # (Qc, N)
-        dist = ((bits - ip) * 0.5).numpy().astype(dist_dtype)  # (Qc, N), exact
-        rel = relevance(sub).numpy()  # (Qc, N) bool
-        perm = np.argsort(dist, axis=1, kind="stable")  # (Qc, N) radix sort, ties by index
-        rel_sorted = np.take_along_axis(rel, perm, axis=1)  # (Qc, N)
-        row_off = (np.arange(qc, dtype=np.int64) * b1)[:, None]
-        hist_all = np.bincount((dist + row_off).ravel(), minlength=qc * b1).reshape(qc, b1)
-        hist_rel = np.bincount(
-            (dist + row_off)[rel], minlength=qc * b1
-        ).reshape(qc, b1)
-        num_rel = rel.sum(1)  # (Qc,)
-        sub_np = sub.numpy()
-        out.hist_all[sub_np] = hist_all
-        out.hist_rel[sub_np] = hist_rel
-        out.num_relevant[sub_np] = num_rel
-        r_max = int(num_rel.max()) if qc else 0
-        if r_max == 0:
-            continue
-        rr, cc = np.nonzero(rel_sorted)  # row-major: positions increase within a row
-        starts = np.concatenate([[0], np.cumsum(num_rel)[:-1]])
-        rank = np.arange(len(rr)) - starts[rr]
-        pos = np.full((qc, r_max), np.iinfo(np.int64).max, dtype=np.int64)  # (Qc, Rmax)
-        pos[rr, rank] = cc + 1
-        ranks = torch.arange(1, r_max + 1, dtype=torch.float64)
-        _fill_index_ap(torch.from_numpy(pos), ranks, big_k, ks, sub_np, out)
+    qc = len(rows)
+    ip = torch.mm(ctx.q[rows], ctx.d.T)  # (Qc, N)
+    dist = ((bits - ip) * 0.5).numpy().astype(np.uint8 if bits < 256 else np.int16)  # exact
+    rel = relevance()  # (Qc, N) bool
+    perm = np.argsort(dist, axis=1, kind="stable")  # (Qc, N) radix sort, ties by index
+    rel_sorted = np.take_along_axis(rel, perm, axis=1)  # (Qc, N)
+    cell = dist + (np.arange(qc, dtype=np.int64) * b1)[:, None]  # (Qc, N)
+    hist_all = np.bincount(cell.ravel(), minlength=qc * b1).reshape(qc, b1)
+    hist_rel = np.bincount(cell[rel], minlength=qc * b1).reshape(qc, b1)
+    num_rel = rel.sum(1)  # (Qc,)
+    out = ctx.out
+    sub = rows.numpy()
+    out.hist_all[sub] = hist_all
+    out.hist_rel[sub] = hist_rel
+    out.num_relevant[sub] = num_rel
+    r_max = int(num_rel.max())
+    if r_max == 0:
+        return
+    rr, cc = np.nonzero(rel_sorted)  # row-major: positions increase within a row
+    starts = np.cumsum(num_rel) - num_rel
+    pos = np.full((qc, r_max), np.iinfo(np.int64).max, dtype=np.int64)  # (Qc, Rmax) padded
+    pos[rr, np.arange(len(rr)) - starts[rr]] = cc + 1
+    rel_rank = torch.arange(1, r_max + 1).expand(qc, r_max)  # (Qc, Rmax)
+    _fill_index_ap(torch.from_numpy(pos), rel_rank, ctx, sub)
 
 
-def _fill_index_ap(
-    pos_sorted: Tensor,
-    ranks: Tensor,
-    big_k: int,
-    ks: Tensor,
-    sub_np: np.ndarray,
-    out: _Stats,
-) -> None:
-    """AP@K and relevant counts from the sorted 1-based positions of relevant items.
+def _fill_index_ap(pos: Tensor, rel_rank: Tensor, ctx: _Context, sub: np.ndarray) -> None:
+    """AP@K and relevant counts from the relevant items' positions (ties by index).
 
     Args:
-        pos_sorted: (Qc, R) increasing positions of the relevant items, padded
-            with a huge value where a query has fewer than R.
-        ranks: (R,) 1..R as float64.
-        big_k: rank cut-off.
-        ks: (len(ks),) cut-offs.
-        sub_np: (Qc,) query rows to fill.
-        out: filled in place.
+        pos: (Qc, R) 1-based positions of the relevant items in the ranking, any
+            order; padding entries hold a value larger than the database.
+        rel_rank: (Qc, R) the items' 1-based ranks among the relevant items.
+        ctx: shared outputs (``out.topk`` is the cut-off K).
+        sub: (Qc,) query rows to fill.
     """
-    within = pos_sorted <= big_k  # (Qc, R)
+    within = pos <= ctx.out.topk  # (Qc, R)
     num_within = within.sum(1)  # (Qc,)
-    prec = torch.where(within, ranks / pos_sorted.clamp(max=big_k + 1).to(torch.float64), 0.0)
+    prec = torch.where(within, rel_rank.to(torch.float64) / pos.to(torch.float64), 0.0)
     ap = torch.where(num_within > 0, prec.sum(1) / num_within.clamp(min=1), 0.0)
-    out.ap_index[sub_np] = ap.numpy()
-    if len(ks):
-        cut = ks.expand(len(pos_sorted), -1).contiguous()  # (Qc, len(ks))
-        counts = torch.searchsorted(pos_sorted, cut, right=True)  # (Qc, len(ks))
-        out.rel_at_k[sub_np] = counts.numpy()
+    ctx.out.ap_index[sub] = ap.numpy()
+    for j, k in enumerate(ctx.ks.tolist()):
+        ctx.out.rel_at_k[sub, j] = (pos <= k).sum(1).numpy()
 
 
 # --- tie-aware (expected) figures ------------------------------------------------------------
 
 
-def _harmonic(x: np.ndarray) -> np.ndarray:
-    """H(x) = sum_{i=1..x} 1/i for integer arrays x >= 0 (via digamma, no cumulative error)."""
-    return digamma(np.asarray(x, dtype=np.float64) + 1.0) + np.euler_gamma
+def _harmonic_table(n: int) -> np.ndarray:
+    """H(i) = sum_{j=1..i} 1/j for i = 0..n (float64, via digamma: no accumulated error)."""
+    return digamma(np.arange(n + 1, dtype=np.float64) + 1.0) + np.euler_gamma  # (n+1,)
 
 
 def _expected_block_sum(
-    r0: np.ndarray, n0: np.ndarray, n: np.ndarray, r: np.ndarray
+    r0: np.ndarray, n0: np.ndarray, n: np.ndarray, r: np.ndarray, harmonic: np.ndarray
 ) -> np.ndarray:
     """Expected sum of precisions at the relevant items of a randomly ordered tie block.
 
@@ -674,16 +708,16 @@ def _expected_block_sum(
     ratio is taken term by term.
 
     Args:
-        r0, n0, n, r: broadcastable integer arrays.
+        r0, n0, n, r: broadcastable int64 arrays, n0 + n <= len(harmonic) - 1.
+        harmonic: table from :func:`_harmonic_table`.
 
     Returns:
         The expected sum (float64), 0 where n == 0 or r == 0.
     """
-    r0, n0, n, r = (np.asarray(a, dtype=np.float64) for a in (r0, n0, n, r))
-    safe_n = np.maximum(n, 1.0)
-    b = np.where(n > 1, (r - 1.0) / np.maximum(n - 1.0, 1.0), 0.0)
-    dh = _harmonic(n0 + n) - _harmonic(n0)
-    value = (r / safe_n) * (b * n + (r0 + 1.0 - b * (n0 + 1.0)) * dh)
+    nf, rf = n.astype(np.float64), r.astype(np.float64)
+    b = np.where(n > 1, (rf - 1.0) / np.maximum(nf - 1.0, 1.0), 0.0)
+    dh = harmonic[n0 + n] - harmonic[n0]
+    value = (rf / np.maximum(nf, 1.0)) * (b * nf + (r0 + 1.0 - b * (n0 + 1.0)) * dh)
     return np.where((n > 0) & (r > 0), value, 0.0)
 
 
@@ -701,22 +735,41 @@ def _tie_aware_ap(stats: _Stats, max_cells: int = _CHUNK_ELEMENTS) -> np.ndarray
 
     Args:
         stats: per-query histograms.
-        max_cells: bound on the (queries x x-values) work array.
+        max_cells: bound on the elements of a work array.
 
     Returns:
         (nq,) float64 expected AP.
     """
-    n_b = stats.hist_all.astype(np.int64)  # (nq, bits+1)
-    r_b = stats.hist_rel.astype(np.int64)
-    big_k = stats.topk
-    n0 = np.cumsum(n_b, 1) - n_b  # items before each block
+    harmonic = _harmonic_table(stats.num_database)
+    log_fact = gammaln(np.arange(stats.num_database + 1, dtype=np.float64) + 1.0)  # log(i!)
+    nq = len(stats.hist_all)
+    ap = np.zeros(nq, np.float64)
+    step = max(1, _TIE_ROWS_CELLS // (stats.bits + 1))
+    for s in range(0, nq, step):
+        ap[s : s + step] = _tie_aware_rows(
+            stats.hist_all[s : s + step], stats.hist_rel[s : s + step], stats.topk,
+            harmonic, log_fact, max_cells,
+        )
+    return ap
+
+
+def _tie_aware_rows(
+    n_b: np.ndarray,
+    r_b: np.ndarray,
+    big_k: int,
+    harmonic: np.ndarray,
+    log_fact: np.ndarray,
+    max_cells: int,
+) -> np.ndarray:
+    """:func:`_tie_aware_ap` for a chunk of queries: (Qc, bits+1) histograms -> (Qc,)."""
+    n0 = np.cumsum(n_b, 1) - n_b  # (Qc, bits+1) items before each block
     r0 = np.cumsum(r_b, 1) - r_b
     full = (n0 + n_b <= big_k) & (n_b > 0)
-    early = np.where(full, _expected_block_sum(r0, n0, n_b, r_b), 0.0).sum(1)  # (nq,)
-    rel_full = np.where(full, r_b, 0).sum(1)  # (nq,)
+    early = np.where(full, _expected_block_sum(r0, n0, n_b, r_b, harmonic), 0.0).sum(1)
+    rel_full = np.where(full, r_b, 0).sum(1)  # (Qc,)
     ap = _safe_div(early, rel_full)
-    straddle = (n0 < big_k) & (n0 + n_b > big_k)  # (nq, bits+1), at most one per row
-    rows, cols = np.nonzero(straddle & (r_b > 0))
+    straddle = (n0 < big_k) & (n0 + n_b > big_k) & (r_b > 0)  # at most one block per row
+    rows, cols = np.nonzero(straddle)
     if len(rows) == 0:
         return ap
     n_s, r_s, n0_s = n_b[rows, cols], r_b[rows, cols], n0[rows, cols]
@@ -733,20 +786,19 @@ def _tie_aware_ap(stats: _Stats, max_cells: int = _CHUNK_ELEMENTS) -> np.ndarray
         xs = np.minimum(x, x_hi[sl, None])  # keep every term in range
         n_, r_, m_ = n_s[sl, None], r_s[sl, None], m_s[sl, None]
         log_p = (
-            _log_comb(r_, xs) + _log_comb(n_ - r_, m_ - xs) - _log_comb(n_, m_)
+            _log_comb(r_, xs, log_fact)
+            + _log_comb(n_ - r_, m_ - xs, log_fact)
+            - _log_comb(n_, m_, log_fact)
         )  # (Qs, W) hypergeometric log-pmf
         p = np.where(valid, np.exp(log_p), 0.0)
-        inner = _expected_block_sum(r0_s[sl, None], n0_s[sl, None], m_, xs)  # (Qs, W)
-        denom = r0_s[sl, None] + xs
-        term = _safe_div(early[rows[sl], None] + inner, denom) * p
+        inner = _expected_block_sum(r0_s[sl, None], n0_s[sl, None], m_, xs, harmonic)
+        term = _safe_div(early[rows[sl], None] + inner, r0_s[sl, None] + xs) * p  # (Qs, W)
         ap[rows[sl]] = term.sum(1)
     return ap
 
 
-def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
-    n = np.asarray(n, dtype=np.float64)
-    k = np.asarray(k, dtype=np.float64)
-    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+def _log_comb(n: np.ndarray, k: np.ndarray, log_fact: np.ndarray) -> np.ndarray:
+    return log_fact[n] - log_fact[k] - log_fact[n - k]
 
 
 def _expected_rel_at_k(stats: _Stats, k: int) -> np.ndarray:

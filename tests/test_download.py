@@ -312,6 +312,23 @@ def test_server_ignoring_range_restarts_cleanly(
     assert (root / "tiny" / "images.txt").is_file()
 
 
+@pytest.mark.parametrize("extra", [0, 7])
+def test_complete_or_oversized_partial_file(
+    tmp_path: Path, server: tuple[str, ServerState], tiny: Tiny, extra: int
+) -> None:
+    """A .part already complete (416, Content-Range */N == N) is kept; a longer one restarts."""
+    url, state = server
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tiny.tar.gz.part").write_bytes(tiny.archive + b"x" * extra)
+    download_dataset("tiny", root, timeout=5, base_url_override=url)
+    archive_requests = [r for r in state.requests if r[0] == ARCHIVE_PATH]
+    offset = len(tiny.archive) + extra
+    expected = [(ARCHIVE_PATH, f"bytes={offset}-")] + ([(ARCHIVE_PATH, None)] if extra else [])
+    assert archive_requests == expected
+    assert (root / "tiny.tar.gz").read_bytes() == tiny.archive
+
+
 def test_broken_transfer_is_resumed(
     tmp_path: Path, server: tuple[str, ServerState], tiny: Tiny
 ) -> None:

@@ -398,7 +398,7 @@ def manual_instructions(name: str, root: Path | str | None = None) -> str:
         )
     lines.append("Afterwards these must exist:")
     lines.append(_layout(src, where))
-    lines.append(f"and `{where}` (or `{where}/{src.top}`) is the dataset root to pass to fusnet.")
+    lines.append(f"Then pass {where}/{src.top} to fusnet as the dataset root.")
     return "\n".join(lines)
 
 
@@ -412,6 +412,9 @@ def mirror_url(url: str, mirror: str | None) -> str:
 
     Returns:
         ``mirror`` + the path and query of ``url``.
+
+    Raises:
+        DownloadError: ``mirror`` is not an absolute URL.
     """
     if not mirror:
         return url
@@ -499,7 +502,10 @@ def _transfer(url: str, part: Path, size: int | None, timeout: float, label: str
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
+            match = re.fullmatch(r"bytes\s+\*/(\d+)", exc.headers.get("Content-Range", "") or "")
             exc.close()
+            if match is not None and int(match.group(1)) == offset:
+                return  # the partial file is already complete
             raise _RestartError(f"server refused the range bytes={offset}-") from exc
         raise
     with response:
@@ -638,7 +644,7 @@ def download_file(
                 attempt,
                 retries,
             )
-            time.sleep(min(2.0**attempt, 10.0) * 0.1)
+            time.sleep(0.2 * attempt)
     try:
         verify_file(part, remote)
     except DownloadError:
@@ -715,6 +721,9 @@ def _checked_tar_members(
         yield member
 
 
+_FILTER_ERROR: type[Exception] | tuple[()] = getattr(tarfile, "FilterError", ())
+
+
 def _extract_tar(archive: Path, dest: Path) -> int:
     base = os.path.realpath(dest)
     count = 0
@@ -725,7 +734,7 @@ def _extract_tar(archive: Path, dest: Path) -> int:
                     tar.extract(member, base, set_attrs=True, filter="data")
                 else:  # Python < 3.10.12 / 3.11.4: our checks above are the guard
                     tar.extract(member, base, set_attrs=False)
-            except tarfile.FilterError as exc:  # pragma: no cover - our checks come first
+            except _FILTER_ERROR as exc:  # pragma: no cover - our checks come first
                 raise DownloadError(
                     f"refusing to extract {archive}: member {member.name!r}: {exc}"
                 ) from exc
@@ -781,6 +790,8 @@ def extract_archive(archive: Path, dest: Path) -> int:
             raise DownloadError(f"{archive} is neither a tar nor a zip archive; delete it")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise DownloadError(f"cannot extract {archive}: {exc}; delete it and retry") from exc
+    except OSError as exc:
+        raise DownloadError(f"cannot extract {archive} into {dest}: {exc}") from exc
     logger.info("extracted %d members of %s", count, archive.name)
     return count
 
@@ -870,12 +881,6 @@ def download_dataset(
         raise DownloadError(f"cannot create {dest_dir}: {exc}") from exc
     for remote in src.files:
         url = mirror_url(remote.url, mirror)
-        if not remote.verified:
-            logger.warning(
-                "NOT VERIFIED: %s has no published checksum in fusnet's registry; its "
-                "content will not be checked",
-                remote.url,
-            )
         try:
             path = download_file(url, dest_dir / remote.name, remote=remote, timeout=timeout)
         except DownloadError as exc:

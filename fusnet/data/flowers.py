@@ -14,6 +14,7 @@ import numpy as np
 
 from fusnet.data.base import ImageListDataset
 from fusnet.data.layout import (
+    check_official_split,
     how_to_get,
     load_mat,
     mat_ints,
@@ -21,7 +22,6 @@ from fusnet.data.layout import (
     read_columns,
     require_root,
 )
-from fusnet.data.official import check_official_split
 from fusnet.data.registry import register_dataset
 from fusnet.data.splits import stratified_split
 from fusnet.errors import ConfigError, DataError
@@ -57,9 +57,13 @@ official 40 train + 20 val / 20 test proportions, with val folded into train).""
 _IMAGE_NUMBER = re.compile(r"image_(\d+)\.jpg$")
 
 
-def _jpg_dir(name: str, root: Path, marker: str) -> tuple[Path, Path]:
-    """``(folder holding jpg/, jpg/)`` for ``root`` = that folder or ``jpg/`` itself."""
-    for base in (root, root / "flowers-102", root / "flowers102", root / "17flowers"):
+def _jpg_dir(name: str, root: Path, tops: tuple[str, ...], marker: str) -> tuple[Path, Path]:
+    """``(folder holding jpg/, jpg/)``.
+
+    ``root`` may be that folder, its parent (with the folder named one of ``tops``,
+    e.g. ``flowers17/`` as ``fusnet data download`` makes it), or ``jpg/`` itself.
+    """
+    for base in (root, *(root / top for top in tops)):
         if (base / "jpg").is_dir():
             return base, base / "jpg"
     if (root / marker).is_file():
@@ -82,7 +86,8 @@ def load_flowers17(
     ``files.txt`` when present, else every ``image_*.jpg``.
 
     Args:
-        root: folder holding ``jpg/`` (or ``jpg/`` itself).
+        root: folder holding ``jpg/`` (or its parent, when that folder is named
+            ``flowers17``, or ``jpg/`` itself).
         split: ``"train"`` or ``"test"``.
         datasplit: which of the three official splits of ``datasplits.mat`` (1, 2, 3).
         split_seed: seed of the derived split used when ``datasplits.mat`` is absent.
@@ -92,7 +97,7 @@ def load_flowers17(
     if datasplit not in (1, 2, 3):
         raise ConfigError(f"flowers17 datasplit must be 1, 2 or 3, got {datasplit}")
     root = require_root(name, root)
-    base, jpg = _jpg_dir(name, root, "image_0001.jpg")
+    base, jpg = _jpg_dir(name, root, ("flowers17", "17flowers"), "image_0001.jpg")
     files_txt = jpg / "files.txt"
     if files_txt.is_file():
         names = [r[0] for r in read_columns(name, files_txt, 1)]
@@ -161,15 +166,15 @@ def load_flowers102(root: Path | None, split: str) -> ImageListDataset:
 
     Layout: ``jpg/image_00001.jpg`` ... (``102flowers.tgz``), ``imagelabels.mat``
     (``labels``: 1..102 per image) and ``setid.mat`` (``trnid``, ``valid``, ``tstid``:
-    1-based image numbers) in the folder holding ``jpg/`` (also accepted: a
-    ``flowers-102/`` sub-folder, torchvision's layout). ``train = trnid + valid``
-    (10 + 10 a class), ``test = tstid``. The download has no class names; they are
-    ``class_001`` ... ``class_102`` in label order.
+    1-based image numbers) in the folder holding ``jpg/``; ``root`` may also be its
+    parent when that folder is named ``flowers102`` or ``flowers-102`` (torchvision's
+    layout). ``train = trnid + valid`` (10 + 10 a class), ``test = tstid``. The
+    download has no class names; they are ``class_001`` ... ``class_102`` in label order.
     """
     name = "flowers102"
     check_official_split(name, split)
     root = require_root(name, root)
-    base, jpg = _jpg_dir(name, root, "image_00001.jpg")
+    base, jpg = _jpg_dir(name, root, ("flowers102", "flowers-102"), "image_00001.jpg")
     labels_file = base / "imagelabels.mat"
     labels = mat_ints(mat_key(name, labels_file, load_mat(name, labels_file), "labels")) - 1
     setid_file = base / "setid.mat"

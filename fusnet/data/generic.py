@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fusnet.data.base import ImageListDataset, Sample
-from fusnet.data.layout import list_images, require_file, require_root
-from fusnet.data.official import check_official_split
+from fusnet.data.layout import check_official_split, list_images, require_file, require_root
 from fusnet.data.registry import register_dataset
 from fusnet.data.splits import stratified_split
 from fusnet.errors import DataError

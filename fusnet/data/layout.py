@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusnet.errors import DataError
+from fusnet.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -197,3 +197,12 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+
+
+def check_official_split(name: str, split: str) -> None:
+    """Raise ConfigError unless ``split`` is an official split (``train``/``test``)."""
+    if split not in ("train", "test"):
+        raise ConfigError(
+            f"dataset {name!r} loaders read the official 'train' or 'test' split, got {split!r}; "
+            f"use fusnet.data.build_dataset for 'val'/'fit'"
+        )

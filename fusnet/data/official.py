@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fusnet.data.base import ImageListDataset, Sample
 from fusnet.data.layout import (
+    check_official_split,
     how_to_get,
     load_mat,
     locate,
@@ -28,15 +29,6 @@ from fusnet.data.registry import register_dataset
 from fusnet.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
-
-
-def check_official_split(name: str, split: str) -> None:
-    """Raise ConfigError unless ``split`` is an official split (``train``/``test``)."""
-    if split not in ("train", "test"):
-        raise ConfigError(
-            f"dataset {name!r} loaders read the official 'train' or 'test' split, got {split!r}; "
-            f"use fusnet.data.build_dataset for 'val'/'fit'"
-        )
 
 
 def _strip_number(name: str) -> str:

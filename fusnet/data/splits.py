@@ -58,8 +58,8 @@ def split_train_val(
     """Carve a validation split from the training split, per class.
 
     Each class with ``n >= 2`` images gives ``max(1, round(val_fraction * n))``
-    images (halves round up) to validation, capped at ``n - 1`` so that every class keeps at least one
-    fitting image; a class with a single image keeps it for fitting. With
+    images (halves round up) to validation, capped at ``n - 1`` so that every class
+    keeps at least one fitting image; a class with a single image keeps it for fitting. With
     ``val_fraction == 0`` nothing is held out.
 
     Args:

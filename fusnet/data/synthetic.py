@@ -4,12 +4,12 @@ SYNTHETIC DATA, not photographs. Every image shows the same object (a tan ellips
 on a noisy, blotchy background; classes differ only in small local details of the
 object: the position, colour and shape of one small mark, and a faint stripe
 pattern on the body. Each image has its own pose (position, scale, rotation up to
-±35°), body tint, brightness, background and a distractor blob in one of the mark
+±30°), body tint, brightness, background and a distractor blob in one of the mark
 colours, so neither colour nor position alone gives the class away.
 
-Deterministic: the class designs depend on ``seed`` only (shared by both splits);
-the images of a split on ``(seed, split)``. Generation is numpy-vectorised: a few
-thousand 64-pixel images take well under a second.
+Deterministic: the class designs depend on ``data_seed`` only (shared by both
+splits); the images of a split on ``(data_seed, split)``. Generation is
+numpy-vectorised: a few thousand 64-pixel images take a second or two.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ import numpy as np
 from PIL import Image
 
 from fusnet.data.base import ImageListDataset
-from fusnet.data.official import check_official_split
+from fusnet.data.layout import check_official_split
 from fusnet.data.registry import register_dataset
 from fusnet.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 # Object geometry, in units of the image side (object frame, before per-image scale).
-_BODY_AXES = (0.30, 0.18)  # ellipse semi-axes (along, across)
-_MARK_RADIUS = 0.055
-_MARK_POSITIONS = ((-0.15, 0.0), (0.15, 0.0), (0.0, -0.085), (0.0, 0.085))
+_BODY_AXES = (0.31, 0.19)  # ellipse semi-axes (along, across)
+_MARK_RADIUS = 0.065
+_MARK_POSITIONS = ((-0.16, 0.0), (0.16, 0.0), (0.0, -0.08), (0.0, 0.08))
 _MARK_COLOURS = ((215, 55, 45), (45, 85, 215), (235, 205, 40), (40, 170, 75))
 _MARK_SHAPES = ("disc", "square", "ring")
 _BODY_PATTERNS = ("plain", "bands", "stripes")
@@ -98,7 +98,7 @@ def _over(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
 
 def _background(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """(n, S, S, 3) float32 blotchy background: a bilinear 5x5 colour field plus grain."""
-    grid = rng.uniform(30, 210, size=(n, 3, 5, 5)).astype(np.float32)  # (n, 3, 5, 5)
+    grid = rng.uniform(50, 200, size=(n, 3, 5, 5)).astype(np.float32)  # (n, 3, 5, 5)
     t = np.linspace(0, 4, size, dtype=np.float32)  # (S,) position on the 5-point grid
     weights = np.maximum(0, 1 - np.abs(t[:, None] - np.arange(5, dtype=np.float32)))  # (S, 5)
     field = weights @ grid @ weights.T  # (n, 3, S, S) bilinear upsampling
@@ -147,7 +147,7 @@ def render(
         # object pose: centre, scale, rotation; object-frame coordinates (u along, v across)
         cx, cy = rng.uniform(-0.1, 0.1, size=(2, n)).astype(np.float32)
         scale = rng.uniform(0.8, 1.2, size=n).astype(np.float32)
-        angle = np.deg2rad(rng.uniform(-35, 35, size=n)).astype(np.float32)
+        angle = np.deg2rad(rng.uniform(-30, 30, size=n)).astype(np.float32)
         cos, sin = col(np.cos(angle)), col(np.sin(angle))
         dx, dy = xs - col(cx), ys - col(cy)  # (n, S, S)
         u = (cos * dx + sin * dy) / col(scale)  # (n, S, S)
@@ -155,7 +155,9 @@ def render(
         px = col(scale) * size  # (n, 1, 1) pixels per object unit
 
         a, b = _BODY_AXES
-        body = _soft(np.sqrt(np.square(u / a) + np.square(v / b)), px * b)[..., None]  # (n, S, S, 1)
+        body = _soft(np.sqrt(np.square(u / a) + np.square(v / b)), px * b)[
+            ..., None
+        ]  # (n, S, S, 1)
         tint = rng.uniform(-25, 25, size=(n, 3)).astype(np.float32)
         body_colour = (np.asarray(_BODY_COLOUR, dtype=np.float32) + tint)[:, None, None, :]
         pattern = d[:, 3]
@@ -242,7 +244,7 @@ def load_synthetic(
     train_per_class: int = 30,
     test_per_class: int = 10,
     image_size: int = 64,
-    seed: int = 0,
+    data_seed: int = 0,
 ) -> SyntheticDataset:
     """The synthetic fine-grained set (no files; ``root`` is ignored and may be ``None``).
 
@@ -253,7 +255,7 @@ def load_synthetic(
         train_per_class: training images per class.
         test_per_class: test images per class.
         image_size: side of the square images, pixels (>= 16).
-        seed: generation seed (class designs and images). Independent of
+        data_seed: generation seed (class designs and images). Independent of
             ``build_dataset``'s ``seed``, which only carves ``val``.
 
     Returns:
@@ -265,9 +267,9 @@ def load_synthetic(
     per_class = train_per_class if split == "train" else test_per_class
     if per_class < 1:
         raise ConfigError(f"synthetic {split}_per_class must be >= 1, got {per_class}")
-    designs = class_designs(num_classes, seed)
+    designs = class_designs(num_classes, data_seed)
     labels = np.repeat(np.arange(num_classes, dtype=np.int64), per_class)  # (N,)
-    rng = np.random.default_rng([seed, 1 if split == "train" else 2])
+    rng = np.random.default_rng([data_seed, 1 if split == "train" else 2])
     images = render(designs, labels, image_size, rng)
     if root is not None:
         logger.debug("synthetic dataset ignores root=%s", root)

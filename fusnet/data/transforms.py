@@ -30,12 +30,20 @@ def resize_size(image_size: int) -> int:
     return round(image_size * PAPER_RESIZE / PAPER_IMAGE_SIZE)
 
 
-def build_transform(image_size: int = PAPER_IMAGE_SIZE, train: bool = True) -> T.Compose:
+def build_transform(
+    image_size: int = PAPER_IMAGE_SIZE,
+    train: bool = True,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> T.Compose:
     """The paper's training or test transform for PIL RGB images.
 
     Args:
         image_size: side of the square network input.
         train: the random training augmentation (True) or the deterministic test one.
+        mean: per-channel normalisation mean the backbone's weights expect
+            (``backbone.mean``; ImageNet's by default, 0.5 for efficientnet_lite0).
+        std: per-channel normalisation std (``backbone.std``).
 
     Returns:
         A transform mapping a PIL image to a normalised (3, image_size, image_size)
@@ -44,7 +52,7 @@ def build_transform(image_size: int = PAPER_IMAGE_SIZE, train: bool = True) -> T
     if image_size < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")
     resize = T.Resize(resize_size(image_size), interpolation=T.InterpolationMode.BILINEAR)
-    tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    tail = [T.ToTensor(), T.Normalize(mean, std)]
     if not train:
         return T.Compose([resize, T.CenterCrop(image_size), *tail])
     return T.Compose(
