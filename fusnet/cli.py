@@ -116,16 +116,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fusnet.evaluate import encode_dataset
     from fusnet.retrieval import pack_codes
     from fusnet.runtime import resolve_device
-    from fusnet.train import load_model
+    from fusnet.train import dataset_kwargs, load_model
 
     device = resolve_device(args.device)
     model, config = load_model(args.model, device)
     transform = build_transform(
         config.data.image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
     )
+    same_data = args.dataset in (None, config.data.dataset)
     dataset = build_dataset(
         args.dataset or config.data.dataset, args.root or config.data.root, args.split,
-        transform=transform,
+        transform=transform, **(dataset_kwargs(config) if same_data else {}),
     )
     codes, labels, speed = encode_dataset(model, dataset, device, args.batch_size, args.num_workers)
     np.savez_compressed(

@@ -41,7 +41,7 @@ def encode_dataset(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     codes, labels = [], []
     start = time.perf_counter()
-    for images, targets in tqdm(loader, desc=description, leave=False):
+    for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
         u = model(images.to(device)).hash_logits  # (B, bits)
         codes.append(sign_codes(u.float()).cpu())
         labels.append(torch.as_tensor(targets, dtype=torch.int64))

@@ -73,7 +73,7 @@ def compute_levels(
     levels: list[list[Tensor]] = []
     zoom_levels: list[list[Tensor]] = []
     labels: list[Tensor] = []
-    for images, targets in tqdm(loader, desc=description, leave=False):
+    for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
         images = images.to(device)  # (B, 3, H, W)
         maps = backbone(images)  # L x (B, C_i, H_i, W_i)
         levels.append([m.to("cpu", torch.float16) for m in maps])

@@ -419,7 +419,7 @@ class Trainer:
         total_steps = math.ceil(len(self.sampler) / self.config.data.batch_size)
         progress = tqdm(
             self._batches(epoch), total=total_steps, desc=f"epoch {epoch + 1}",
-            leave=False, disable=not runtime.is_main_process(),
+            leave=False, disable=None if runtime.is_main_process() else True,
         )
         for inputs, zoom_inputs, labels in progress:
             loss, parts = self._step(inputs, zoom_inputs, labels)
@@ -432,7 +432,7 @@ class Trainer:
                 totals[name] = totals.get(name, 0.0) + float(value)
             steps += 1
             images += len(labels) * self.world
-            progress.set_postfix(loss=f"{float(loss):.4f}")
+            progress.set_postfix(loss=f"{float(loss.detach()):.4f}")
         self.scheduler.step()
         seconds = time.perf_counter() - start
         self.images_seen += images
@@ -454,7 +454,7 @@ class Trainer:
         if finite.item() < 1:
             kept = self.checkpoint_dir / "last.pt"
             raise TrainingError(
-                f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; training "
+                f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; training "
                 f"stopped. The last good checkpoint is kept at {kept} (epoch {epoch}) if one was "
                 "written. Lower optim.lr, or disable --amp, and resume or restart."
             )
