@@ -16,61 +16,23 @@ import time
 from pathlib import Path
 
 import torch
+from training_step import time_training_steps  # benchmarks/ is the script's folder
 
 from fusnet import runtime
 from fusnet.config import ModelConfig, RunConfig
-from fusnet.losses import MultiTaskLoss, classification_loss, hash_loss
 from fusnet.models import MultiFusNet
-from fusnet.proxy_codes import class_proxy_codes
 from fusnet.train import train
-from fusnet.zoom import SaliencyZoom, saliency_from_features
 
 logger = logging.getLogger("gpu_check")
 
 
 def train_steps(model: MultiFusNet, batch: int, size: int, steps: int, zoom: bool) -> dict:
-    """Synthetic-input training steps with AMP; images/s and peak memory."""
-    device = torch.device("cuda")
-    num_classes = model.num_classes
-    proxy = class_proxy_codes(num_classes, model.config.bits).to(device)  # (C, bits)
-    criterion = MultiTaskLoss(alpha_min=0.01).to(device)
-    optimizer = torch.optim.SGD(
-        list(model.parameters()) + list(criterion.parameters()), lr=0.0035, momentum=0.91
-    )
-    scaler = torch.amp.GradScaler("cuda")
-    zoomer = SaliencyZoom() if zoom else None
-    images = torch.randn(batch, 3, size, size, device=device)  # (B, 3, H, W)
-    labels = torch.randint(0, num_classes, (batch,), device=device)  # (B,)
-    model.train()
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            out = model(images)
-            zoom_logits = None
-            if zoomer is not None:
-                zoomed = zoomer(images, saliency_from_features(out.levels[-1]))
-                zoom_logits = model(zoomed).class_logits.float()
-            loss, _ = criterion(
-                hash_loss(out.hash_logits.float(), proxy, labels),
-                classification_loss(out.class_logits.float(), zoom_logits, labels),
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    for _ in range(3):  # warm-up (cuDNN autotune, allocator)
-        step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    """AMP training steps on random inputs: images/s and peak GPU memory."""
+    result = time_training_steps(model, batch, size, steps, warmup=3, zoom=zoom, amp=True)
     return {
-        "images_per_second": round(batch * steps / seconds, 1),
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "images_per_second": round(result["images_per_second"], 1),
+        "peak_memory_gib": round(result["peak_memory_gib"], 2),
+        "zoom_share": round(result["zoom_share"], 3),
     }
 
 

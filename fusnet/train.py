@@ -426,6 +426,7 @@ class Trainer:
             self._check_finite(loss, epoch, steps)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            self._average_loss_weight_grads()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             for name, value in parts.items():
@@ -446,6 +447,15 @@ class Trainer:
             lr=self.optimizer.param_groups[0]["lr"],
         )
         return record
+
+    def _average_loss_weight_grads(self) -> None:
+        """The learnable task weights live outside the DDP module: average their grads."""
+        if not dist.is_initialized():
+            return
+        for parameter in self.criterion.parameters():
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+                parameter.grad /= self.world
 
     def _check_finite(self, loss: Tensor, epoch: int, step: int) -> None:
         finite = torch.isfinite(loss.detach()).to(torch.float32)
