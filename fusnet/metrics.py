@@ -41,25 +41,33 @@ the straddling block places above the cut (a hypergeometric variable).
 
 Computation
 -----------
-Queries are processed in chunks (``chunk_size``). Distances come from one
-matrix product of ``+-1`` codes, ``dist = (bits - q . d) / 2``, exact in
-float32. For class labels the per-query work is a histogram, not a sort: with
-the database cut into segments at the query class's relevant items, one
-``scatter_add`` of ``segment * (bits + 1) + distance`` counts, for every
-relevant item, the items at its distance that precede it by index; a cumulative
-sum over segments and the per-distance counts give every relevant item's exact
-position under index tie-breaking. The segment term rides along in the same
-matrix product as an extra code column. Multi-hot labels (or classes so large
-that the histogram would outgrow the distance matrix) use a stable radix sort
-of the distances instead (numpy sorts small integers by radix in linear time).
+Exact, bounded in memory (queries in chunks, the database in tiles) and
+sort-free for class labels. Distances come from a matrix product of ``+-1``
+codes, ``dist = (bits - q . d) / 2``, exact in floating point. For a query of
+class c with R database items, cut the database at those items into R + 1
+segments (segment(i) = items of class c strictly before i) and give item i the
+cell ``dist * (R + 1) + segment(i)``; the same matrix product computes it (the
+segment rides in extra code columns). One ``scatter_add`` counts the cells per
+query (all items and relevant items packed in one int64 counter) and a
+cumulative sum over the cells then holds, at each relevant item's cell, its
+position in the ranking with ties broken by index and its rank among the
+relevant items: AP follows without sorting anything, and the per-distance
+counts give the tie-aware figure. Multi-hot labels (and classes so large that
+their cells would outnumber the database severalfold) use a stable radix sort of
+the distances per query instead. Chunks run on ``torch.get_num_threads()``
+worker threads, each with single-threaded torch kernels (coarse-grained
+parallelism suffers far less than per-kernel threading when cores are shared);
+the torch thread setting is restored afterwards.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
@@ -76,15 +84,21 @@ Ties = Literal["index", "average"]
 _TIES = ("index", "average")
 # Bound on the histogram cells (queries x cells) one chunk may hold.
 _CHUNK_ELEMENTS = 1 << 22
-# Queries per chunk (defaults), and database items per tile of the histogram path:
-# 128 x 2048 tiles keep the matrix-product output and its integer copy in L2.
-_HIST_CHUNK = 128
+# Queries per chunk (defaults), and database items per tile of the histogram path
+# (tiles of _TILE_ELEMENTS keep the matrix-product output and its integer copy in L2).
+_HIST_CHUNK = 256
 _SORT_CHUNK = 64
+_SORT_ELEMENTS = 1 << 21  # queries x database per chunk of the sort path (~40 bytes each)
 _TILE = 2048
 _TILE_ELEMENTS = _HIST_CHUNK * _TILE
+_MAX_CLASSES_PER_CHUNK = 16
 # Packed histogram counters: relevant items << 32 | all items.
 _REL_SHIFT = 32
-_LOW_MASK = (1 << _REL_SHIFT) - 1
+_REL_INC = 1 << _REL_SHIFT
+_LOW_MASK = _REL_INC - 1
+_HUGE = np.iinfo(np.int64).max
+_EMPTY = torch.zeros(0, dtype=torch.int64)
+_LOCAL = threading.local()  # per-thread scratch buffers
 # Histogram cells per chunk of the tie-aware closed form (cache-sized temporaries).
 _TIE_ROWS_CELLS = 1 << 16
 # The histogram path is used while (R + 1) * (bits + 1) <= _HIST_FACTOR * N.
@@ -103,8 +117,8 @@ class _Stats:
         topk: the rank cut-off K used for ``ap_index`` (N for the full ranking).
         ks: the cut-offs of ``rel_at_k``.
         num_relevant: (nq,) relevant items in the whole database.
-        hist_all: (nq, bits + 1) database items at each Hamming distance.
-        hist_rel: (nq, bits + 1) relevant items at each Hamming distance.
+        hist_all: (nq, bits + 1) int32 database items at each Hamming distance.
+        hist_rel: (nq, bits + 1) int32 relevant items at each Hamming distance.
         ap_index: (nq,) AP (or AP@K) with ties broken by database index.
         rel_at_k: (nq, len(ks)) relevant items within the first k, index ties.
     """
@@ -445,6 +459,8 @@ def _retrieval_stats(
     n = d.shape[0]
     if n == 0:
         raise ValueError("the database is empty")
+    if n >= 1 << 31:
+        raise ValueError(f"database of {n} items: at most 2**31 - 1 are supported")
     if topk is not None and topk < 1:
         raise ValueError(f"topk must be >= 1 or None, got {topk}")
     if any(k < 1 for k in ks):
@@ -461,8 +477,8 @@ def _retrieval_stats(
         topk=n if topk is None else min(topk, n),
         ks=ks,
         num_relevant=np.zeros(nq, np.int64),
-        hist_all=np.zeros((nq, bits + 1), np.int64),
-        hist_rel=np.zeros((nq, bits + 1), np.int64),
+        hist_all=np.zeros((nq, bits + 1), np.int32),  # counts < 2**31 (database size)
+        hist_rel=np.zeros((nq, bits + 1), np.int32),
         ap_index=np.zeros(nq, np.float64),
         rel_at_k=np.zeros((nq, len(ks)), np.int64),
     )
@@ -471,27 +487,36 @@ def _retrieval_stats(
     ctx = _Context(q=q, d=d, out=out, ks=torch.tensor([min(k, n) for k in ks], dtype=torch.int64))
     tasks: list[Callable[[], None]] = []
     if kind == "multi":
-        step = chunk_size or _SORT_CHUNK
+        step = chunk_size or max(1, min(_SORT_CHUNK, _SORT_ELEMENTS // n))
         for s in range(0, nq, step):
             rows = torch.arange(s, min(s + step, nq))
             tasks.append(partial(_sort_task, ctx, rows, partial(_multi_relevance, ql[rows], dl)))
     else:
-        order = torch.argsort(ql, stable=True)
+        ctx.db_labels = dl
+        db_order = torch.argsort(dl, stable=True)  # database items grouped by class, by index
+        db_classes, db_counts = torch.unique_consecutive(dl[db_order], return_counts=True)
+        ctx.class_members = dict(
+            zip(db_classes.tolist(), torch.split(db_order, db_counts.tolist()), strict=True)
+        )
+        num_rel = dict(zip(db_classes.tolist(), db_counts.tolist(), strict=True))
+        order = torch.argsort(ql, stable=True)  # queries grouped by class
         classes, counts = torch.unique_consecutive(ql[order], return_counts=True)
+        groups: list[tuple[Tensor, int]] = []
         start = 0
         for c, count in zip(classes.tolist(), counts.tolist(), strict=True):
             group = order[start : start + count]
             start += count
-            mask = dl == c  # (N,) the group's relevant items
-            cells = (int(mask.sum()) + 1) * (bits + 1)
+            cells = (num_rel.get(c, 0) + 1) * (bits + 1)
             if method == "histogram" or (method == "auto" and cells <= _HIST_FACTOR * n):
-                tasks.extend(_histogram_tasks(ctx, group, mask, chunk_size))
+                groups.append((group, cells))
             else:
-                step = chunk_size or _SORT_CHUNK
+                step = chunk_size or max(1, min(_SORT_CHUNK, _SORT_ELEMENTS // n))
                 for s in range(0, count, step):
                     rows = group[s : s + step]
                     rel = partial(_class_relevance, ql[rows], dl)
                     tasks.append(partial(_sort_task, ctx, rows, rel))
+        for rows in _pack_chunks(groups, chunk_size):
+            tasks.append(partial(_histogram_task, ctx, rows, ql[rows]))
     _run_tasks(tasks)
     return out
 
@@ -504,6 +529,8 @@ class _Context:
     d: Tensor  # (N, bits)
     out: _Stats
     ks: Tensor  # (len(ks),) cut-offs capped at N
+    db_labels: Tensor | None = None  # (N,) class ids (class labels only)
+    class_members: dict[int, Tensor] = field(default_factory=dict)  # class -> (R,) items
 
 
 def _class_relevance(q_labels: Tensor, db_labels: Tensor) -> np.ndarray:
@@ -518,8 +545,11 @@ def _run_tasks(tasks: list[Callable[[], None]]) -> None:
     """Run chunk tasks on torch.get_num_threads() threads, torch kernels single-threaded."""
     workers = min(torch.get_num_threads(), len(tasks))
     if workers <= 1:
-        for task in tasks:
-            task()
+        try:
+            for task in tasks:
+                task()
+        finally:
+            _LOCAL.__dict__.pop("pool", None)
         return
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -531,96 +561,129 @@ def _run_tasks(tasks: list[Callable[[], None]]) -> None:
         torch.set_num_threads(previous)
 
 
-def _histogram_tasks(
-    ctx: _Context, group: Tensor, mask: Tensor, chunk_size: int | None
-) -> list[Callable[[], None]]:
-    """Chunk tasks for queries sharing one relevant set (class labels).
+def _scratch(key: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A reusable per-thread buffer (fresh large allocations page-fault on every chunk)."""
+    pool = _LOCAL.__dict__.setdefault("pool", {})
+    numel = math.prod(shape)
+    buf = pool.get((key, dtype))
+    if buf is None or buf.numel() < numel:
+        buf = torch.empty(numel, dtype=dtype)
+        pool[(key, dtype)] = buf
+    return buf[:numel].view(shape)
 
-    The database is cut into segments at the relevant items: segment(i) = the
-    relevant items strictly before i, so the k-th relevant item (0-based) opens
-    segment k. One matrix product per database tile gives the cell
-    ``dist * (R + 1) + segment`` of every item exactly (the segment rides in the
-    bias), and a scatter-add counts the cells per query, relevant items in the
-    high 32 bits of the counter and all items in the low 32 bits. A cumulative
-    sum over the flattened cells then holds, at the k-th relevant item's cell,
-    (relevant items, all items) ordered at or before it: with ties broken by
-    index, exactly its rank among the relevant items and its position.
+
+def _pack_chunks(groups: list[tuple[Tensor, int]], chunk_size: int | None) -> list[Tensor]:
+    """Pack class groups of queries into chunks (several small classes share one).
 
     Args:
-        ctx: shared codes and outputs.
-        group: (Qg,) the queries of this class.
-        mask: (N,) bool, the class's database items.
-        chunk_size: queries per chunk, or None.
+        groups: (query rows of one class, histogram cells of that class), by class.
+        chunk_size: queries per chunk, or None (up to ``_HIST_CHUNK``, fewer for
+            classes with large histograms).
 
     Returns:
-        Callables, one per chunk of queries.
+        Query rows per chunk, grouped by class inside a chunk, at most
+        ``_MAX_CLASSES_PER_CHUNK`` classes each.
     """
-    bits = ctx.d.shape[1]
-    rel_idx = torch.nonzero(mask).squeeze(1)  # (R,)
-    r1 = len(rel_idx) + 1
-    cells = r1 * (bits + 1)
-    seg = torch.cumsum(mask, 0) - mask.to(torch.int64)  # (N,)
+    chunks: list[Tensor] = []
+    parts: list[Tensor] = []
+    size, cells_max = 0, 0
+    for group, cells in groups:
+        s = 0
+        while s < len(group):
+            widest = max(cells_max, cells)
+            cap = chunk_size or max(1, min(_HIST_CHUNK, _CHUNK_ELEMENTS // widest))
+            if parts and (size >= cap or len(parts) >= _MAX_CLASSES_PER_CHUNK):
+                chunks.append(torch.cat(parts))
+                parts, size, cells_max = [], 0, 0
+                continue
+            take = min(len(group) - s, cap - size)
+            parts.append(group[s : s + take])
+            size += take
+            cells_max = widest
+            s += take
+    if parts:
+        chunks.append(torch.cat(parts))
+    return chunks
+
+
+def _histogram_task(ctx: _Context, rows: Tensor, labels: Tensor) -> None:
+    """Index-tie statistics for a chunk of class-labelled queries, without sorting.
+
+    For a class with R database items, cut the database into segments at its
+    items: segment(i) = the class's items strictly before i, so the k-th one
+    (0-based) opens segment k. For a query of that class, the cell of item i is
+    ``dist * (R + 1) + segment(i)``; the matrix product computes it exactly (the
+    segment rides in an extra code column selected by a one-hot class column of
+    the query). A scatter-add counts cells per query (all items in the low 32
+    bits, relevant items in the high bits) and a cumulative sum over the
+    flattened cells gives, at the k-th relevant item's cell, the items and the
+    relevant items ordered at or before it with ties broken by index: its
+    position and its rank among the relevant items.
+
+    Args:
+        ctx: shared codes, database labels and outputs.
+        rows: (Qc,) query indices, grouped by class.
+        labels: (Qc,) their class ids.
+    """
+    d, db_labels = ctx.d, ctx.db_labels
+    n, bits = d.shape
+    b1, qc = bits + 1, len(rows)
+    classes, slot = torch.unique_consecutive(labels, return_inverse=True)  # (Cc,), (Qc,)
+    nc = len(classes)
+    rel_idx = [ctx.class_members.get(c, _EMPTY) for c in classes.tolist()]  # (R_j,) each
+    num_rel = torch.tensor([len(r) for r in rel_idx], dtype=torch.int64)  # (Cc,)
+    r1 = num_rel + 1
+    cells = int((r1 * b1).max())
     dtype = torch.float32 if cells * 2 < _FLOAT32_EXACT else torch.float64
-    bias = (seg.to(torch.float64) + bits / 2 * r1).to(dtype)  # (N,)
-    d = ctx.d.to(dtype)
-    plan = _HistPlan(
-        d=d,
-        bias=bias,
-        weight=1 + (mask.to(torch.int64) << _REL_SHIFT),
-        d_rel=d[rel_idx],
-        bias_rel=bias[rel_idx],
-        r1=r1,
-        scale=-0.5 * r1,
-    )
-    step = chunk_size or max(1, min(_HIST_CHUNK, _CHUNK_ELEMENTS // cells))
-    return [
-        partial(_histogram_task, ctx, plan, group[s : s + step])
-        for s in range(0, len(group), step)
-    ]
+    q = ctx.q[rows].to(dtype)  # (Qc, bits)
+    qa = torch.zeros(qc, bits + nc, dtype=dtype)  # (Qc, bits + Cc): codes, one-hot class
+    qa[:, :bits] = q * (-0.5 * r1[slot]).to(dtype)[:, None]
+    qa[torch.arange(qc), bits + slot] = 1.0
 
+    # cells of the relevant items (k-th item of the class: segment k), padding -> dummy cell
+    r_max = int(num_rel.max())
+    members = torch.cat(rel_idx)  # (sum R,) every chunk class's items, class by class
+    dist_all = ((bits - q @ d[members].to(dtype).T) * 0.5).to(torch.int64)  # (Qc, sum R)
+    k = torch.arange(r_max)  # (Rmax,)
+    valid = k[None, :] < num_rel[slot][:, None]  # (Qc, Rmax)
+    start = (torch.cumsum(num_rel, 0) - num_rel)[slot]  # (Qc,) the row's class block
+    cols = (start[:, None] + k[None, :]).clamp_(max=max(len(members) - 1, 0))  # (Qc, Rmax)
+    dist_rel = dist_all.gather(1, cols) if len(members) else cols  # (Qc, Rmax)
+    g = torch.where(valid, dist_rel * r1[slot][:, None] + k[None, :], cells)  # (Qc, Rmax)
 
-@dataclass
-class _HistPlan:
-    """One class's relevant set, prepared for :func:`_histogram_task`."""
-
-    d: Tensor  # (N, bits) database codes in the working dtype
-    bias: Tensor  # (N,) segment + bits/2 * (R+1)
-    weight: Tensor  # (N,) int64 counter increment: 1 + (relevant << 32)
-    d_rel: Tensor  # (R, bits) the relevant items' codes, by index
-    bias_rel: Tensor  # (R,)
-    r1: int  # R + 1 segments
-    scale: float  # -(R+1)/2, applied to the query codes
-
-
-def _histogram_task(ctx: _Context, plan: _HistPlan, rows: Tensor) -> None:
-    n, bits = plan.d.shape
-    b1, r1 = bits + 1, plan.r1
-    num_rel = r1 - 1
-    qc = len(rows)
-    qa = ctx.q[rows].to(plan.d.dtype) * plan.scale  # (Qc, bits)
-    counts = torch.zeros(qc, b1 * r1, dtype=torch.int64)  # (Qc, (bits+1)*(R+1)) packed
+    counts = _scratch("counts", (qc, cells + 1), torch.int64).zero_()  # (relevant << 32) | all
     tile = min(n, max(_TILE, _TILE_ELEMENTS // qc))
-    buf = torch.empty(qc, tile, dtype=plan.d.dtype)
-    idx = torch.empty(qc, tile, dtype=torch.int64)
+    aug = _scratch("aug", (tile, bits + nc), dtype)  # database tile: codes, segment columns
+    buf = _scratch("buf", (qc, tile), dtype)
+    idx = _scratch("idx", (qc, tile), torch.int64)
+    ones = torch.ones(tile, dtype=torch.int64).expand(qc, tile)  # (1,1)-expanded is 2x slower
+    member = db_labels[:, None] == classes[None, :]  # (N, Cc)
+    seg = torch.cumsum(member, 0, dtype=torch.int32).sub_(member.to(torch.int32))  # (N, Cc)
+    seg_col = seg.to(dtype).add_((bits / 2 * r1).to(dtype))  # (N, Cc) the segment columns
     for s in range(0, n, tile):
         w = min(tile, n - s)
-        f = torch.addmm(plan.bias[s : s + w], qa, plan.d[s : s + w].T, out=buf[:, :w])
+        aug[:w, :bits] = d[s : s + w]
+        aug[:w, bits:] = seg_col[s : s + w]
+        f = torch.mm(qa, aug[:w].T, out=buf[:, :w])  # (Qc, w) = dist * (R+1) + segment
         cell = idx[:, :w]
-        cell.copy_(f)  # (Qc, w) = dist * (R+1) + segment, exact
-        counts.scatter_add_(1, cell, plan.weight[s : s + w].expand(qc, w))
-    counts.cumsum_(1)  # (Qc, cells) packed (relevant, all) at or before each cell
-    ends = counts.view(qc, b1, r1)[:, :, num_rel]  # (Qc, bits+1) through each distance
+        cell.copy_(f)  # exact
+        counts.scatter_add_(1, cell, ones[:, :w])
+    counts.scatter_add_(1, g, torch.full((1, 1), _REL_INC, dtype=torch.int64).expand(qc, r_max))
+    counts.cumsum_(1)  # the dummy last column only receives, nothing reads it
+
+    ends = torch.arange(b1)[None, :] * r1[slot][:, None] + num_rel[slot][:, None]  # (Qc, bits+1)
+    ends = counts.gather(1, ends)  # packed totals through each distance
     zero = torch.zeros(qc, 1, dtype=torch.int64)
     out = ctx.out
     sub = rows.numpy()
     out.hist_all[sub] = torch.diff(ends & _LOW_MASK, dim=1, prepend=zero).numpy()
     out.hist_rel[sub] = torch.diff(ends >> _REL_SHIFT, dim=1, prepend=zero).numpy()
-    out.num_relevant[sub] = num_rel
-    if num_rel == 0:
+    out.num_relevant[sub] = num_rel[slot].numpy()
+    if r_max == 0:
         return
-    g = torch.addmm(plan.bias_rel, qa, plan.d_rel.T).to(torch.int64)  # (Qc, R) cells
-    packed = counts.gather(1, g)  # (Qc, R)
-    _fill_index_ap(packed & _LOW_MASK, packed >> _REL_SHIFT, ctx, sub)
+    packed = counts.gather(1, g)  # (Qc, Rmax)
+    pos = torch.where(g < cells, packed & _LOW_MASK, _HUGE)
+    _fill_index_ap(pos, packed >> _REL_SHIFT, ctx, sub)
 
 
 def _sort_task(ctx: _Context, rows: Tensor, relevance: Callable[[], np.ndarray]) -> None:
@@ -634,33 +697,30 @@ def _sort_task(ctx: _Context, rows: Tensor, relevance: Callable[[], np.ndarray])
     bits = ctx.d.shape[1]
     b1 = bits + 1
     qc = len(rows)
+    out = ctx.out
     ip = torch.mm(ctx.q[rows], ctx.d.T)  # (Qc, N)
     dist = ((bits - ip) * 0.5).numpy().astype(np.uint8 if bits < 256 else np.int16)  # exact
     rel = relevance()  # (Qc, N) bool
-    perm = np.argsort(dist, axis=1, kind="stable")  # (Qc, N) radix sort, ties by index
-    rel_sorted = np.take_along_axis(rel, perm, axis=1)  # (Qc, N)
     cell = dist + (np.arange(qc, dtype=np.int64) * b1)[:, None]  # (Qc, N)
-    hist_all = np.bincount(cell.ravel(), minlength=qc * b1).reshape(qc, b1)
-    hist_rel = np.bincount(cell[rel], minlength=qc * b1).reshape(qc, b1)
-    num_rel = rel.sum(1)  # (Qc,)
-    out = ctx.out
     sub = rows.numpy()
-    out.hist_all[sub] = hist_all
-    out.hist_rel[sub] = hist_rel
-    out.num_relevant[sub] = num_rel
-    r_max = int(num_rel.max())
-    if r_max == 0:
-        return
-    rr, cc = np.nonzero(rel_sorted)  # row-major: positions increase within a row
-    starts = np.cumsum(num_rel) - num_rel
-    pos = np.full((qc, r_max), np.iinfo(np.int64).max, dtype=np.int64)  # (Qc, Rmax) padded
-    pos[rr, np.arange(len(rr)) - starts[rr]] = cc + 1
-    rel_rank = torch.arange(1, r_max + 1).expand(qc, r_max)  # (Qc, Rmax)
-    _fill_index_ap(torch.from_numpy(pos), rel_rank, ctx, sub)
+    out.hist_all[sub] = np.bincount(cell.ravel(), minlength=qc * b1).reshape(qc, b1)
+    out.hist_rel[sub] = np.bincount(cell[rel], minlength=qc * b1).reshape(qc, b1)
+    out.num_relevant[sub] = rel.sum(1)
+    # only the first `depth` ranks matter: the AP cut-off and the largest k
+    depth = max([out.topk, *ctx.ks.tolist()])
+    perm = np.argsort(dist, axis=1, kind="stable")[:, :depth]  # radix sort, ties by index
+    rel_sorted = np.take_along_axis(rel, perm, axis=1)  # (Qc, depth)
+    hits = np.cumsum(rel_sorted, axis=1, dtype=np.int64)  # (Qc, depth) relevant so far
+    big_k = out.topk
+    prec = np.where(rel_sorted[:, :big_k], hits[:, :big_k] / np.arange(1, big_k + 1), 0.0)
+    num_within = hits[:, big_k - 1]  # (Qc,)
+    out.ap_index[sub] = _safe_div(prec.sum(1), num_within)
+    for j, k in enumerate(ctx.ks.tolist()):
+        out.rel_at_k[sub, j] = hits[:, k - 1]
 
 
 def _fill_index_ap(pos: Tensor, rel_rank: Tensor, ctx: _Context, sub: np.ndarray) -> None:
-    """AP@K and relevant counts from the relevant items' positions (ties by index).
+    """AP@K and relevant counts from the relevant items' positions (histogram path).
 
     Args:
         pos: (Qc, R) 1-based positions of the relevant items in the ranking, any

@@ -264,7 +264,12 @@ def test_thread_count_does_not_change_results():
         two = evaluate_retrieval(q, d, ql, dl, ks=(5,), per_query=True, chunk_size=3)
     finally:
         torch.set_num_threads(previous)
-    assert one == two
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        if isinstance(value, float | list):  # summation order may differ in the last bits
+            assert value == pytest.approx(two[key], rel=1e-12, abs=1e-15), key
+        else:
+            assert value == two[key], key
     assert torch.get_num_threads() == previous
 
 

@@ -196,3 +196,21 @@ def test_index_rejects_bad_input():
     index.add(np.zeros((3, 2), np.uint8))
     with pytest.raises(ValueError, match="between 1 and the database size 3"):
         index.search(np.zeros((1, 2), np.uint8), 4)
+
+
+@pytest.mark.skipif(not retrieval._faiss_available(), reason="faiss not installed")
+def test_faiss_search_in_parts_leaves_caller_threads(monkeypatch):
+    import faiss
+
+    monkeypatch.setattr(retrieval, "_FAISS_PART", 3)  # many parts on worker threads
+    rng = np.random.default_rng(4)
+    db = random_packed(rng, 3000, 12, distinct=25)
+    q = random_packed(rng, 41, 12)
+    before = faiss.omp_get_max_threads()
+    index = HammingIndex(12, backend="faiss")
+    index.add(db)
+    dist, idx = index.search(q, 200)
+    expected = reference_topk(q, db, 12, 200)
+    np.testing.assert_array_equal(dist, expected[0])
+    np.testing.assert_array_equal(idx, expected[1])
+    assert faiss.omp_get_max_threads() == before
