@@ -1,4 +1,4 @@
-"""The ``fusnet`` command line: train, encode, evaluate, search, data.
+"""The ``fusnet`` command line: train, encode, evaluate, search, data, reproduce.
 
 Run ``fusnet <command> --help`` for each command's options. Training options
 come either from flags or from a JSON config file (``--config``), never both.
@@ -15,7 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fusnet.config import PAPER_BITS, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig
+from fusnet.config import (
+    PAPER_BITS,
+    BaselineConfig,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+)
 from fusnet.errors import FusnetError
 
 logger = logging.getLogger("fusnet")
@@ -25,6 +33,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "loss": LossConfig,
     "optim": OptimConfig,
+    "baseline": BaselineConfig,
     "run": RunConfig,
 }
 
@@ -187,6 +196,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     raise FusnetError(f"unknown data command {args.data_command!r}")
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from fusnet.experiments.reproduce import reproduce, summary_table
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours
+    changes = {k: v for k, v in (("data_root", args.data_root), ("device", args.device)) if v}
+    results = reproduce(
+        args.profile, args.notebooks, output_root=args.output_root, force=args.force,
+        kernel=args.kernel, changes=changes,
+    )
+    sys.stdout.write(summary_table(results, args.output_root) + "\n")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusnet",
@@ -244,6 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("name")
     ve.add_argument("--root", required=True)
     data.set_defaults(func=cmd_data)
+
+    from fusnet.profiles import NOTEBOOKS, PROFILES
+
+    rep = commands.add_parser(
+        "reproduce", help="run the paper's experiments: the notebooks of a profile (papermill)",
+        description="Execute notebooks/*.ipynb with a profile's parameters (fusnet.profiles): "
+        "smoke (synthetic, minutes), cpu (the real photos in ../shared/data, hours), paper "
+        "(the paper's recipe on a GPU). Tables, figures, metrics.json and the executed notebook "
+        "go to OUTPUT_ROOT/<notebook>/<profile>/. Notebooks with complete outputs are skipped and "
+        "finished training runs reused, so rerunning resumes where it stopped.",
+    )
+    rep.add_argument("--profile", required=True, choices=sorted(PROFILES))
+    rep.add_argument("--notebooks", nargs="+", metavar="NAME",
+                     help=f"names or prefixes such as 01 (default: all of {', '.join(NOTEBOOKS)})")
+    rep.add_argument("--output-root", default="results", help="results folder (default: results)")
+    rep.add_argument("--data-root", help="folder holding one folder per dataset "
+                     "(<root>/cub200, ...); needed by the paper profile")
+    rep.add_argument("--device", help="override the profile's device (cpu, cuda, auto)")
+    rep.add_argument("--force", action="store_true", help="rerun notebooks whose outputs are complete")
+    rep.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    rep.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -125,10 +125,75 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """Hyper-parameters of the baseline methods (``fusnet.baselines``), paper defaults.
+
+    Only the fields of the run's ``method`` are used. Sources: DPSH (Li, Wang & Kang,
+    IJCAI 2016; authors' DPSH-pytorch demo), HashNet (Cao et al., ICCV 2017; authors'
+    thuml/HashNet pytorch code), ADSH (Jiang & Li, AAAI 2018; authors' ADSH_pytorch),
+    SEMICON (Shen et al., ECCV 2022; authors' aassxun/SEMICON), ExchNet (Cui et al.,
+    ECCV 2020; the ADSH-based reimplementation the SEMICON authors compare against).
+    Each module's docstring gives the details and every simplification.
+
+    Attributes:
+        dpsh_eta: DPSH quantisation weight eta (authors' CIFAR-10 demo: 10).
+        hashnet_alpha_scale: HashNet sigmoid scale alpha = this / bits (authors' code: 10/bits).
+        hashnet_beta_step: HashNet continuation: beta grows every this many steps (code: 200).
+        hashnet_beta_gamma: HashNet continuation beta = (1 + gamma * step) ** power (code: 0.005).
+        hashnet_beta_power: HashNet continuation power (code: 0.5).
+        adsh_gamma: ADSH quantisation weight gamma (paper and code: 200).
+        adsh_num_samples: ADSH sampled query set size |Omega| per outer iteration (2000).
+        adsh_inner_epochs: ADSH epochs over Omega per outer iteration, between V updates (3).
+        adsh_soft_similarity: ADSH with the authors' code's soft similarity (dissimilar
+            target -n_pos/n_neg instead of the paper's -1); SEMICON's and ExchNet's code
+            always use it.
+        semicon_gamma: SEMICON quantisation weight gamma (authors' code: 200).
+        semicon_num_samples: SEMICON |Omega| per outer iteration (authors' code: 2000).
+        semicon_inner_epochs: SEMICON epochs per outer iteration (authors' code: 30).
+        exchnet_gamma: ExchNet quantisation weight gamma (ADSH's 200).
+        exchnet_num_samples: ExchNet |Omega| per outer iteration (2000).
+        exchnet_inner_epochs: ExchNet epochs per outer iteration (reimplementation: 10).
+        exchnet_parts: ExchNet number of part attention maps M (4).
+        exchnet_margin: ExchNet channel-diversity margin t (0.4).
+        exchnet_lambda_spatial: ExchNet weight of the spatial-diversity loss (1.0).
+        exchnet_lambda_channel: ExchNet weight of the channel-diversity loss (1.0).
+        exchnet_exchange_prob: ExchNet probability that a part feature is swapped for its
+            class anchor (0.5).
+        exchnet_align_start: ExchNet outer iteration (1-based) after which anchors are
+            built and features exchanged (reimplementation: 25 of 60).
+    """
+
+    dpsh_eta: float = 10.0
+    hashnet_alpha_scale: float = 10.0
+    hashnet_beta_step: int = 200
+    hashnet_beta_gamma: float = 0.005
+    hashnet_beta_power: float = 0.5
+    adsh_gamma: float = 200.0
+    adsh_num_samples: int = 2000
+    adsh_inner_epochs: int = 3
+    adsh_soft_similarity: bool = True
+    semicon_gamma: float = 200.0
+    semicon_num_samples: int = 2000
+    semicon_inner_epochs: int = 30
+    exchnet_gamma: float = 200.0
+    exchnet_num_samples: int = 2000
+    exchnet_inner_epochs: int = 10
+    exchnet_parts: int = 4
+    exchnet_margin: float = 0.4
+    exchnet_lambda_spatial: float = 1.0
+    exchnet_lambda_channel: float = 1.0
+    exchnet_exchange_prob: float = 0.5
+    exchnet_align_start: int = 25
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs.
 
     Attributes:
+        method: "multifusnet" (the paper's model) or a baseline in
+            ``fusnet.baselines.METHODS`` (dpsh, hashnet, adsh, semicon, exchnet), trained and
+            evaluated under the same protocol (data, backbone, loop, evaluation).
         mode: "full" trains the whole network; "frozen" keeps the backbone fixed, caches
             its features once and trains everything above it (fast CPU ablations; no
             image augmentation, since cached features come from the test transform).
@@ -145,6 +210,8 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    method: str = "multifusnet"
     mode: str = "full"
     select: str = "val"
     eval_every: int = 1
@@ -195,6 +262,7 @@ class RunConfig:
             "model": ModelConfig,
             "loss": LossConfig,
             "optim": OptimConfig,
+            "baseline": BaselineConfig,
         }
         _check_keys(cls, raw, "run")
         kwargs: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""Training Multi-FusNet: one run per bit length, checkpointed every epoch.
+"""Training Multi-FusNet (or a baseline): one run per bit length, checkpointed every epoch.
 
 A run writes into ``config.output_dir``:
 
@@ -12,6 +12,10 @@ A run writes into ``config.output_dir``:
 
 Model selection uses the validation split carved from the training split
 (``select="val"``) or the last epoch (``select="last"``); never the test split.
+
+``config.method`` other than "multifusnet" trains a baseline from ``fusnet.baselines``
+through the same loop: its network and loss come from the method object, whose buffers
+(e.g. ADSH's learned database codes V) are checkpointed as the trainer's ``criterion``.
 """
 
 from __future__ import annotations
@@ -33,14 +37,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from fusnet import runtime
+from fusnet.baselines import HashingMethod, build_method
 from fusnet.config import RunConfig
 from fusnet.data import build_dataset
 from fusnet.data.transforms import build_transform
-from fusnet.errors import CheckpointError, TrainingError
+from fusnet.errors import CheckpointError, ConfigError, TrainingError
 from fusnet.evaluate import encode_cached, encode_dataset, retrieval_metrics, save_codes
 from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_compute_levels
 from fusnet.losses import MultiTaskLoss, classification_loss, hash_loss
-from fusnet.models.multifusnet import MultiFusNet
+from fusnet.models.multifusnet import MultiFusNet, build_model_backbone
 from fusnet.proxy_codes import class_proxy_codes, code_diagnostics
 from fusnet.zoom import SaliencyZoom, saliency_from_features
 
@@ -65,27 +70,35 @@ class EpochShuffleSampler(Sampler[int]):
     """A seeded permutation per epoch, sharded over processes (one code path for 1..N ranks).
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    ``subset`` (positions, e.g. ADSH's sampled set) restricts the epoch to those items.
     """
 
     def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
         self.size, self.seed, self.rank, self.world = size, seed, rank, world
         self.epoch = 0
+        self.subset: Tensor | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def indices(self) -> Tensor:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)  # (N,)
-        per_rank = math.ceil(self.size / self.world)
-        order = torch.cat([order, order[: per_rank * self.world - self.size]])  # pad evenly
+        size = self._pool_size()
+        order = torch.randperm(size, generator=generator)  # (N,)
+        if self.subset is not None:
+            order = self.subset[order]  # (N,) positions of the subset
+        per_rank = math.ceil(size / self.world)
+        order = torch.cat([order, order[: per_rank * self.world - size]])  # pad evenly
         return order[self.rank :: self.world]
+
+    def _pool_size(self) -> int:
+        return self.size if self.subset is None else len(self.subset)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.world)
+        return math.ceil(self._pool_size() / self.world)
 
 
 @dataclass
@@ -118,10 +131,10 @@ def dataset_kwargs(config: RunConfig) -> dict[str, Any]:
 
 
 def _build_data(
-    config: RunConfig, model: MultiFusNet, device: torch.device, zoom: SaliencyZoom | None
+    config: RunConfig, backbone: nn.Module, device: torch.device, zoom: SaliencyZoom | None
 ) -> _Data:
     data = config.data
-    mean, std = model.backbone.mean, model.backbone.std
+    mean, std = backbone.mean, backbone.std
     test_tf = build_transform(data.image_size, train=False, mean=mean, std=std)
     train_tf = build_transform(data.image_size, train=True, mean=mean, std=std)
     kwargs = dataset_kwargs(config)
@@ -163,11 +176,12 @@ def _build_data(
         return result
     # Frozen mode: backbone maps of both splits, computed once and cached.
     cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
+    backbone.to(device)  # the maps are computed on the run's device
     for split, dataset in (("train", database), ("test", queries)):
         key = cache_key(
             {
                 "backbone": config.model.backbone,
-                "weights": model.backbone.weights_tag,
+                "weights": backbone.weights_tag,
                 "image_size": data.image_size,
                 "dataset": result.description,
                 "split": split,
@@ -178,7 +192,7 @@ def _build_data(
             cache_dir / f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt",
             key,
             lambda dataset=dataset, split=split: compute_levels(
-                model.backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
+                backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
                 description=f"backbone features ({split})",
             ),
         )
@@ -189,7 +203,7 @@ def _build_data(
     return result
 
 
-def _parameter_groups(model: MultiFusNet, criterion: nn.Module, config: RunConfig) -> list[dict]:
+def _parameter_groups(model: nn.Module, criterion: nn.Module, config: RunConfig) -> list[dict]:
     optim = config.optim
     groups = [{"params": list(model.head.parameters()), "lr": optim.lr}]
     if config.mode == "full":
@@ -213,6 +227,14 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: 
     return diffs
 
 
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the fields added since it was written set to their defaults."""
+    try:
+        return RunConfig.from_dict(saved).to_dict()
+    except Exception:  # not a valid config now: compare it as it is
+        return saved
+
+
 def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, Any]:
     """Load a training checkpoint safely; with ``config``, insist it was made for it."""
     if not path.is_file():
@@ -224,7 +246,7 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, An
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fusnet checkpoint (format {CHECKPOINT_FORMAT})")
     if config is not None:
-        diffs = _config_differences(payload["config"], config.to_dict())
+        diffs = _config_differences(_with_defaults(payload["config"]), config.to_dict())
         if diffs:
             raise CheckpointError(
                 f"checkpoint {path} was written for another config:\n  "
@@ -234,13 +256,19 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, An
     return payload
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiFusNet, RunConfig]:
-    """Rebuild a trained model from ``model.pt`` (or a training checkpoint)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
+    """Rebuild a trained model (Multi-FusNet or a baseline) from ``model.pt`` or a checkpoint."""
     path = Path(path)
     payload = load_checkpoint(path)
     config = RunConfig.from_dict(payload["config"])
     model_config = dataclasses.replace(config.model, pretrained="none", weights_path=None)
-    model = MultiFusNet(model_config, payload["num_classes"])
+    if config.method == "multifusnet":
+        model = MultiFusNet(model_config, payload["num_classes"])
+    else:
+        model = build_method(config.method).build_model(
+            dataclasses.replace(config, model=model_config), payload["num_classes"],
+            build_model_backbone(model_config),
+        )
     state = payload["model"] if "model" in payload else payload["state"]
     try:
         model.load_state_dict(state)
@@ -269,23 +297,14 @@ class Trainer:
     def _setup(self) -> None:
         config = self.config
         runtime.seed_everything(config.seed)
-        self.zoom = SaliencyZoom() if config.loss.zoom else None
-        # Build once to know the classes, then the data (frozen mode runs the backbone here).
-        backbone_model = MultiFusNet(config.model, num_classes=1)
-        self.weights_tag = backbone_model.backbone.weights_tag
-        self.data = _build_data(config, backbone_model, self.device, self.zoom)
-        runtime.seed_everything(config.seed)
-        self.model = MultiFusNet(config.model, self.data.num_classes, backbone=backbone_model.backbone)
-        self.model.to(self.device)
+        self.method: HashingMethod | None = None
+        if config.method == "multifusnet":
+            self._setup_multifusnet()
+        else:
+            self._setup_baseline()
         if config.mode == "frozen":
             self.model.backbone.requires_grad_(False)
             self.model.backbone.eval()
-        self.proxy = class_proxy_codes(
-            self.data.num_classes, config.model.bits, config.loss.proxy_iterations,
-            seed=config.loss.proxy_seed,
-        ).to(self.device)  # (C, bits)
-        self.proxy_diagnostics = code_diagnostics(self.proxy.cpu())
-        self.criterion = MultiTaskLoss(alpha_min=config.loss.alpha_min).to(self.device)
         trainable: nn.Module = self.model if config.mode == "full" else self.model.head
         self.trainable = (
             DistributedDataParallel(
@@ -306,6 +325,42 @@ class Trainer:
         self.sampler = EpochShuffleSampler(len(self.data.fit_index), config.seed, self.rank, self.world)
         self.start_epoch = 0
         self.best: dict[str, Any] = {"epoch": None, "val_map": -1.0}
+
+    def _setup_multifusnet(self) -> None:
+        config = self.config
+        self.zoom = SaliencyZoom() if config.loss.zoom else None
+        # Build once to know the classes, then the data (frozen mode runs the backbone here).
+        backbone_model = MultiFusNet(config.model, num_classes=1)
+        self.weights_tag = backbone_model.backbone.weights_tag
+        self.data = _build_data(config, backbone_model.backbone, self.device, self.zoom)
+        runtime.seed_everything(config.seed)
+        self.model = MultiFusNet(config.model, self.data.num_classes, backbone=backbone_model.backbone)
+        self.model.to(self.device)
+        self.proxy = class_proxy_codes(
+            self.data.num_classes, config.model.bits, config.loss.proxy_iterations,
+            seed=config.loss.proxy_seed,
+        ).to(self.device)  # (C, bits)
+        self.proxy_diagnostics = code_diagnostics(self.proxy.cpu())
+        self.criterion = MultiTaskLoss(alpha_min=config.loss.alpha_min).to(self.device)
+
+    def _setup_baseline(self) -> None:
+        """A ``fusnet.baselines`` method: its network and loss; no zoom view, no proxy codes."""
+        config = self.config
+        method_cls = build_method(config.method)
+        if config.mode == "frozen" and not method_cls.supports_frozen:
+            raise ConfigError(f"method {config.method!r} does not support mode='frozen'")
+        self.zoom = None
+        backbone = build_model_backbone(config.model)
+        self.weights_tag = backbone.weights_tag
+        self.data = _build_data(config, backbone, self.device, None)
+        runtime.seed_everything(config.seed)
+        self.model = method_cls.build_model(config, self.data.num_classes, backbone).to(self.device)
+        fit_labels = self.data.train_labels[self.data.fit_index]  # (N_fit,)
+        self.method = method_cls(config, fit_labels, self.data.num_classes)
+        self.method.bind(self.model)
+        self.method.to(self.device)
+        self.proxy, self.proxy_diagnostics = None, None
+        self.criterion = self.method  # its buffers (V, memories, steps) travel in checkpoints
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -362,19 +417,21 @@ class Trainer:
 
     # --- one epoch ------------------------------------------------------------------
 
-    def _batches(self, epoch: int) -> Iterator[tuple[Any, Any, Tensor]]:
-        """Yield (inputs, zoom inputs or None, labels) for one epoch."""
+    def _batches(self, epoch: int) -> Iterator[tuple[Any, Any, Tensor, Tensor]]:
+        """Yield (inputs, zoom inputs or None, labels, fit positions) for one epoch."""
         self.sampler.set_epoch(epoch)
         batch_size = self.config.data.batch_size
+        positions = self.sampler.indices()  # (N_rank,) positions in the fit set, in batch order
         if self.config.mode == "frozen":
             cache = self.data.database_cache
-            order = self.data.fit_index[self.sampler.indices()]  # (N_rank,)
+            order = self.data.fit_index[positions]  # (N_rank,)
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
                 if len(index) < 2:  # BatchNorm needs two samples
                     continue
                 zoom = cache.batch(index, self.device, zoom=True) if self.zoom else None
-                yield cache.batch(index, self.device), zoom, cache.labels[index].to(self.device)
+                yield (cache.batch(index, self.device), zoom, cache.labels[index].to(self.device),
+                       positions[start : start + batch_size].to(self.device))
             return
         loader = DataLoader(
             self.data.fit_set,
@@ -384,10 +441,19 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch),
             drop_last=len(self.sampler) > batch_size,
         )
-        for images, labels in loader:
-            yield images.to(self.device), None, labels.to(self.device)
+        for start, (images, labels) in zip(
+            range(0, len(positions), batch_size), loader, strict=False
+        ):  # the loader walks the sampler's order, so batch i holds positions[i*B : (i+1)*B]
+            yield (images.to(self.device), None, labels.to(self.device),
+                   positions[start : start + batch_size].to(self.device))
 
-    def _step(self, inputs: Any, zoom_inputs: Any, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _step(
+        self, inputs: Any, zoom_inputs: Any, labels: Tensor, positions: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        if self.method is not None:  # a baseline: its forward extras and its paper's loss
+            with runtime.autocast_context(self.device, self.amp):
+                out = self.trainable(inputs, **self.method.forward_kwargs(labels))
+            return self.method.loss(out, labels, positions)  # float32, outside autocast
         with runtime.autocast_context(self.device, self.amp):
             out = self.trainable(inputs)
             zoom_logits = None
@@ -413,6 +479,9 @@ class Trainer:
         if self.config.mode == "frozen":
             self.model.backbone.eval()
         torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout, augmentation
+        if self.method is not None:
+            self.method.on_epoch_start(epoch)
+            self.sampler.subset = self.method.epoch_subset()
         totals: dict[str, float] = {}
         steps, images = 0, 0
         start = time.perf_counter()
@@ -421,19 +490,23 @@ class Trainer:
             self._batches(epoch), total=total_steps, desc=f"epoch {epoch + 1}",
             leave=False, disable=None if runtime.is_main_process() else True,
         )
-        for inputs, zoom_inputs, labels in progress:
-            loss, parts = self._step(inputs, zoom_inputs, labels)
+        for inputs, zoom_inputs, labels, positions in progress:
+            loss, parts = self._step(inputs, zoom_inputs, labels, positions)
             self._check_finite(loss, epoch, steps)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self._average_loss_weight_grads()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.method is not None:
+                self.method.after_step()
             for name, value in parts.items():
                 totals[name] = totals.get(name, 0.0) + float(value)
             steps += 1
             images += len(labels) * self.world
             progress.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if self.method is not None:
+            self.method.on_epoch_end(epoch)  # e.g. ADSH's update of the database codes V
         self.scheduler.step()
         seconds = time.perf_counter() - start
         self.images_seen += images
@@ -486,10 +559,31 @@ class Trainer:
         )
         return codes, labels
 
+    def _database_codes(self, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Database codes of the training split (or the rows ``index`` of it).
+
+        The network's codes, except that a method with learned database codes (ADSH's V)
+        supplies the rows of the images it fitted; only the other rows are encoded.
+        """
+        learned = self.method.learned_database_codes() if self.method is not None else None
+        if learned is None:
+            return self._encode_split("train", index)
+        labels = self.data.train_labels
+        rows = torch.arange(len(labels)) if index is None else index  # (R,) training-split rows
+        position = torch.full((len(labels),), -1, dtype=torch.int64)  # fit position of each row
+        position[self.data.fit_index] = torch.arange(len(self.data.fit_index))
+        fit_position = position[rows]  # (R,)
+        fitted = fit_position >= 0  # (R,)
+        codes = torch.empty(len(rows), learned.shape[1])  # (R, bits)
+        codes[fitted] = learned.cpu().float()[fit_position[fitted]]
+        if not bool(fitted.all()):
+            codes[~fitted] = self._encode_split("train", rows[~fitted])[0]
+        return codes, labels[rows]
+
     def _validate(self) -> float:
         """Validation mAP: held-out training images queried against the fit images."""
         val_codes, val_labels = self._encode_split("train", self.data.val_index)
-        fit_codes, fit_labels = self._encode_split("train", self.data.fit_index)
+        fit_codes, fit_labels = self._database_codes(self.data.fit_index)
         return float(retrieval_metrics(val_codes, fit_codes, val_labels, fit_labels)["map"])
 
     # --- the run ----------------------------------------------------------------------------
@@ -514,7 +608,8 @@ class Trainer:
                         runtime.atomic_torch_save(
                             {"format": CHECKPOINT_FORMAT, "config": config.to_dict(),
                              "num_classes": self.data.num_classes,
-                             "model": self.model.state_dict()},
+                             "model": self.model.state_dict(),
+                             "criterion": self.criterion.state_dict()},
                             self.checkpoint_dir / "best.pt",
                         )
             self.history.append(record)
@@ -527,6 +622,8 @@ class Trainer:
         if config.select == "val":
             best = load_checkpoint(self.checkpoint_dir / "best.pt")
             self.model.load_state_dict(best["model"])
+            if self.method is not None:  # the selected epoch's learned codes, memories
+                self.method.load_state_dict(best["criterion"])
             selected = {"rule": "best validation mAP", **self.best}
         else:
             selected = {"rule": "last epoch", "epoch": epochs}
@@ -534,10 +631,12 @@ class Trainer:
 
     def _finish(self, selected: dict[str, Any], wall_seconds: float) -> RunResult:
         config = self.config
-        db_codes, db_labels = self._encode_split("train")
+        db_codes, db_labels = self._database_codes()
         query_codes, query_labels = self._encode_split("test")
         test = retrieval_metrics(query_codes, db_codes, query_labels, db_labels)
         metrics = {
+            "method": config.method,
+            "database": self._database_definition(),
             "bits": config.model.bits,
             "mode": config.mode,
             "mode_note": (
@@ -553,6 +652,8 @@ class Trainer:
             "proxy_codes": self.proxy_diagnostics,
             "history": self.history,
         }
+        if self.method is not None:
+            metrics["method_details"] = self.method.describe()
         if runtime.is_main_process():
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_codes(self.output_dir / "codes.npz", db_codes, db_labels, query_codes, query_labels)
@@ -570,9 +671,19 @@ class Trainer:
         )
         return RunResult(self.output_dir, metrics, self.history)
 
+    def _database_definition(self) -> str:
+        """What the retrieval database holds, for ``metrics.json``."""
+        if self.method is None or self.method.learned_database_codes() is None:
+            return "network codes of the training images"
+        if len(self.data.val_index) == 0:
+            return "learned codes V"
+        return ("learned codes V (fit images); network codes for the "
+                f"{len(self.data.val_index)} held-out validation images")
+
     def _manifest(self, wall_seconds: float) -> dict[str, Any]:
         return {
             "code": runtime.code_version(),
+            "method": self.config.method,
             "config": self.config.to_dict(),
             "data": self.data.description,
             "weights": self.weights_tag,
@@ -598,7 +709,7 @@ def train_bit_lengths(
 ) -> dict[str, Any]:
     """One run per bit length under ``output_dir/bits<k>``, plus a summary ``metrics.json``."""
     root = Path(config.output_dir)
-    summary: dict[str, Any] = {"runs": {}, "mode": config.mode}
+    summary: dict[str, Any] = {"runs": {}, "mode": config.mode, "method": config.method}
     for k in bits:
         run_config = config.replace(
             output_dir=str(root / f"bits{k}"),

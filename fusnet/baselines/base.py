@@ -1,0 +1,267 @@
+"""What every baseline shares: the network wrapper, the method interface and the registry.
+
+A baseline is a :class:`HashingMethod`: an ``nn.Module`` whose buffers hold its training
+state (ADSH's learned database codes V, DPSH's output memory, HashNet's step counter,
+ExchNet's anchors), so the training loop checkpoints and restores it with the rest and a
+resumed run continues exactly. The training loop (``fusnet.train.Trainer``) calls:
+
+- ``build_model(config, num_classes, backbone)`` (a classmethod): the network, a
+  :class:`HashingNet` (backbone + head over the backbone's level maps, like Multi-FusNet,
+  so frozen-backbone mode trains the head on cached maps); then ``bind(model)`` once;
+- ``on_epoch_start(epoch)`` and ``epoch_subset()``: which fit images this epoch uses
+  (ADSH-style methods train on a sampled set Omega);
+- ``forward_kwargs(labels)``: extra arguments for the network's forward (ExchNet's
+  feature exchange needs the batch's class anchors);
+- ``loss(out, labels, index)``: the method's paper loss for one batch; ``index`` holds the
+  batch's positions in the fit set (``0 .. N_fit-1``);
+- ``after_step()`` and ``on_epoch_end(epoch)``: bookkeeping (HashNet's continuation
+  step, ADSH's discrete update of V);
+- ``learned_database_codes()``: codes for the fit images that replace the network's codes
+  in the retrieval database (ADSH-style methods), or None;
+- ``describe()``: what ``metrics.json`` records about the method.
+
+Register a method with :func:`register_method`; build one by name with :func:`build_method`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from fusnet.config import RunConfig
+from fusnet.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LEARNED_DATABASE",
+    "METHODS",
+    "NETWORK_DATABASE",
+    "HashOutput",
+    "HashingMethod",
+    "HashingNet",
+    "build_method",
+    "gather_rows",
+    "register_method",
+    "same_label",
+    "sign_codes",
+]
+
+NETWORK_DATABASE = "network codes of the training images"
+"""Database definition of symmetric methods: the trained network encodes the database."""
+
+LEARNED_DATABASE = "learned codes V"
+"""Database definition of asymmetric methods: the codes V learned for the training images."""
+
+
+@dataclass
+class HashOutput:
+    """Named outputs of a baseline network.
+
+    Attributes:
+        hash_logits: real-valued outputs u whose signs are the codes, (B, bits).
+        class_logits: (B, C), or None for methods without a classifier.
+        levels: the backbone maps the head read, each (B, C_i, H_i, W_i).
+        extras: method-specific tensors the loss needs (attention maps, part features).
+    """
+
+    hash_logits: Tensor
+    class_logits: Tensor | None = None
+    levels: list[Tensor] = field(default_factory=list)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class HashingNet(nn.Module):
+    """Backbone + a method's head over the backbone's level maps.
+
+    The same split as :class:`~fusnet.models.multifusnet.MultiFusNet`: ``forward(images)`` is
+    ``head(backbone(images))``, so frozen-backbone mode trains ``head`` on cached maps and
+    the shared encoding code (``fusnet.evaluate``) works unchanged.
+
+    Args:
+        backbone: a ``fusnet.models`` backbone (three level maps and ``feature_info``).
+        head: a module mapping the level list to a :class:`HashOutput`.
+        method: the method's registry name (kept for inspection).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, method: str) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.method = method
+
+    def forward(self, images: Tensor, **kwargs: Any) -> HashOutput:
+        return self.head(self.backbone(images), **kwargs)  # images (B, 3, H, W)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """Binary codes in {-1, +1}, (B, bits); sign(0) = +1."""
+        return sign_codes(self.forward(images).hash_logits)
+
+
+def sign_codes(u: Tensor) -> Tensor:
+    """{-1, +1} codes of real values; sign(0) = +1 (torch.sign would give 0)."""
+    return torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
+
+
+def same_label(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise similarity of single-label data: 1.0 where ``a_i == b_j``, else 0.0, (len a, len b)."""
+    return (a[:, None] == b[None, :]).to(torch.float32)
+
+
+def gather_rows(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """All ranks' ``(values, index)`` concatenated (identity without torch.distributed).
+
+    Memory banks indexed by fit position (DPSH's U, ADSH's outputs on Omega) must see every
+    rank's batch; every rank holds a batch of the same size (the sampler pads the shards).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values, index
+    world = dist.get_world_size()
+    all_values = [torch.empty_like(values) for _ in range(world)]
+    all_index = [torch.empty_like(index) for _ in range(world)]
+    dist.all_gather(all_values, values.contiguous())
+    dist.all_gather(all_index, index.contiguous())
+    return torch.cat(all_values), torch.cat(all_index)
+
+
+class HashingMethod(nn.Module):
+    """Base class of the baselines; see the module docstring for the protocol.
+
+    Subclasses set the class attributes and implement ``build_model`` and ``loss``.
+    Training state lives in buffers (checkpointed with the trainer's ``criterion``).
+
+    Args:
+        config: the run.
+        fit_labels: class of each fit image, in fit-position order, (N_fit,) int64.
+        num_classes: classes of the training split.
+
+    Attributes:
+        name: registry key.
+        paper: citation.
+        database: the retrieval database's definition (recorded in ``metrics.json``).
+        supports_frozen: whether frozen-backbone mode is meaningful for the method.
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    database: ClassVar[str] = NETWORK_DATABASE
+    supports_frozen: ClassVar[bool] = True
+
+    def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.bits = config.model.bits
+        self.num_classes = num_classes
+        self.register_buffer("fit_labels", fit_labels.to(torch.int64).clone())  # (N_fit,)
+
+    @property
+    def num_fit(self) -> int:
+        return int(self.fit_labels.shape[0])
+
+    @classmethod
+    def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
+        """The method's network on ``backbone`` (no training state needed)."""
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The method's hyper-parameters as used (recorded in ``metrics.json``)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "paper": self.paper,
+            "database": self.database,
+            "hyperparameters": self.hyperparameters(),
+        }
+
+    # --- hooks with do-nothing defaults ---------------------------------------------
+
+    def bind(self, model: HashingNet) -> None:
+        """Called once with the built network, before any checkpoint is loaded."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (0-based) draws its batches."""
+
+    def epoch_subset(self) -> Tensor | None:
+        """Fit positions this epoch trains on (None: all fit images)."""
+        return None
+
+    def forward_kwargs(self, labels: Tensor) -> dict[str, Any]:
+        """Extra keyword arguments for the network's forward on a training batch."""
+        return {}
+
+    def loss(
+        self, out: HashOutput, labels: Tensor, index: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The method's loss on one batch.
+
+        Args:
+            out: the network's outputs.
+            labels: (B,) classes.
+            index: (B,) positions of the batch in the fit set.
+
+        Returns:
+            ``(loss, parts)``: the scalar float32 loss and detached scalars for logging
+            (``parts["loss"]`` is the total).
+        """
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after each optimiser step."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after the last batch of epoch ``epoch`` (0-based)."""
+
+    def learned_database_codes(self) -> Tensor | None:
+        """Codes (N_fit, bits) in {-1, +1} for the fit images, in fit-position order, or None."""
+        return None
+
+
+MethodFactory = type[HashingMethod]
+METHODS: dict[str, MethodFactory] = {}
+
+
+def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
+    """Class decorator adding a :class:`HashingMethod` subclass to :data:`METHODS`.
+
+    Args:
+        name: registry key, as used in ``RunConfig.method``.
+
+    Raises:
+        ConfigError: ``name`` is already registered, or is "multifusnet".
+    """
+
+    def decorator(cls: MethodFactory) -> MethodFactory:
+        if name in METHODS or name == "multifusnet":
+            raise ConfigError(f"method {name!r} is already registered")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return decorator
+
+
+def build_method(name: str) -> MethodFactory:
+    """The method class registered as ``name``.
+
+    Raises:
+        ConfigError: no such method.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        known = ", ".join(["multifusnet", *sorted(METHODS)])
+        raise ConfigError(f"unknown method {name!r}; known methods: {known}") from None
+
+
+def global_pool(x: Tensor) -> Tensor:
+    """Global average pooling, (B, C, H, W) -> (B, C)."""
+    return x.mean(dim=(2, 3))

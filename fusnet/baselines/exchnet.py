@@ -1,0 +1,248 @@
+"""ExchNet (Cui, Jiang, Wei, Li & Yoshie, ECCV 2020): part attention, local feature alignment
+by feature exchange, and asymmetric hashing.
+
+Architecture, on the shared backbone's stride-16 map E (ResNet ``layer3``):
+
+- **Attention**: a residual trunk (C → C/4 → C/16, stride 1) and a 1×1 conv + BN + ReLU give
+  M part maps A_1..A_M (B, M, h, w).
+- **Local features**: E ⊙ A_j through one shared copy of the top stage (ResNet ``layer4``),
+  average-pooled: part features f_j (B, M, C').
+- **Global feature**: the backbone's own top stage, average-pooled (B, C').
+- **Hash layer**: tanh(W [f_1 … f_M, f_global] + c).
+
+Losses:
+
+- **Attention constraints** (diversity of the parts): with P_j the softmax over space of
+  the channel-mean of part j's refined map and Q_j the softmax over channels of f_j, and
+  H(p, q) = ‖√p − √q‖₂ / √2 (the Hellinger distance, in [0, 1]) averaged over part pairs::
+
+      L_sp = mean_b (1 − H̄(P))          L_ch = mean_b max(0, t − H̄(Q))
+
+- **Local feature alignment** (the "exchange"): each class keeps anchor part features (the
+  mean part features of its images); while training, each part feature of an image is
+  swapped for its class's anchor with probability 0.5 before the hash layer, so the hash
+  function must treat a part the same whoever it comes from.
+- **Hash learning**: ADSH's asymmetric loss with learned database codes V (the anchor-based
+  exchange feeds it), scaled by 12/k, V ~ N(0, 1) at the start, γ = 200, |Ω| = 2000; see
+  :mod:`fusnet.baselines.asymmetric`. **The retrieval database is the learned V for the
+  training images.**
+
+Total: L = L_hash + λ_sp L_sp + λ_ch L_ch.
+
+Sources and defaults, stated loudly: the authors released no code. Details follow the
+reimplementation used by later fine-grained hashing papers for their ExchNet numbers
+(``ludics/fghash`` ``models/exchnet.py`` / ``exchnet_loss.py``, also in
+``aassxun/DSH_Analysis``, the SEMICON authors' comparison code): M = 4, t = 0.4,
+λ_sp = λ_ch = 1, exchange probability 0.5, anchors used from outer iteration 25
+(``BEGIN_ALIGN_ITER: 25`` of 60), 10 epochs per outer iteration (``END_EPOCH: 10``),
+quantisation term on (``USE_QUAN_LOSS: true``), so the V-step is ADSH's with γ.
+
+Simplifications (stated loudly):
+
+- **Anchors** are the class means of the part features of the training batches of the
+  preceding outer iteration, accumulated on the fly (train mode, augmented images); the
+  reimplementation recomputes them in a separate eval-mode pass over the training set.
+  Classes not seen in that iteration keep their previous anchor (zero before the first).
+- **No extra alignment loss** between part features and anchors (the DSH_Analysis variant
+  adds one; fghash leaves it off).
+- **Global branch**: the backbone's own ``layer4`` (the reimplementation uses a second,
+  identically initialised copy). Needs a ResNet backbone (the local branch copies its
+  ``layer4``).
+- **Optimiser.** The shared protocol's (fghash: Adam, lr 1e-4, weight decay 1e-5, batch 64,
+  lr ÷10 at outer iterations 30 and 45).
+- Frozen-backbone mode works (E from the cache), but the global branch is then frozen and
+  the local top-stage copy still trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fusnet.baselines.asymmetric import AsymmetricMethod
+from fusnet.baselines.base import (
+    HashingNet,
+    HashOutput,
+    gather_rows,
+    global_pool,
+    register_method,
+)
+from fusnet.baselines.layers import copy_top_stage, init_conv_bn
+from fusnet.baselines.semicon import attention_trunk
+from fusnet.config import RunConfig
+from fusnet.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ExchNet",
+    "ExchNetHead",
+    "channel_diversity_loss",
+    "mean_pairwise_hellinger",
+    "spatial_diversity_loss",
+]
+
+
+def mean_pairwise_hellinger(p: Tensor) -> Tensor:
+    """Mean over part pairs j < l of ‖√p_j − √p_l‖₂ / √2, per image.
+
+    Args:
+        p: (B, M, D) distributions over D (rows sum to 1), M >= 2.
+
+    Returns:
+        (B,) values in [0, 1].
+    """
+    m = p.shape[1]
+    root = p.float().clamp(min=0).sqrt()  # (B, M, D)
+    first, second = torch.triu_indices(m, m, offset=1, device=p.device)  # pairs j < l
+    distances = (root[:, first] - root[:, second]).norm(dim=2) / math.sqrt(2.0)  # (B, pairs)
+    return distances.mean(dim=1)  # (B,)
+
+
+def spatial_diversity_loss(spatial: Tensor) -> Tensor:
+    """L_sp = mean_b (1 − H̄(P_b)): parts should look at different places."""
+    return (1.0 - mean_pairwise_hellinger(spatial)).mean()  # ()
+
+
+def channel_diversity_loss(channel: Tensor, margin: float) -> Tensor:
+    """L_ch = mean_b max(0, t − H̄(Q_b)): part features should differ, up to a margin t."""
+    return torch.relu(margin - mean_pairwise_hellinger(channel)).mean()  # ()
+
+
+class ExchNetHead(nn.Module):
+    """Part attention, local refinement, global pooling and the hash layer."""
+
+    def __init__(self, backbone: nn.Module, bits: int, parts: int) -> None:
+        super().__init__()
+        if parts < 2:
+            raise ConfigError(f"ExchNet needs at least 2 parts, got {parts}")
+        channels = backbone.feature_info[1]["num_chs"]  # E: the stride-16 level
+        out_channels = backbone.feature_info[2]["num_chs"]
+        self.parts = parts
+        maps = nn.Sequential(nn.Conv2d(channels // 16, parts, 1, bias=False), nn.BatchNorm2d(parts), nn.ReLU())
+        init_conv_bn(maps)
+        self.attention = nn.Sequential(attention_trunk(channels), maps)
+        self.refine_local = nn.Sequential(*copy_top_stage(backbone, "exchnet"))
+        self.hash_layer = nn.Linear(out_channels * (parts + 1), bits)
+
+    def forward(
+        self, levels: list[Tensor], anchors: Tensor | None = None, keep: Tensor | None = None
+    ) -> HashOutput:
+        """Hash outputs; with ``anchors`` (B, M, C') and ``keep`` (B, M, 1) in {0, 1}, the
+        part features where ``keep`` is 0 are replaced by the anchors (training only)."""
+        e, top = levels[1], levels[2]  # (B, C, h, w), (B, C', h', w')
+        b, c, h, w = e.shape
+        g = global_pool(top)  # (B, C')
+        a = self.attention(e)  # (B, M, h, w)
+        local_in = (e[:, None] * a[:, :, None]).reshape(b * self.parts, c, h, w)  # (B·M, C, h, w)
+        local = self.refine_local(local_in)  # (B·M, C', h', w')
+        parts = global_pool(local).reshape(b, self.parts, -1)  # (B, M, C')
+        spatial = torch.softmax(local.mean(dim=1).reshape(b, self.parts, -1), dim=2)  # (B, M, h'w')
+        channel = torch.softmax(parts, dim=2)  # (B, M, C')
+        mixed = parts
+        if anchors is not None and keep is not None:
+            mixed = keep * parts + (1.0 - keep) * anchors  # (B, M, C')
+        u = torch.tanh(self.hash_layer(torch.cat([mixed.flatten(1), g], dim=1)))  # (B, k)
+        return HashOutput(
+            hash_logits=u, levels=levels,
+            extras={"parts": parts, "spatial": spatial, "channel": channel, "attention": a},
+        )
+
+
+@register_method("exchnet")
+class ExchNet(AsymmetricMethod):
+    """ExchNet: part features with anchor exchange, diversity constraints, ADSH loss ×12/k."""
+
+    paper = ("Cui, Jiang, Wei, Li & Yoshie. ExchNet: A Unified Hashing Network for Large-Scale "
+             "Fine-Grained Image Retrieval. ECCV 2020")
+    v_init = "normal"
+
+    def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
+        super().__init__(config, fit_labels, num_classes)
+        options = config.baseline
+        self.gamma = options.exchnet_gamma
+        self.num_samples = options.exchnet_num_samples
+        self.inner_epochs = options.exchnet_inner_epochs
+        self.soft = True  # the reimplementation's soft similarity
+        self.loss_scale = 12.0 / self.bits
+        self.parts = options.exchnet_parts
+        self.margin = options.exchnet_margin
+        self.lambda_spatial = options.exchnet_lambda_spatial
+        self.lambda_channel = options.exchnet_lambda_channel
+        self.exchange_prob = options.exchnet_exchange_prob
+        self.align_start = options.exchnet_align_start
+        if not 0.0 <= self.exchange_prob <= 1.0:
+            raise ConfigError(f"exchnet_exchange_prob must be in [0, 1], got {self.exchange_prob}")
+        self._init_state()
+        # Anchors (C, M, C'): sized by bind() once the network (and so C') is known.
+        self.register_buffer("anchors", torch.zeros(num_classes, self.parts, 0))
+        self.register_buffer("anchor_sums", torch.zeros(num_classes, self.parts, 0))
+        self.register_buffer("anchor_counts", torch.zeros(num_classes))
+        self.register_buffer("anchors_ready", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
+        head = ExchNetHead(backbone, config.model.bits, config.baseline.exchnet_parts)
+        return HashingNet(backbone, head, "exchnet")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            **super().hyperparameters(),
+            "parts": self.parts,
+            "margin": self.margin,
+            "lambda_spatial": self.lambda_spatial,
+            "lambda_channel": self.lambda_channel,
+            "exchange_prob": self.exchange_prob,
+            "align_start": self.align_start,
+            "anchors": "class means of the previous outer iteration's part features",
+        }
+
+    def bind(self, model: HashingNet) -> None:
+        """Size the anchor buffers (C, M, C') from the network's part-feature width."""
+        dim = model.head.hash_layer.in_features // (self.parts + 1)
+        device = self.anchors.device
+        self.anchors = torch.zeros(self.num_classes, self.parts, dim, device=device)
+        self.anchor_sums = torch.zeros(self.num_classes, self.parts, dim, device=device)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if epoch % self.inner_epochs == 0:
+            self.anchor_sums.zero_()
+            self.anchor_counts.zero_()
+        super().on_epoch_start(epoch)
+
+    def forward_kwargs(self, labels: Tensor) -> dict[str, Any]:
+        if not bool(self.anchors_ready):
+            return {}
+        keep = torch.bernoulli(
+            torch.full((labels.shape[0], self.parts, 1), 1.0 - self.exchange_prob, device=labels.device)
+        )  # (B, M, 1)
+        return {"anchors": self.anchors[labels], "keep": keep}
+
+    def loss(
+        self, out: HashOutput, labels: Tensor, index: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        self._accumulate_anchors(out.extras["parts"].detach().float(), labels)
+        hash_total, parts = self.hash_loss(out.hash_logits, labels, index)
+        l_sp = spatial_diversity_loss(out.extras["spatial"])
+        l_ch = channel_diversity_loss(out.extras["channel"], self.margin)
+        total = hash_total + self.lambda_spatial * l_sp + self.lambda_channel * l_ch
+        parts.update(loss=total.detach(), loss_spatial=l_sp.detach(), loss_channel=l_ch.detach())
+        return total, parts
+
+    def _accumulate_anchors(self, features: Tensor, labels: Tensor) -> None:
+        b = features.shape[0]
+        values, classes = gather_rows(features.reshape(b, -1), labels)
+        self.anchor_sums.index_add_(0, classes, values.reshape(len(classes), self.parts, -1))
+        self.anchor_counts.index_add_(0, classes, torch.ones_like(classes, dtype=self.anchor_counts.dtype))
+
+    def on_epoch_end(self, epoch: int) -> None:
+        super().on_epoch_end(epoch)
+        outer = epoch // self.inner_epochs
+        if (epoch + 1) % self.inner_epochs == 0 and outer + 1 >= self.align_start:
+            seen = self.anchor_counts > 0  # (C,)
+            self.anchors[seen] = self.anchor_sums[seen] / self.anchor_counts[seen, None, None]
+            self.anchors_ready.fill_(True)
