@@ -2,6 +2,8 @@
 #   make demo   train + evaluate Multi-FusNet on the embedded synthetic default
 #   make test   the whole test suite (unit, real-data, notebooks)
 # Both create and use the project virtual environment .venv themselves.
+#   make reproduce PROFILE=smoke|cpu|paper [NOTEBOOKS="01 03"] [DATA_ROOT=/data]
+#               run the paper's experiments (notebooks/) into results/<notebook>/<profile>/
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,8 +11,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fusnet-installed
 # torch/torchvision pinned to the releases this project is tested with.
 TORCH  := torch==2.14.1 torchvision==0.29.1
+PROFILE ?= smoke
 
-.PHONY: venv demo test test-fast lint reproduce clean
+.PHONY: venv demo test test-fast lint reproduce notebooks clean
 
 venv: $(STAMP)
 
@@ -23,8 +26,8 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/fusnet train --dataset synthetic --backbone efficientnet_lite0 --pretrained default \
-		--image-size 96 --mode frozen --epochs 15 --batch-size 32 --lr 0.01 \
-		--bits 12 48 --output-dir runs/demo
+		--image-size 96 --mode frozen --block-mid 128 --level-dim 256 --transformer-dim 128 \
+		--epochs 10 --batch-size 32 --lr 0.05 --bits 12 48 --output-dir runs/demo --resume
 	$(BIN)/fusnet evaluate --codes runs/demo/bits48/codes.npz
 
 test: venv
@@ -32,6 +35,16 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not notebook"
+
+reproduce: venv
+	$(BIN)/fusnet reproduce --profile $(PROFILE) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+# Re-execute the committed notebooks in place with their defaults (the smoke profile):
+# the saved outputs are what `pytest --nbval-lax` compares against.
+notebooks: venv
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False notebooks/*.ipynb
 
 lint: venv
 	$(BIN)/ruff check fusnet tests benchmarks
