@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/fusnet train --dataset synthetic --backbone efficientnet_lite0 --pretrained default \
-		--image-size 96 --mode frozen --block-mid 128 --level-dim 256 --transformer-dim 128 \
-		--epochs 10 --batch-size 32 --lr 0.05 --bits 12 48 --output-dir runs/demo --resume
+		--image-size 96 --mode frozen --block-mid 32 --level-dim 128 --transformer-dim 64 \
+		--epochs 8 --batch-size 32 --lr 0.05 --bits 12 48 --output-dir runs/demo --resume
 	$(BIN)/fusnet evaluate --codes runs/demo/bits48/codes.npz
 
 test: venv

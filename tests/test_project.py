@@ -42,3 +42,22 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_cli_help_and_data_commands(capsys, cub100_root):
+    import pytest
+
+    from fusnet.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--dataset", "--bits", "--no-cascade", "--attention", "--resume", "--config"):
+        assert flag in text
+    assert main(["data", "list"]) == 0
+    assert "cub200" in capsys.readouterr().out.split()
+    assert main(["data", "verify", "cub200", "--root", str(cub100_root)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 2999 images, 100 classes" in out and "test: 2903 images" in out
+    assert main(["data", "download", "nabirds", "--root", "/nonexistent-fusnet-root"]) == 2

@@ -66,6 +66,25 @@ def test_train_writes_every_artifact_and_codes_match_the_metrics(tmp_path):
                      "--output", str(tmp_path / "q.npz"), "--device", "cpu"]) == 0
     with np.load(tmp_path / "q.npz") as q, np.load(out / "codes.npz") as c:
         assert np.array_equal(q["codes"], c["query_codes"])
+    # search: a query image file -> its nearest database images, and a contact sheet.
+    from fusnet.data import build_dataset
+    from fusnet.search import search_image
+
+    queries = build_dataset("synthetic", None, "test", num_classes=4, image_size=64)
+    image, _ = queries[0]
+    image.save(tmp_path / "query.png")
+    hits = search_image(out, tmp_path / "query.png", k=5, sheet=tmp_path / "sheet.png", device="cpu")
+    distances = [h["distance"] for h in hits]
+    assert len(hits) == 5 and distances == sorted(distances)
+    assert (tmp_path / "sheet.png").stat().st_size > 0
+    with np.load(out / "codes.npz") as c:  # the top hit is at the query's own code distance
+        packed = c["query_codes"][0:1]
+        db = c["db_codes"]
+    from fusnet.retrieval import hamming_topk
+
+    best_d, best_i = hamming_topk(packed, db, 5)
+    assert distances == best_d[0].tolist() and [h["index"] for h in hits] == best_i[0].tolist()
+    assert cli_main(["search", str(out), str(tmp_path / "query.png"), "--k", "3", "--device", "cpu"]) == 0
 
 
 @pytest.mark.slow

@@ -1,0 +1,46 @@
+"""The paper's experiments as library code the notebooks call (``notebooks/*.ipynb``).
+
+- :mod:`~fusnet.experiments.config`: :class:`ExperimentConfig`, the typed form of a
+  notebook's parameters, and where its outputs go;
+- :mod:`~fusnet.experiments.runs`: training runs shared by the notebooks, trained once;
+- :mod:`~fusnet.experiments.tables`: our results beside the paper's Tables 3-7;
+- :mod:`~fusnet.experiments.outputs`: CSV tables, PNG/SVG figures, ``metrics.json``;
+- :mod:`~fusnet.experiments.cam`: Grad-CAM of the fusion branch (Fig. 10);
+- :mod:`~fusnet.experiments.examples`: retrieval examples (Fig. 12);
+- :mod:`~fusnet.experiments.reproduce`: ``fusnet reproduce``, the papermill runner.
+
+The profiles (parameters of every notebook for smoke, CPU and paper runs) are in
+:mod:`fusnet.profiles`; the figures' plotting in :mod:`fusnet.plots`.
+"""
+
+from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices
+from fusnet.experiments.outputs import NotebookOutputs, outputs_complete, read_metrics
+from fusnet.experiments.runs import (
+    ABLATION_CONFIGURATIONS,
+    ABLATION_LINES,
+    RunRecord,
+    RunRequest,
+    ablation_variants,
+    attention_variants,
+    ensure_run,
+    ensure_runs,
+    grid,
+)
+
+__all__ = [
+    "ABLATION_CONFIGURATIONS",
+    "ABLATION_LINES",
+    "DatasetSpec",
+    "ExperimentConfig",
+    "NotebookOutputs",
+    "RunRecord",
+    "RunRequest",
+    "ablation_variants",
+    "attention_variants",
+    "check_choices",
+    "ensure_run",
+    "ensure_runs",
+    "grid",
+    "outputs_complete",
+    "read_metrics",
+]

@@ -1,0 +1,159 @@
+"""What a notebook writes: tables (CSV), figures (PNG and SVG) and ``metrics.json``.
+
+``metrics.json`` is written last, so its presence means the notebook finished; it
+records the parameters, the headline results, every artifact (paths relative to
+the notebook's output folder), the runs used (each with its manifest: code
+version, data, weights, seed, device, wall time) and the code version.
+:func:`outputs_complete` is how ``fusnet reproduce`` decides a notebook can be
+skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fusnet import runtime
+from fusnet.experiments.config import ExperimentConfig
+from fusnet.experiments.runs import RunRecord
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+FIGURE_FORMATS = ("png", "svg")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class NotebookOutputs:
+    """Collects and writes one notebook's artifacts under ``exp.output_dir``.
+
+    Args:
+        exp: the notebook's experiment.
+        **extra_parameters: the notebook's own parameters besides ``exp``'s (e.g.
+            ``attentions``), recorded with them in ``metrics.json``; also a parameter as
+            the notebook received it where ``exp`` holds it in another form (``bits=48``
+            where ``exp.bits`` is ``(48,)``), so :func:`outputs_complete` compares like
+            with like.
+    """
+
+    def __init__(self, exp: ExperimentConfig, **extra_parameters: Any) -> None:
+        self.exp = exp
+        self.extra_parameters = dict(extra_parameters)
+        self.dir = exp.output_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tables: dict[str, str] = {}
+        self.figures: dict[str, list[str]] = {}
+        self.runs: list[RunRecord] = []
+        self._start = time.perf_counter()
+
+    def table(self, name: str, frame: pd.DataFrame, index: bool = False) -> Path:
+        """Write ``<name>.csv`` (floats with 6 significant digits); return its path."""
+        path = self.dir / f"{name}.csv"
+        runtime.atomic_write_text(path, frame.to_csv(index=index, float_format="%.6g"))
+        self.tables[name] = path.name
+        return path
+
+    def figure(self, name: str, fig: Any, dpi: int = 110) -> list[Path]:
+        """Save a matplotlib figure as ``<name>.png`` and ``<name>.svg`` (reproducible SVG).
+
+        The figure stays open, so a notebook can still display it.
+        """
+        import matplotlib
+
+        paths = []
+        with matplotlib.rc_context({"svg.hashsalt": "fusnet", "svg.fonttype": "path"}):
+            for fmt in FIGURE_FORMATS:
+                path = self.dir / f"{name}.{fmt}"
+                metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+                fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
+                paths.append(path)
+        self.figures[name] = [p.name for p in paths]
+        return paths
+
+    def use_runs(self, records: Iterable[RunRecord]) -> None:
+        """Record runs this notebook used (duplicates by folder are kept once)."""
+        seen = {r.path for r in self.runs}
+        for record in records:
+            if record.path not in seen:
+                self.runs.append(record)
+                seen.add(record.path)
+
+    def write_metrics(self, results: Mapping[str, Any]) -> Path:
+        """Write ``metrics.json`` (last: it marks the notebook as finished)."""
+        payload = {
+            "notebook": self.exp.notebook,
+            "profile": self.exp.profile,
+            "parameters": _plain({**self.exp.parameters(), **self.extra_parameters}),
+            "results": _plain(results),
+            "tables": dict(self.tables),
+            "figures": dict(self.figures),
+            "runs": [_plain(r.summary(self.exp.root)) for r in self.runs],
+            "code": runtime.code_version(),
+            "wall_seconds": round(time.perf_counter() - self._start, 2),
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        path = self.dir / METRICS_FILE
+        runtime.atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+        logger.info(
+            "wrote %d table(s), %d figure(s) and %s to %s",
+            len(self.tables), len(self.figures), METRICS_FILE, self.dir.relative_to(self.exp.root),
+        )
+        return path
+
+
+def read_metrics(output_dir: Path) -> dict[str, Any] | None:
+    """A notebook's ``metrics.json``, or None if missing or unreadable."""
+    path = Path(output_dir) / METRICS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def artifact_paths(output_dir: Path, metrics: Mapping[str, Any]) -> list[Path]:
+    """Every table and figure file a ``metrics.json`` lists."""
+    names = list(metrics.get("tables", {}).values())
+    for files in metrics.get("figures", {}).values():
+        names.extend(files)
+    return [Path(output_dir) / name for name in names]
+
+
+def outputs_complete(output_dir: Path, parameters: Mapping[str, Any] | None = None) -> bool:
+    """Whether a notebook's outputs are all there (and made with ``parameters``).
+
+    Complete: ``metrics.json`` exists and reads, every artifact it lists exists, and,
+    when ``parameters`` is given, every parameter recorded there equals it (so
+    changing a profile re-runs the notebook).
+    """
+    metrics = read_metrics(output_dir)
+    if metrics is None:
+        return False
+    if not all(path.is_file() for path in artifact_paths(output_dir, metrics)):
+        return False
+    if parameters is not None:
+        recorded = metrics.get("parameters", {})
+        for key, value in parameters.items():
+            if key in recorded and _plain(recorded[key]) != _plain(value):
+                logger.info("%s: parameter %s changed (%r -> %r)", output_dir, key,
+                            recorded[key], value)
+                return False
+    return True

@@ -1,0 +1,217 @@
+"""Profiles: the parameters of every notebook for one purpose (a CI check, a CPU, the paper).
+
+``PROFILES[profile][notebook]`` is the dict of papermill parameters that
+``fusnet reproduce --profile <profile>`` injects into ``notebooks/<notebook>.ipynb``.
+Each notebook's ``parameters`` cell lists the same names with the ``smoke``
+values as defaults (a test checks both), so a bare notebook run is the smoke run.
+
+=========  =======================================================================
+profile    what
+=========  =======================================================================
+``smoke``  the synthetic set (6 classes, 64 px), EfficientNet-Lite0 (bundled
+           ImageNet weights), frozen backbone, tiny head widths, 3 epochs, 1 thread:
+           every notebook in a couple of minutes on a CPU, the same numbers on every
+           run (CI and ``pytest --nbval-lax``).
+``cpu``    the real photos in ``../shared/data`` (the 100-class CUB subset through
+           the ``cub200`` loader, and Oxford Flowers-17), EfficientNet-Lite0 at 224 px,
+           frozen backbone, head widths 128/256/128 (the paper's 512/1024 level
+           blocks are ~25 min an epoch on 2 CPU cores); hours on a CPU.
+``paper``  the paper's recipe: ResNet50, 336 px, full training, 300 epochs, batch
+           128, on a GPU; the paper's datasets under ``--data-root`` (one folder per
+           dataset name, e.g. ``<root>/cub200``, ``<root>/flowers5``).
+=========  =======================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fusnet.errors import ConfigError
+
+NOTEBOOKS: tuple[str, ...] = (
+    "01_main_results",
+    "02_generalisation",
+    "03_ablation",
+    "04_attention",
+    "05_cam",
+    "06_convergence",
+    "07_retrieval_examples",
+    "08_proxy_codes",
+)
+"""The notebooks in ``notebooks/``, in the order ``fusnet reproduce`` runs them."""
+
+PAPER_BITS = [12, 24, 32, 48]
+ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
+CONFIGURATIONS = [
+    "baseline",
+    "cascading",
+    "cascading+fusion",
+    "cascading+attention",
+    "cascading+fusion+attention",
+]
+
+
+def _profile(
+    *,
+    main: list[str],
+    generalisation: list[str],
+    ablation: list[str],
+    ablation_bits: list[int],
+    attention_bits: list[int],
+    convergence: list[str],
+    examples: list[str],
+    class_counts: dict[str, int],
+    num_images: int,
+    num_queries: int,
+    **recipe: Any,
+) -> dict[str, dict[str, Any]]:
+    """Every notebook's parameters from one training recipe and the datasets per figure."""
+
+    def params(**first: Any) -> dict[str, Any]:  # profile, then what the notebook varies
+        return {"profile": recipe["profile"], **first, **recipe}
+
+    return {
+        "01_main_results": params(datasets=main, bits=PAPER_BITS),
+        "02_generalisation": params(datasets=generalisation, bits=PAPER_BITS),
+        "03_ablation": params(datasets=ablation, bits=ablation_bits, configurations=CONFIGURATIONS),
+        "04_attention": params(datasets=ablation, bits=attention_bits, attentions=ATTENTIONS),
+        "05_cam": params(dataset=main[0], bits=48, num_images=num_images, cam_target="hash"),
+        "06_convergence": params(datasets=convergence, bits=PAPER_BITS),
+        "07_retrieval_examples": params(datasets=examples, bits=48, num_queries=num_queries,
+                                        ks=[5, 10]),
+        "08_proxy_codes": {"profile": recipe["profile"], "class_counts": class_counts,
+                           "bits": PAPER_BITS, "proxy_iterations": 15, "seed": recipe["seed"],
+                           "output_root": recipe["output_root"]},
+    }
+
+
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "data.synthetic_classes": 6,
+    "data.batch_size": 16,
+    "data.eval_batch_size": 64,
+    "optim.lr": 0.01,
+    "model.block_mid": 16,
+    "model.level_dim": 32,
+    "model.hash_hidden": 16,
+    "model.transformer_dim": 16,
+    "model.transformer_heads": 2,
+}
+"""Tiny head widths (as ``tests/test_train.py``'s ``tiny_config``) and a frozen-mode lr."""
+
+CPU_OVERRIDES: dict[str, Any] = {
+    "data.batch_size": 32,
+    "data.eval_batch_size": 64,
+    "optim.lr": 0.01,
+    "model.block_mid": 128,
+    "model.level_dim": 256,
+    "model.transformer_dim": 128,
+}
+"""Reduced head widths for 2 CPU cores (module docstring) and a frozen-mode lr."""
+
+CPU_EPOCHS = 6
+"""Epochs of the ``cpu`` profile. One epoch over the 3,000 CUB-subset training images at
+the widths above took 150 s of training on 2 cores (plus ~25 s of validation); the
+backbone features are computed once (~15 min for CUB, cached). With 17 CUB-sized runs
+(the full model is shared by Tables 3 and 6, Figs. 9-12), about 5 hours in all."""
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": _profile(
+        profile="smoke",
+        data_root=None,
+        backbone="efficientnet_lite0",
+        pretrained="default",
+        epochs=3,
+        image_size=64,
+        mode="frozen",
+        device="cpu",
+        seed=0,
+        threads=1,
+        output_root=None,
+        overrides=SMOKE_OVERRIDES,
+        main=["synthetic"],
+        generalisation=["synthetic"],
+        ablation=["synthetic"],
+        ablation_bits=[12, 48],
+        attention_bits=[12, 48],
+        convergence=["synthetic"],
+        examples=["synthetic"],
+        class_counts={"synthetic": 6},
+        num_images=3,
+        num_queries=4,
+    ),
+    "cpu": _profile(
+        profile="cpu",
+        data_root={"cub200": "../shared/data/cub100", "flowers17": "../shared/data/flowers17"},
+        backbone="efficientnet_lite0",
+        pretrained="default",
+        epochs=CPU_EPOCHS,
+        image_size=224,
+        mode="frozen",
+        device="cpu",
+        seed=0,
+        threads=None,
+        output_root=None,
+        overrides=CPU_OVERRIDES,
+        main=["cub200"],
+        generalisation=["flowers17"],
+        ablation=["cub200"],
+        ablation_bits=[12, 48],  # two cells per comparison: the least a paired t-test needs
+        attention_bits=[48],
+        convergence=["cub200"],
+        examples=["cub200", "flowers17"],
+        class_counts={"cub200": 100, "flowers17": 17},  # the shared CUB subset has 100 classes
+        num_images=6,
+        num_queries=6,
+    ),
+    "paper": _profile(
+        profile="paper",
+        data_root=None,  # required: fusnet reproduce --profile paper --data-root DIR
+        backbone="resnet50",
+        pretrained="default",
+        epochs=300,
+        image_size=336,
+        mode="full",
+        device="auto",
+        seed=0,
+        threads=None,
+        output_root=None,
+        overrides={"data.num_workers": 8},
+        main=["cub200", "aircraft", "food101", "nabirds", "vegfru"],
+        generalisation=["stanford_dogs", "flowers5:imagefolder", "animals90:imagefolder",
+                        "oxford5k:imagefolder", "bjfu100:imagefolder"],
+        ablation=["cub200", "aircraft", "nabirds"],
+        ablation_bits=PAPER_BITS,
+        attention_bits=PAPER_BITS,
+        convergence=["cub200", "aircraft", "nabirds"],
+        examples=["cub200", "vegfru", "aircraft", "nabirds"],
+        class_counts={"cub200": 200, "aircraft": 100, "food101": 101, "nabirds": 555,
+                      "vegfru": 292},
+        num_images=8,
+        num_queries=2,
+    ),
+}
+"""profile -> notebook -> papermill parameters (module docstring)."""
+
+
+def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str, Any]:
+    """A copy of one notebook's parameters under a profile, with ``changes`` applied.
+
+    Args:
+        profile: a key of :data:`PROFILES`.
+        notebook: a name in :data:`NOTEBOOKS`.
+        **changes: parameters to replace; only names the notebook has (``data_root``,
+            ``output_root``, ``device`` ...). A name the notebook lacks is ignored
+            when the notebook does not take it, so one set of command-line changes
+            can go to every notebook.
+
+    Raises:
+        ConfigError: unknown profile or notebook.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if notebook not in PROFILES[profile]:
+        raise ConfigError(f"unknown notebook {notebook!r}; choose from {list(NOTEBOOKS)}")
+    params = copy.deepcopy(PROFILES[profile][notebook])
+    params.update({k: v for k, v in changes.items() if k in params})
+    return params
