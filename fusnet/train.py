@@ -183,7 +183,11 @@ def _build_data(
                 "backbone": config.model.backbone,
                 "weights": backbone.weights_tag,
                 "image_size": data.image_size,
-                "dataset": result.description,
+                # The resolved folder, so "../data" and "/abs/data" share one cache.
+                "dataset": {
+                    **result.description,
+                    "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
+                },
                 "split": split,
                 "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
             }
@@ -201,6 +205,10 @@ def _build_data(
         else:
             result.query_cache = cached
     return result
+
+
+def _resolved_folder(folder: str | Path | None) -> str | None:
+    return None if folder is None else str(Path(folder).resolve())
 
 
 def _parameter_groups(model: nn.Module, criterion: nn.Module, config: RunConfig) -> list[dict]:
