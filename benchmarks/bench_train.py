@@ -67,7 +67,7 @@ def main() -> int:
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); batch {args.batch}, "
         f"{args.steps} timed steps after 1 warm-up, paper widths (512/1024), 48 bits, 200 classes\n\n"
     )
-    header = (f"{'backbone':<19}{'px':>4} {'zoom':<10}{'img/s':>8}{'vs ref':>8}"
+    header = (f"{'backbone':<19}{'px':>4} {'zoom':<16}{'img/s':>8}{'vs ref':>8}"
               f"{'zoom warp % of step':>21}{'peak RSS GiB':>14}\n")
     sys.stdout.write(header + "-" * (len(header) - 1) + "\n")
     for backbone in backbones:
@@ -79,7 +79,7 @@ def main() -> int:
                 ratio = row["images_per_second"] / reference if zoom != "off" else float("nan")
                 label = {"per_image": "per-image (ref)", "batched": "batched", "off": "off"}[zoom]
                 sys.stdout.write(
-                    f"{backbone:<19}{size:>4} {label:<10}{row['images_per_second']:>8.2f}"
+                    f"{backbone:<19}{size:>4} {label:<16}{row['images_per_second']:>8.2f}"
                     f"{ratio:>8.2f}{100 * row['zoom_share']:>20.1f}%{row['peak_rss_gib']:>14.2f}\n"
                 )
             sys.stdout.flush()
