@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def compute_levels(
 def load_or_compute_levels(
     cache_file: Path,
     key: str,
-    compute: callable[[], CachedLevels],  # type: ignore[valid-type]
+    compute: Callable[[], CachedLevels],
 ) -> CachedLevels:
     """Load a cache written for ``key``; otherwise compute and save it."""
     if cache_file.is_file():
