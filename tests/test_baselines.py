@@ -27,7 +27,16 @@ from fusnet.baselines.exchnet import (
     spatial_diversity_loss,
 )
 from fusnet.baselines.hashnet import continuation_beta, hashnet_loss
-from fusnet.baselines.semicon import ChannelTransformer, SEMICONHead, suppression_mask
+from fusnet.baselines.layers import copy_top_stage, top_stage_blocks
+from fusnet.baselines.semicon import (
+    ChannelTransformer,
+    SEMICONHead,
+    attention_out_channels,
+    attention_trunk,
+    icon_groups,
+    suppression_mask,
+    trunk_channels,
+)
 from fusnet.cli import main as cli_main
 from fusnet.config import ModelConfig, RunConfig
 from fusnet.data import split_train_val
@@ -322,6 +331,100 @@ def test_exchnet_loss_total_and_anchor_exchange() -> None:
     torch.testing.assert_close(all_anchor.hash_logits, expected_u)
 
 
+# --- other backbones (EfficientNet-Lite0) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
+def test_top_stage_copies_map_the_stride16_level_to_the_stride32_level(name) -> None:
+    torch.manual_seed(0)
+    backbone = build_model_backbone(ModelConfig(backbone=name, pretrained="none")).eval()
+    copies = copy_top_stage(backbone, "semicon")
+    originals = top_stage_blocks(backbone, "semicon")
+    assert len(copies) == len(originals) == (2 if name == "resnet18" else 5)
+    own = {id(p) for p in backbone.parameters()}
+    assert not any(id(p) in own for block in copies for p in block.parameters())  # independent
+    with torch.no_grad():
+        levels = backbone(torch.randn(2, 3, 64, 64))
+        x = levels[1]  # (2, C, 4, 4)
+        for block in copies:
+            x = block.eval()(x)
+    torch.testing.assert_close(x, levels[2], rtol=0, atol=0)  # (2, C', 2, 2)
+
+
+def test_top_stage_of_efficientnet_lite0_is_blocks_5_and_6() -> None:
+    backbone = build_model_backbone(ModelConfig(backbone="efficientnet_lite0", pretrained="none"))
+    expected = list(backbone.body.blocks[5]) + list(backbone.body.blocks[6])
+    assert all(a is b for a, b in zip(top_stage_blocks(backbone, "x"), expected, strict=True))
+
+
+def test_top_stage_of_an_unknown_backbone_is_a_config_error() -> None:
+    class Other(torch.nn.Module):
+        pass
+
+    with pytest.raises(ConfigError, match=r"method 'semicon'.*not Other"):
+        copy_top_stage(Other(), "semicon")
+
+
+def test_attention_trunk_projects_only_when_channels_do_not_divide_by_64() -> None:
+    assert [trunk_channels(c) for c in (64, 112, 256, 1024, 1)] == [64, 128, 256, 1024, 64]
+    assert attention_out_channels(112) == 8 and attention_out_channels(1024) == 64
+    for channels, projected in ((256, False), (1024, False), (112, True), (40, True)):
+        trunk = attention_trunk(channels)
+        first = trunk[0]
+        convs = [m for m in first.modules() if isinstance(m, torch.nn.Conv2d)]
+        is_projection = isinstance(first, torch.nn.Sequential)
+        assert is_projection == projected, channels
+        assert len(trunk) == (6 if projected else 5)
+        if projected:
+            assert (convs[0].in_channels, convs[0].out_channels) == (channels, trunk_channels(channels))
+            assert convs[0].kernel_size == (1, 1)
+            assert isinstance(first[1], torch.nn.BatchNorm2d)
+        x = torch.randn(2, channels, 5, 5)
+        assert trunk(x).shape == (2, attention_out_channels(channels), 5, 5)
+
+
+def test_icon_groups_divide_the_channels() -> None:
+    # The code's max(C // 64, 16) where it divides C: ResNet and EfficientNet-Lite0 widths.
+    assert [icon_groups(c) for c in (512, 2048, 192, 320)] == [16, 32, 16, 16]
+    assert icon_groups(40) == 10 and icon_groups(17) == 1  # else the largest divisor not above it
+    for channels in (192, 320, 40):
+        icon = ChannelTransformer(channels)
+        assert channels % icon.heads == 0
+        x = torch.randn(2, channels, 2, 2)
+        assert icon(x).shape == x.shape
+    with pytest.raises(ConfigError, match="do not split into 7 groups"):
+        ChannelTransformer(192, heads=7)
+
+
+def test_semicon_and_exchnet_heads_train_on_efficientnet_lite0() -> None:
+    torch.manual_seed(0)
+    for method in ("semicon", "exchnet"):
+        config = _config(**{"model.bits": 12, "model.backbone": "efficientnet_lite0",
+                            "model.pretrained": "none"})
+        model = build_method(method).build_model(config, 3, build_model_backbone(config.model))
+        levels = [f.detach() for f in model.backbone(torch.randn(2, 3, 64, 64))]  # as cached
+        assert [f.shape[1:] for f in levels] == [(40, 8, 8), (112, 4, 4), (320, 2, 2)]
+        out = model.head(levels)
+        assert out.hash_logits.shape == (2, 12)
+        out.hash_logits.sum().backward()
+        trunk = (model.head.attention.trunk if method == "semicon" else model.head.attention[0])
+        assert trunk[0][0].weight.shape == (128, 112, 1, 1)  # the 112 -> 128 projection
+        params = [p for p in model.head.parameters() if p.requires_grad]
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+        if method == "semicon":
+            assert out.extras["attention"].shape == (2, 3, 4, 4)
+            icons = [m for m in model.head.refine_global if isinstance(m, ChannelTransformer)]
+            assert [m.norm.num_features for m in icons] == [192, 192, 192, 320]
+            # The backbone's own blocks.5/.6 are replaced by the head's copies: frozen.
+            blocks = model.backbone.body.blocks
+            assert not any(p.requires_grad for i in (5, 6) for p in blocks[i].parameters())
+            assert all(p.requires_grad for p in blocks[4].parameters())
+        else:
+            assert out.extras["parts"].shape == (2, 4, 320)
+            assert out.extras["attention"].shape == (2, 4, 4, 4)
+            assert model.head.hash_layer.in_features == 320 * 5
+
+
 # --- registry, config, end to end -------------------------------------------------------------
 
 
@@ -385,6 +488,21 @@ def test_end_to_end_writes_metrics_with_map(tmp_path, method, mode, database) ->
     # model.pt rebuilds the method's network, which encodes like the trained one.
     model, loaded = load_model(tmp_path / "run" / "model.pt")
     assert loaded.method == method and model.method == method
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["semicon", "exchnet"])
+def test_end_to_end_on_efficientnet_lite0_frozen(tmp_path, method) -> None:
+    config = tiny_config(tmp_path, method, mode="frozen", select="last",
+                         **{"model.backbone": "efficientnet_lite0"})
+    result = train(config)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["database"] == LEARNED_DATABASE
+    assert 0.0 <= metrics["map_index_ties"] <= 1.0
+    assert metrics["map_index_ties"] == result.metrics["map_index_ties"]
+    assert len(metrics["history"]) == 2 and all(math.isfinite(h["loss"]) for h in metrics["history"])
+    model, loaded = load_model(tmp_path / "run" / "model.pt")
+    assert loaded.model.backbone == "efficientnet_lite0" and model.method == method
 
 
 @pytest.mark.slow

@@ -1,13 +1,16 @@
 """ExchNet (Cui, Jiang, Wei, Li & Yoshie, ECCV 2020): part attention, local feature alignment
 by feature exchange, and asymmetric hashing.
 
-Architecture, on the shared backbone's stride-16 map E (ResNet ``layer3``):
+Architecture, on the shared backbone's stride-16 map E (ResNet ``layer3``; EfficientNet-Lite0
+timm ``blocks.4``):
 
-- **Attention**: a residual trunk (C → C/4 → C/16, stride 1) and a 1×1 conv + BN + ReLU give
+- **Attention**: a residual trunk (C → C/4 → C/16, stride 1; SEMICON's,
+  :func:`~fusnet.baselines.semicon.attention_trunk`) and a 1×1 conv + BN + ReLU give
   M part maps A_1..A_M (B, M, h, w).
-- **Local features**: E ⊙ A_j through one shared copy of the top stage (ResNet ``layer4``),
-  average-pooled: part features f_j (B, M, C').
-- **Global feature**: the backbone's own top stage, average-pooled (B, C').
+- **Local features**: E ⊙ A_j through one shared copy of the top stage (ResNet ``layer4``;
+  EfficientNet-Lite0 ``blocks.5`` + ``blocks.6``), average-pooled: part features f_j
+  (B, M, C').
+- **Global feature**: the backbone's own top level (stride 32), average-pooled (B, C').
 - **Hash layer**: tanh(W [f_1 … f_M, f_global] + c).
 
 Losses:
@@ -45,9 +48,15 @@ Simplifications (stated loudly):
   Classes not seen in that iteration keep their previous anchor (zero before the first).
 - **No extra alignment loss** between part features and anchors (the DSH_Analysis variant
   adds one; fghash leaves it off).
-- **Global branch**: the backbone's own ``layer4`` (the reimplementation uses a second,
-  identically initialised copy). Needs a ResNet backbone (the local branch copies its
-  ``layer4``).
+- **Global branch**: the backbone's own top stage (the reimplementation uses a second,
+  identically initialised copy).
+- **Backbone.** The local branch is a copy of the backbone's blocks from its stride-16 to
+  its stride-32 level: ResNet ``layer4``, or on EfficientNet-Lite0 (not in the papers)
+  timm's ``blocks.5`` + ``blocks.6`` (five inverted-residual blocks, 112 → 320 channels).
+  Other backbone types raise :class:`~fusnet.errors.ConfigError`.
+- **Attention trunk width.** The trunk needs C divisible by 64; otherwise (EfficientNet-Lite0:
+  C = 112) a 1×1 conv + BN first projects E up to the next multiple of 64 (112 → 128; not
+  in the reimplementation), so the part-map conv reads 128 / 16 = 8 channels.
 - **Optimiser.** The shared protocol's (fghash: Adam, lr 1e-4, weight decay 1e-5, batch 64,
   lr ÷10 at outer iterations 30 and 45).
 - Frozen-backbone mode works (E from the cache), but the global branch is then frozen and
@@ -72,7 +81,7 @@ from fusnet.baselines.base import (
     register_method,
 )
 from fusnet.baselines.layers import copy_top_stage, init_conv_bn
-from fusnet.baselines.semicon import attention_trunk
+from fusnet.baselines.semicon import attention_out_channels, attention_trunk
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
 
@@ -123,7 +132,8 @@ class ExchNetHead(nn.Module):
         channels = backbone.feature_info[1]["num_chs"]  # E: the stride-16 level
         out_channels = backbone.feature_info[2]["num_chs"]
         self.parts = parts
-        maps = nn.Sequential(nn.Conv2d(channels // 16, parts, 1, bias=False), nn.BatchNorm2d(parts), nn.ReLU())
+        width = attention_out_channels(channels)  # C/16, C rounded up to a multiple of 64
+        maps = nn.Sequential(nn.Conv2d(width, parts, 1, bias=False), nn.BatchNorm2d(parts), nn.ReLU())
         init_conv_bn(maps)
         self.attention = nn.Sequential(attention_trunk(channels), maps)
         self.refine_local = nn.Sequential(*copy_top_stage(backbone, "exchnet"))

@@ -2,7 +2,7 @@
 channel transformation for fine-grained hashing.
 
 Architecture (the authors' ``aassxun/SEMICON``, ``models/SEMICON.py``), on the shared
-backbone's stride-16 map E (ResNet ``layer3``):
+backbone's stride-16 map E (ResNet ``layer3``; EfficientNet-Lite0 timm ``blocks.4``):
 
 - **SEM** (suppression-enhancing mask based attention): a small residual trunk reduces E
   (C → C/4 → C/16 channels, stride 1); three 1×1-conv heads produce attention maps one
@@ -13,7 +13,8 @@ backbone's stride-16 map E (ResNet ``layer3``):
 - **ICON** (interactive channel transformation): a channel self-attention block (grouped
   1×1 qkv, channel-to-channel attention with signed square-root scaling, a channel
   shuffle, BN + ReLU, then the same across groups), inserted after every residual block of
-  the top stage but the first.
+  the top stage but the first. Groups g = max(C // 64, 16) as in the code; where that does
+  not divide C, the largest divisor of C not above it (:func:`icon_groups`).
 - **Global branch**: a copy of the top stage (with ICON) on E, average-pooled.
 - **Local branch**: one shared copy of the top stage (with ICON) applied to E ⊙ A_j for each
   j, average-pooled.
@@ -29,10 +30,18 @@ training images** (as in the code's evaluation).
 
 Simplifications (stated loudly):
 
-- **Backbone.** Needs a ResNet backbone: the branches are deep copies of its ``layer4`` (the
-  code loads ImageNet ``layer4`` weights into both copies; a copy of the shared backbone's
-  ``layer4`` is that). The shared backbone's own ``layer4`` is then unused and is frozen
-  (its output still computed by the shared backbone; frozen mode caches it needlessly).
+- **Backbone.** The branches are deep copies of the backbone's blocks from its stride-16 to
+  its stride-32 level: ResNet ``layer4`` (the code loads ImageNet ``layer4`` weights into
+  both copies; a copy of the shared backbone's ``layer4`` is that), or on EfficientNet-Lite0
+  (not in the paper) timm's ``blocks.5`` + ``blocks.6``, five inverted-residual blocks
+  112 → 192 → 192 → 192 → 192 → 320, with ICON after the last four (192, 192, 192, 320
+  channels). Other backbone types raise :class:`~fusnet.errors.ConfigError`. The shared
+  backbone's own copy of those blocks is then unused and is frozen (its output still
+  computed by the shared backbone; frozen mode caches it needlessly).
+- **Attention trunk width.** The trunk's bottlenecks divide the width by 4 twice, so it
+  needs C divisible by 64 (ResNet: 1024, 256). Otherwise (EfficientNet-Lite0: C = 112) a
+  1×1 conv + BN first projects E up to the next multiple of 64 (112 → 128; not in the
+  code), and the trunk then runs 128 → 32 → 8 channels.
 - **Mask statistics** are per image (the code standardises with the mean and std of the
   whole batch, which makes an image's code depend on its batch-mates at test time).
 - **Optimiser.** The shared protocol's (the code: SGD, momentum 0.9, Nesterov, lr 2.5e-4,
@@ -52,7 +61,12 @@ from torchvision.models.resnet import Bottleneck
 
 from fusnet.baselines.asymmetric import AsymmetricMethod
 from fusnet.baselines.base import HashingNet, HashOutput, global_pool, register_method
-from fusnet.baselines.layers import copy_top_stage, init_conv_bn
+from fusnet.baselines.layers import (
+    block_out_channels,
+    copy_top_stage,
+    init_conv_bn,
+    top_stage_blocks,
+)
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
 
@@ -63,9 +77,28 @@ __all__ = [
     "ChannelTransformer",
     "SEMICONHead",
     "SuppressionEnhancingMask",
+    "attention_out_channels",
     "attention_trunk",
+    "icon_groups",
+    "refine_with_icon",
     "suppression_mask",
+    "trunk_channels",
 ]
+
+
+TRUNK_MULTIPLE = 64  # the trunk divides the width by 4 twice, and Bottleneck needs width % 4 == 0
+
+
+def trunk_channels(channels: int) -> int:
+    """The attention trunk's input width: ``channels`` rounded up to a multiple of 64."""
+    if channels < 1:
+        raise ConfigError(f"the attention trunk needs a positive channel count, got {channels}")
+    return -(-channels // TRUNK_MULTIPLE) * TRUNK_MULTIPLE
+
+
+def attention_out_channels(channels: int) -> int:
+    """Channels of the attention trunk's output for a C-channel input: ``trunk_channels(C) // 16``."""
+    return trunk_channels(channels) // 16
 
 
 def attention_trunk(channels: int) -> nn.Sequential:
@@ -73,10 +106,18 @@ def attention_trunk(channels: int) -> nn.Sequential:
 
     Three bottleneck blocks, each preceded (but the first) by a 1×1 conv + BN that divides the
     width by 4, as the authors' ``_make_layer`` with ``att_expansion = 0.25``.
+
+    Where C is not a multiple of 64 (EfficientNet-Lite0's 112), a 1×1 conv + BN first
+    projects it up to the next one (:func:`trunk_channels`, 112 → 128), a stated deviation:
+    the output then has ``attention_out_channels(C)`` channels (8 for 112).
     """
-    if channels % 64 != 0:
-        raise ConfigError(f"the attention trunk needs channels divisible by 64, got {channels}")
-    layers: list[nn.Module] = [Bottleneck(channels, channels // 4)]  # C -> C
+    padded = trunk_channels(channels)
+    layers: list[nn.Module] = []
+    if padded != channels:
+        logger.info("attention trunk: projecting %d channels up to %d (1x1 conv + BN)", channels, padded)
+        layers.append(nn.Sequential(nn.Conv2d(channels, padded, 1, bias=False), nn.BatchNorm2d(padded)))
+        channels = padded
+    layers.append(Bottleneck(channels, channels // 4))  # C -> C
     width = channels
     for _ in range(2):
         layers.append(nn.Sequential(nn.Conv2d(width, width // 4, 1, bias=False), nn.BatchNorm2d(width // 4)))
@@ -112,7 +153,7 @@ class SuppressionEnhancingMask(nn.Module):
     def __init__(self, channels: int, num_maps: int = 3) -> None:
         super().__init__()
         self.trunk = attention_trunk(channels)
-        width = channels // 16
+        width = attention_out_channels(channels)
         self.heads = nn.ModuleList(
             [nn.Sequential(nn.Conv2d(width, 1, 1, bias=False), nn.BatchNorm2d(1), nn.ReLU())
              for _ in range(num_maps)]
@@ -120,14 +161,28 @@ class SuppressionEnhancingMask(nn.Module):
         init_conv_bn(self.heads)
 
     def forward(self, e: Tensor) -> Tensor:
-        x = self.trunk(e)  # (B, C/16, h, w)
+        x = self.trunk(e)  # (B, C'/16, h, w), C' = C rounded up to a multiple of 64
         maps = []
         for i, head in enumerate(self.heads):
             a = head(x)  # (B, 1, h, w)
             maps.append(a)
             if i + 1 < len(self.heads):
-                x = x * (2.0 - suppression_mask(a))  # (B, C/16, h, w)
+                x = x * (2.0 - suppression_mask(a))  # (B, C'/16, h, w)
         return torch.cat(maps, dim=1)  # (B, M, h, w)
+
+
+def icon_groups(channels: int) -> int:
+    """ICON's default group count: the code's g = max(C // 64, 16) where it divides C, else the
+    largest divisor of C not above it (C = 40 → 10).
+
+    ResNet widths (512, 2048) and EfficientNet-Lite0's top-stage widths (192, 320) all take
+    the code's value (16, 32, 16, 16).
+    """
+    wanted = max(channels // 64, 16)
+    groups = next(g for g in range(min(wanted, channels), 0, -1) if channels % g == 0)
+    if groups != wanted:
+        logger.info("ICON: %d channels do not split into %d groups; using %d", channels, wanted, groups)
+    return groups
 
 
 class ChannelTransformer(nn.Module):
@@ -135,12 +190,13 @@ class ChannelTransformer(nn.Module):
 
     Args:
         channels: C.
-        heads: number of groups g (the code: max(C // 64, 16)); C must divide by it.
+        heads: number of groups g; C must divide by it. Default :func:`icon_groups` (the
+            code's max(C // 64, 16) where that divides C).
     """
 
     def __init__(self, channels: int, heads: int | None = None) -> None:
         super().__init__()
-        heads = heads if heads is not None else max(channels // 64, 16)
+        heads = heads if heads is not None else icon_groups(channels)
         if channels % heads != 0:
             raise ConfigError(f"ICON: {channels} channels do not split into {heads} groups")
         self.heads, self.head_dim = heads, channels // heads
@@ -168,10 +224,14 @@ class ChannelTransformer(nn.Module):
 
 
 def refine_with_icon(blocks: list[nn.Module]) -> nn.Sequential:
-    """Top-stage blocks with an ICON block after every block but the first."""
+    """Top-stage blocks with an ICON block after every block but the first.
+
+    The blocks are ResNet bottleneck/basic blocks or timm inverted-residual/depthwise-separable
+    blocks; each ICON has the width of the block before it (:func:`block_out_channels`).
+    """
     layers: list[nn.Module] = [blocks[0]]
     for block in blocks[1:]:
-        channels = block.bn3.num_features if hasattr(block, "bn3") else block.bn2.num_features
+        channels = block_out_channels(block)
         icon = ChannelTransformer(channels)
         init_conv_bn(icon)  # as the code's ResNet_Refine initialises its modules
         layers += [block, icon]
@@ -227,5 +287,6 @@ class SEMICON(AsymmetricMethod):
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
         head = SEMICONHead(backbone, config.model.bits)
-        backbone.layer4.requires_grad_(False)  # replaced by the head's own copies
+        for block in top_stage_blocks(backbone, "semicon"):
+            block.requires_grad_(False)  # replaced by the head's own copies
         return HashingNet(backbone, head, "semicon")
