@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -35,3 +36,34 @@ def test_torchrun_two_processes_train_and_agree(tmp_path, mode):
     assert manifest["world_size"] == 2
     assert 0.0 <= metrics["map_index_ties"] <= 1.0
     assert len(metrics["history"]) == 2
+
+
+BASELINE_FLAGS = {
+    "dpsh": ["--momentum", "0"],
+    "hashnet": [],
+    "adsh": ["--adsh-num-samples", "40", "--adsh-inner-epochs", "1"],
+    "semicon": ["--semicon-num-samples", "32", "--semicon-inner-epochs", "1"],
+    "exchnet": ["--exchnet-num-samples", "32", "--exchnet-inner-epochs", "1",
+                "--exchnet-align-start", "1"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(BASELINE_FLAGS))
+def test_torchrun_two_processes_train_a_baseline(tmp_path, method):
+    """Each baseline's loss and state (ADSH-style V, ExchNet's anchors) under DDP."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "fusnet", "train", *TINY_FLAGS, "--mode", "frozen", "--method", method,
+        *BASELINE_FLAGS[method], "--output-dir", str(out),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "bits8" / "metrics.json").read_text())
+    manifest = json.loads((out / "bits8" / "manifest.json").read_text())
+    assert manifest["world_size"] == 2 and metrics["method"] == method
+    assert 0.0 <= metrics["map_index_ties"] <= 1.0
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert all(math.isfinite(h["loss"]) for h in metrics["history"])
