@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fusnet.config import (
     PAPER_BITS,
@@ -25,6 +25,9 @@ from fusnet.config import (
     RunConfig,
 )
 from fusnet.errors import FusnetError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger("fusnet")
 
@@ -137,13 +140,56 @@ def cmd_encode(args: argparse.Namespace) -> int:
         args.dataset or config.data.dataset, args.root or config.data.root, args.split,
         transform=transform, **(dataset_kwargs(config) if same_data else {}),
     )
-    codes, labels, speed = encode_dataset(model, dataset, device, args.batch_size, args.num_workers)
+    learned = _learned_database_codes(args, config, same_data)
+    if learned is not None:
+        codes, labels = learned
+        if len(codes) != len(dataset):
+            raise FusnetError(
+                f"{args.model}: codes.npz holds {len(codes)} database codes but the training "
+                f"split has {len(dataset)} images; pass --network-codes to encode them anew"
+            )
+        speed = float("nan")
+    else:
+        codes, labels, speed = encode_dataset(
+            model, dataset, device, args.batch_size, args.num_workers
+        )
     np.savez_compressed(
         args.output, bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
         paths=np.array([str(p) for p, _ in getattr(dataset, "samples", [])]),
     )
     sys.stdout.write(f"{len(codes)} codes of {codes.shape[1]} bits -> {args.output} ({speed:.1f} img/s)\n")
     return 0
+
+
+def _learned_database_codes(
+    args: argparse.Namespace, config: RunConfig, same_data: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The run's learned database codes (V) for ``encode --split train``, or None.
+
+    ADSH, SEMICON and ExchNet retrieve from codes learned for the training images, not
+    from the network's codes of them; ``fusnet encode --split train`` of such a run gives
+    those (the ``db_codes`` of the ``codes.npz`` beside the model, as evaluated) unless
+    ``--network-codes`` asks for the network's.
+    """
+    import torch
+
+    from fusnet.baselines import LEARNED_DATABASE, build_method
+    from fusnet.evaluate import load_codes
+
+    if args.split != "train" or not same_data or args.network_codes:
+        return None
+    if config.method == "multifusnet" or build_method(config.method).database != LEARNED_DATABASE:
+        return None
+    path = Path(args.model).parent / "codes.npz"
+    if not path.is_file():
+        raise FusnetError(
+            f"{config.method} retrieves from its learned database codes V, kept in codes.npz "
+            f"beside the model, but {path} is missing; pass --network-codes to encode the "
+            "training images with the network instead"
+        )
+    logger.info("%s: the training split's codes are the learned V from %s", config.method, path)
+    saved = load_codes(path)
+    return torch.as_tensor(saved["db_codes"]), torch.as_tensor(saved["db_labels"])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -239,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--batch-size", type=int, default=64)
     enc.add_argument("--num-workers", type=int, default=0)
     enc.add_argument("--device", default="auto")
+    enc.add_argument(
+        "--network-codes", action="store_true",
+        help="for ADSH-style methods: encode --split train with the network, not the learned V",
+    )
     enc.set_defaults(func=cmd_encode)
 
     ev = commands.add_parser("evaluate", help="codes -> retrieval metrics (mAP, precision@k)")
@@ -272,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser(
         "reproduce", help="run the paper's experiments: the notebooks of a profile (papermill)",
         description="Execute notebooks/*.ipynb with a profile's parameters (fusnet.profiles): "
-        "smoke (synthetic, minutes), cpu (the real photos in ../shared/data, hours), paper "
+        "smoke (synthetic, minutes), cpu (the real photos in ../shared/data, about an hour), paper "
         "(the paper's recipe on a GPU). Tables, figures, metrics.json and the executed notebook "
         "go to OUTPUT_ROOT/<notebook>/<profile>/. Notebooks with complete outputs are skipped and "
         "finished training runs reused, so rerunning resumes where it stopped.",
