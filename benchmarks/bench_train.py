@@ -9,6 +9,12 @@ peak memory (ru_maxrss) belongs to that configuration alone.
 
     python benchmarks/bench_train.py            # the whole grid (about 15-25 min on 2 cores)
     python benchmarks/bench_train.py --quick    # efficientnet_lite0 at 224 only
+    python benchmarks/bench_train.py --paired 12   # batched vs per-image zoom, interleaved
+
+``--paired N`` answers "is the batched zoom slower than the per-image reference?" with N
+interleaved pairs of steps in one process (one step of each per pair), so that load
+drifting during the run hits both arms alike; it prints the median step time of each,
+their ratio, and a 95% t-interval of the mean per-pair log ratio.
 """
 
 from __future__ import annotations
@@ -21,8 +27,13 @@ import resource
 import subprocess
 import sys
 
+import numpy as np
 import torch
-from training_step import time_training_steps  # benchmarks/ is the script's folder
+from scipy import stats
+from training_step import (  # benchmarks/ is the script's folder
+    paired_zoom_steps,
+    time_training_steps,
+)
 
 from fusnet.config import ModelConfig
 from fusnet.models import MultiFusNet
@@ -41,6 +52,42 @@ def measure_one(backbone: str, size: int, zoom: str, batch: int, steps: int) -> 
     return result
 
 
+def measure_paired(backbone: str, size: int, batch: int, pairs: int) -> dict:
+    """Interleaved batched / per-image steps in this process (module docstring)."""
+    torch.manual_seed(0)
+    model = MultiFusNet(ModelConfig(backbone=backbone, pretrained="none", bits=48), num_classes=200)
+    seconds = paired_zoom_steps(model, batch, size, pairs)
+    ours, ref = np.array(seconds["batched"]), np.array(seconds["per_image"])
+    log_ratio = np.log(ref / ours)  # > 0: ours faster, per pair
+    half = stats.t.ppf(0.975, pairs - 1) * log_ratio.std(ddof=1) / np.sqrt(pairs)
+    return {
+        "backbone": backbone, "size": size, "pairs": pairs,
+        "ours_median_s": float(np.median(ours)), "ref_median_s": float(np.median(ref)),
+        "speed_ratio": float(np.median(ref) / np.median(ours)),
+        "ratio_ci": [float(np.exp(log_ratio.mean() - half)), float(np.exp(log_ratio.mean() + half))],
+    }
+
+
+def paired_table(backbones: list[str], sizes: list[int], batch: int, pairs: int) -> None:
+    sys.stdout.write(
+        f"{'backbone':<19}{'px':>4}{'pairs':>6}{'ours s/step':>12}{'ref s/step':>11}"
+        f"{'ours speed / ref':>17}{'95% CI':>16}\n"
+    )
+    for backbone in backbones:
+        for size in sizes:
+            command = [sys.executable, __file__, "--one-paired", backbone, str(size),
+                       "--batch", str(batch), "--paired", str(pairs)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            low, high = row["ratio_ci"]
+            sys.stdout.write(
+                f"{backbone:<19}{size:>4}{pairs:>6}{row['ours_median_s']:>12.3f}"
+                f"{row['ref_median_s']:>11.3f}{row['speed_ratio']:>17.3f}"
+                f"{f'{low:.3f}-{high:.3f}':>16}\n"
+            )
+            sys.stdout.flush()
+
+
 def run_in_subprocess(backbone: str, size: int, zoom: str, batch: int, steps: int) -> dict:
     command = [sys.executable, __file__, "--one", backbone, str(size), zoom,
                "--batch", str(batch), "--steps", str(steps)]
@@ -54,14 +101,30 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="efficientnet_lite0 at 224 only")
+    parser.add_argument("--paired", type=int, metavar="N",
+                        help="N interleaved batched/per-image step pairs per configuration")
+    parser.add_argument("--sizes", type=int, nargs="+", help="image sizes (default 224 336)")
+    parser.add_argument("--one-paired", nargs=2, metavar=("BACKBONE", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_paired:
+        backbone, size = args.one_paired
+        sys.stdout.write(json.dumps(measure_paired(backbone, int(size), args.batch, args.paired)) + "\n")
+        return 0
     if args.one:
         backbone, size, zoom = args.one
         sys.stdout.write(json.dumps(measure_one(backbone, int(size), zoom, args.batch, args.steps)) + "\n")
         return 0
 
     backbones = ["efficientnet_lite0"] if args.quick else ["efficientnet_lite0", "resnet50"]
-    sizes = [224] if args.quick else [224, 336]
+    sizes = args.sizes or ([224] if args.quick else [224, 336])
+    if args.paired:
+        sys.stdout.write(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__}; batch {args.batch}, paper widths, zoom on; "
+            f"{args.paired} interleaved pairs after 1 warm-up pair\n\n"
+        )
+        paired_table(backbones, sizes, args.batch, args.paired)
+        return 0
     sys.stdout.write(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads); batch {args.batch}, "

@@ -9,6 +9,7 @@ that the authors' code uses, as the reference.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
@@ -24,20 +25,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_training_steps(
-    model: MultiFusNet,
-    batch: int,
-    size: int,
-    steps: int,
-    warmup: int = 1,
-    zoom: bool = True,
-    zoom_impl: str = "batched",
-    amp: bool = False,
-) -> dict[str, float]:
-    """Images/s of full training steps, and the share of step time spent in the zoom warp.
+def _training_step(
+    model: MultiFusNet, batch: int, size: int, zoom: bool, amp: bool
+) -> Callable[[str], float]:
+    """A function running one training step with the given zoom implementation.
 
-    The zoom warp is the saliency map, the sampling grid and the resampling, not the
-    second pass through the network.
+    It returns the seconds spent in the zoom warp during that step.
     """
     device = next(model.parameters()).device
     proxy = class_proxy_codes(model.num_classes, model.config.bits).to(device)  # (C, bits)
@@ -52,9 +45,8 @@ def time_training_steps(
     images = torch.randn(batch, 3, size, size, generator=generator).to(device)  # (B, 3, H, W)
     labels = torch.randint(0, model.num_classes, (batch,), generator=generator).to(device)
     model.train()
-    zoom_seconds = 0.0
 
-    def step() -> float:
+    def step(zoom_impl: str) -> float:
         warp = 0.0
         context = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
         with context:
@@ -82,14 +74,35 @@ def time_training_steps(
         scaler.update()
         return warp
 
+    return step
+
+
+def time_training_steps(
+    model: MultiFusNet,
+    batch: int,
+    size: int,
+    steps: int,
+    warmup: int = 1,
+    zoom: bool = True,
+    zoom_impl: str = "batched",
+    amp: bool = False,
+) -> dict[str, float]:
+    """Images/s of full training steps, and the share of step time spent in the zoom warp.
+
+    The zoom warp is the saliency map, the sampling grid and the resampling, not the
+    second pass through the network.
+    """
+    device = next(model.parameters()).device
+    step = _training_step(model, batch, size, zoom, amp)
+    zoom_seconds = 0.0
     for _ in range(warmup):
-        step()
+        step(zoom_impl)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
-        zoom_seconds += step()
+        zoom_seconds += step(zoom_impl)
     _sync(device)
     seconds = time.perf_counter() - start
     result = {
@@ -100,3 +113,32 @@ def time_training_steps(
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
+
+
+def paired_zoom_steps(
+    model: MultiFusNet, batch: int, size: int, pairs: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Step seconds of the batched zoom and the per-image reference, interleaved.
+
+    Each pair runs one step of each (alternating which goes first), so a change in
+    machine load between the two arms affects both alike: the per-pair ratios measure
+    the implementations, not the moment they ran.
+
+    Returns:
+        ``{"batched": [...], "per_image": [...]}``: seconds per step, one per pair.
+    """
+    step = _training_step(model, batch, size, zoom=True, amp=False)
+    device = next(model.parameters()).device
+    for _ in range(warmup):
+        step("batched")
+        step("per_image")
+    seconds: dict[str, list[float]] = {"batched": [], "per_image": []}
+    for i in range(pairs):
+        order = ("batched", "per_image") if i % 2 == 0 else ("per_image", "batched")
+        for impl in order:
+            _sync(device)
+            start = time.perf_counter()
+            step(impl)
+            _sync(device)
+            seconds[impl].append(time.perf_counter() - start)
+    return seconds
