@@ -43,21 +43,25 @@ def grouped_bars(
     hue_order: Sequence | None = None,
     label_bars: bool = False,
     colours: dict | None = None,
+    error: str | None = None,
 ) -> None:
     """Grouped bar chart on ``ax``: one group per ``x``, one bar per ``hue`` in it.
 
     Missing (x, hue) cells leave a gap. ``label_bars`` writes each value above its bar;
-    ``colours`` maps hue -> colour (for the same colours across panels).
+    ``colours`` maps hue -> colour (for the same colours across panels); ``error`` names
+    a column drawn as ± error bars (e.g. the standard deviation over seeds).
     """
     xs = _order(frame[x], x_order)
     hues = _order(frame[hue], hue_order)
     cells = frame.set_index([x, hue])[value]
+    errors = frame.set_index([x, hue])[error] if error else None
     width = 0.8 / max(len(hues), 1)
     positions = np.arange(len(xs))
     for j, h in enumerate(hues):
         heights = [float(cells.get((v, h), np.nan)) for v in xs]
+        yerr = None if errors is None else [float(errors.get((v, h), np.nan)) for v in xs]
         bars = ax.bar(positions + (j - (len(hues) - 1) / 2) * width, heights, width, label=str(h),
-                      color=(colours or {}).get(h))
+                      color=(colours or {}).get(h), yerr=yerr, capsize=2 if yerr else 0)
         if label_bars:
             ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
     ax.set_xticks(positions, [str(v) for v in xs])
@@ -137,10 +141,12 @@ def panel_bars(
     title: str = "",
     panel: str = "dataset",
     ncols: int = 3,
+    error: str | None = None,
 ):
     """One panel per ``panel`` value (dataset); groups = code lengths; bars = ``hue``.
 
-    Figs. 8 and 9, and Table 3 drawn as bars; panels in rows of ``ncols``.
+    Figs. 8 and 9, Table 3 and the baselines (with ``error`` bars) drawn as bars;
+    panels in rows of ``ncols``.
     """
     from matplotlib.patches import Patch
 
@@ -151,7 +157,7 @@ def panel_bars(
     fig, axes = _panels(max(len(datasets), 1), width=width, ncols=ncols)
     for ax, dataset in zip(axes, datasets, strict=False):
         grouped_bars(ax, frame[frame[panel] == dataset], x="bits", hue=hue, value=value,
-                     hue_order=hue_order, colours=colours)
+                     hue_order=hue_order, colours=colours, error=error)
         ax.set_title(f"{dataset}")
         ax.set_ylabel("mAP (%)")
         ax.set_xlabel("bits")

@@ -14,8 +14,8 @@ profile    what
            run (CI and ``pytest --nbval-lax``).
 ``cpu``    the real photos in ``../shared/data`` (the 100-class CUB subset through
            the ``cub200`` loader, and Oxford Flowers-17), EfficientNet-Lite0 at 224 px,
-           frozen backbone, head widths 128/256/128 (the paper's 512/1024 level
-           blocks are ~25 min an epoch on 2 CPU cores); hours on a CPU.
+           frozen backbone, head widths 32/128/64 (the paper's 512/1024 level
+           blocks are ~25 min an epoch on 2 CPU cores), 12 epochs; about an hour.
 ``paper``  the paper's recipe: ResNet50, 336 px, full training, 300 epochs, batch
            128, on a GPU; the paper's datasets under ``--data-root`` (one folder per
            dataset name, e.g. ``<root>/cub200``, ``<root>/flowers5``).
@@ -38,11 +38,14 @@ NOTEBOOKS: tuple[str, ...] = (
     "06_convergence",
     "07_retrieval_examples",
     "08_proxy_codes",
+    "09_baselines",
 )
 """The notebooks in ``notebooks/``, in the order ``fusnet reproduce`` runs them."""
 
 PAPER_BITS = [12, 24, 32, 48]
 ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
+METHODS = ["multifusnet", "dpsh", "hashnet", "adsh", "semicon", "exchnet"]
+"""Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.baselines``."""
 CONFIGURATIONS = [
     "baseline",
     "cascading",
@@ -64,6 +67,10 @@ def _profile(
     class_counts: dict[str, int],
     num_images: int,
     num_queries: int,
+    baselines: list[str],
+    baseline_bits: list[int],
+    seeds: list[int],
+    method_changes: dict[str, dict[str, Any]],
     **recipe: Any,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters from one training recipe and the datasets per figure."""
@@ -83,6 +90,8 @@ def _profile(
         "08_proxy_codes": {"profile": recipe["profile"], "class_counts": class_counts,
                            "bits": PAPER_BITS, "proxy_iterations": 15, "seed": recipe["seed"],
                            "output_root": recipe["output_root"]},
+        "09_baselines": params(datasets=baselines, bits=baseline_bits, methods=METHODS,
+                               seeds=seeds, method_changes=method_changes),
     }
 
 
@@ -102,18 +111,47 @@ SMOKE_OVERRIDES: dict[str, Any] = {
 CPU_OVERRIDES: dict[str, Any] = {
     "data.batch_size": 32,
     "data.eval_batch_size": 64,
-    "optim.lr": 0.01,
-    "model.block_mid": 128,
-    "model.level_dim": 256,
-    "model.transformer_dim": 128,
+    "optim.lr": 0.05,
+    "model.block_mid": 32,
+    "model.level_dim": 128,
+    "model.transformer_dim": 64,
 }
-"""Reduced head widths for 2 CPU cores (module docstring) and a frozen-mode lr."""
+"""Narrow head widths for 2 CPU cores and a frozen-mode lr: the recipe of
+``scripts/cub100_cpu.sh`` (results/cub100-cpu*/), so the profile and the standalone
+CUB runs are one setting. At the paper's 512/1024 level blocks an epoch over the CUB
+subset took ~25 min on 2 cores; at 128/256 about 150 s; at these widths about 10 s."""
 
-CPU_EPOCHS = 6
-"""Epochs of the ``cpu`` profile. One epoch over the 3,000 CUB-subset training images at
-the widths above took 150 s of training on 2 cores (plus ~25 s of validation); the
-backbone features are computed once (~15 min for CUB, cached). With 17 CUB-sized runs
-(the full model is shared by Tables 3 and 6, Figs. 9-12), about 5 hours in all."""
+SMOKE_METHOD_CHANGES: dict[str, dict[str, Any]] = {
+    "dpsh": {"optim.momentum": 0.0},
+    "adsh": {"baseline.adsh_inner_epochs": 1},
+    "semicon": {"baseline.semicon_inner_epochs": 1},
+    "exchnet": {"baseline.exchnet_inner_epochs": 1, "baseline.exchnet_align_start": 2},
+}
+"""Notebook 09 in 3 epochs: DPSH's plain SGD (it diverges with momentum), and one epoch
+per outer iteration of the asymmetric methods, so their codes V are updated 3 times."""
+
+CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
+    "dpsh": {"optim.momentum": 0.0},
+    "adsh": {"baseline.adsh_inner_epochs": 3},
+    "semicon": {"baseline.semicon_inner_epochs": 3, "baseline.semicon_num_samples": 500},
+    "exchnet": {"baseline.exchnet_inner_epochs": 3, "baseline.exchnet_align_start": 2,
+                "baseline.exchnet_num_samples": 500},
+}
+"""Notebook 09 in the profile's 12 epochs: DPSH with plain SGD as its authors (momentum
+0.91 diverges); 3 epochs per outer iteration for the asymmetric methods (ADSH's own
+value; SEMICON's 30 and ExchNet's 10 would leave no update of the codes V within the
+budget), so V is updated 4 times; ExchNet exchanges part features from its 2nd outer
+iteration on (25 of 60 in the reimplementation). **SEMICON and ExchNet sample 500
+images per outer iteration instead of 2,000**: their heads push every image through
+copies of the backbone's top stage four times (SEMICON: global + 3 local; ExchNet: 4
+parts), about 1 s per batch of 32 on 2 cores, and 2,000 would take ~15 min a run."""
+
+CPU_EPOCHS = 12
+"""Epochs of the ``cpu`` profile. On the 2-core machine a full-model CUB-subset run
+(3,000 training images, validation every epoch for Fig. 11) takes about 3 min once the
+backbone features are cached (computed once, ~5 min for CUB). The profile trains about
+14 CUB-sized full-head runs (the full model is shared by Tables 3 and 6 and Figs. 9-12)
+plus small baseline and Flowers-17 runs: about an hour in all."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
@@ -139,6 +177,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         class_counts={"synthetic": 6},
         num_images=3,
         num_queries=4,
+        baselines=["synthetic"],
+        baseline_bits=[12],
+        seeds=[0, 1],
+        method_changes=SMOKE_METHOD_CHANGES,
     ),
     "cpu": _profile(
         profile="cpu",
@@ -163,6 +205,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         class_counts={"cub200": 100, "flowers17": 17},  # the shared CUB subset has 100 classes
         num_images=6,
         num_queries=6,
+        baselines=["cub200", "flowers17"],
+        baseline_bits=[48],  # SEMICON/ExchNet runs cost minutes each: one code length
+        seeds=[0, 1, 2],
+        method_changes=CPU_METHOD_CHANGES,
     ),
     "paper": _profile(
         profile="paper",
@@ -189,6 +235,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                       "vegfru": 292},
         num_images=8,
         num_queries=2,
+        baselines=["cub200", "aircraft", "nabirds"],
+        baseline_bits=PAPER_BITS,
+        seeds=[0, 1, 2],
+        method_changes={"dpsh": {"optim.momentum": 0.0}},
     ),
 }
 """profile -> notebook -> papermill parameters (module docstring)."""

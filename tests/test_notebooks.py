@@ -109,6 +109,18 @@ def test_cam_convergence_examples_and_codes(smoke):
     assert all(c["collisions"] == 0 and c["unique_codes"] == 6 for c in codes)
 
 
+def test_baselines_side_by_side(smoke):
+    results = _metrics(smoke, "09_baselines")["results"]
+    methods = ["multifusnet", "dpsh", "hashnet", "adsh", "semicon", "exchnet"]
+    assert [r["method"] for r in results["mean_std"]] == methods
+    assert all(r["n"] == 2 for r in results["mean_std"])  # two seeds in the smoke profile
+    assert {(r["method"], r["seed"]) for r in results["map"]} == {(m, s) for m in methods for s in (0, 1)}
+    learned = {r["method"] for r in results["map"] if r["database"].startswith("learned codes V")}
+    assert learned == {"adsh", "semicon", "exchnet"}
+    tests = results["paired_ttests"]
+    assert [t["comparison"] for t in tests] == methods[1:] and all(t["n"] == 2 for t in tests)
+
+
 def test_notebooks_share_runs(smoke):
     def paths(notebook):
         return {(r["dataset"], r["bits"], r["label"]): r["path"] for r in _metrics(smoke, notebook)["runs"]}
@@ -120,6 +132,10 @@ def test_notebooks_share_runs(smoke):
     assert paths("06_convergence") == main
     assert paths("03_ablation")[("synthetic", 48, "cascading+fusion+attention")] == full48
     assert paths("04_attention")[("synthetic", 48, "eca")] == full48
+    # Notebook 09's Multi-FusNet seed-0 run is the main results' run.
+    seed0 = [r["path"] for r in _metrics(smoke, "09_baselines")["runs"]
+             if r["label"] == "multifusnet" and r["manifest"]["seed"] == 0]
+    assert seed0 == [main[("synthetic", 12, "full")]]
 
 
 def test_a_second_run_resumes_where_it_stopped(smoke):

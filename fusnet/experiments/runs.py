@@ -90,7 +90,10 @@ def run_hash(config: RunConfig, data_root: str | None = None) -> str:
 
 
 def model_tag(config: RunConfig) -> str:
-    """Short readable name of the architecture switches: ``eca-c1f1t1``."""
+    """Short readable name of the architecture switches (``eca-c1f1t1``), or a baseline's
+    method name (``dpsh``)."""
+    if config.method != "multifusnet":
+        return config.method
     m = config.model
     return f"{m.attention}-c{int(m.cascade)}f{int(m.fusion)}t{int(m.transformer)}"
 

@@ -1,0 +1,137 @@
+"""Baselines side by side (notebook 09): every method on the same data, backbone and budget.
+
+The runs are a grid over (dataset, bits, method, seed); each is an ordinary
+:func:`~fusnet.experiments.runs.ensure_run` with ``method`` and ``seed`` changed, so
+Multi-FusNet's seed-0 runs are the ones the other notebooks of the profile trained.
+A method's own settings for the profile's budget (``method_changes``, e.g. DPSH's plain
+SGD) are further RunConfig changes of that method's runs only.
+
+The summaries are what a reader needs to judge a difference:
+
+- :func:`seed_summary`: mean ± spread over seeds per (dataset, bits, method), with the
+  number of seeds (:func:`fusnet.stats.mean_and_spread`);
+- :func:`paired_against`: paired t-tests of each method against the reference
+  (Multi-FusNet) over the (bits, seed) cells of one dataset, and over all datasets.
+  The pairs share a seed, so the data split, the proxy codes' seed and the sampling
+  order agree between the two runs of a pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from fusnet.baselines.base import NETWORK_DATABASE
+from fusnet.experiments.runs import RunRecord, RunRequest
+from fusnet.experiments.tables import TTEST_COLUMNS, _ttest_row, runs_frame
+from fusnet.stats import mean_and_spread
+
+REFERENCE_METHOD = "multifusnet"
+
+
+def method_requests(
+    datasets: Iterable[str],
+    bits: Iterable[int],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    method_changes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[RunRequest]:
+    """One request per (dataset, bits, method, seed), labelled with the method's name.
+
+    Args:
+        datasets: dataset names of the experiment.
+        bits: code lengths.
+        methods: ``"multifusnet"`` or names in ``fusnet.baselines.METHODS``.
+        seeds: training seeds (``RunConfig.seed``: split, initialisation, sampling).
+        method_changes: method -> extra RunConfig changes for its runs (dotted names).
+    """
+    method_changes = method_changes or {}
+    return [
+        RunRequest(
+            dataset, int(k), method,
+            {"method": method, "seed": int(seed), **dict(method_changes.get(method, {}))},
+        )
+        for dataset in datasets
+        for k in bits
+        for method in methods
+        for seed in seeds
+    ]
+
+
+def methods_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """:func:`~fusnet.experiments.tables.runs_frame` with ``method``, ``seed`` and
+    ``database`` (how the retrieval database was encoded: network or learned codes)."""
+    records = list(records)
+    frame = runs_frame(records).rename(columns={"label": "method"})
+    frame.insert(3, "seed", [r.config.seed for r in records])
+    frame["database"] = [r.metrics.get("database", NETWORK_DATABASE) for r in records]
+    return frame
+
+
+def seed_summary(frame: pd.DataFrame, value: str = "map") -> pd.DataFrame:
+    """Mean ± spread over seeds per (dataset, bits, method).
+
+    Returns:
+        Columns dataset, bits, method, mean, std, n (seeds), ci_lower, ci_upper (95%
+        t interval of the mean), in the frame's order of appearance.
+    """
+    rows = []
+    for (dataset, bits, method), group in frame.groupby(
+        ["dataset", "bits", "method"], sort=False
+    ):
+        spread = mean_and_spread(group[value].to_numpy())
+        rows.append({"dataset": dataset, "bits": bits, "method": method,
+                     **{k: spread[k] for k in ("mean", "std", "n", "ci_lower", "ci_upper")}})
+    return pd.DataFrame(rows)
+
+
+def paired_against(
+    frame: pd.DataFrame, reference: str = REFERENCE_METHOD, value: str = "map"
+) -> pd.DataFrame:
+    """Paired t-tests ``method − reference`` over matching (bits, seed) cells.
+
+    One row per (dataset, method) and one per method over all datasets ("all"). A
+    negative mean says the method is below the reference.
+
+    Returns:
+        Columns dataset, comparison, pair, then :data:`~fusnet.experiments.tables.TTEST_COLUMNS`.
+    """
+    wide = frame.pivot_table(
+        index=["dataset", "bits", "seed"], columns="method", values=value, sort=False
+    )
+    if reference not in wide.columns:
+        raise ValueError(f"no runs of the reference method {reference!r}")
+    methods = [m for m in frame["method"].unique() if m != reference]
+    scopes = [(d, wide.xs(d, level="dataset")) for d in frame["dataset"].unique()]
+    if len(scopes) > 1:
+        scopes.append(("all", wide))
+    rows = []
+    for scope, table in scopes:
+        for method in methods:
+            cells = table[[method, reference]].dropna()
+            row = _ttest_row(method, f"{method} − {reference}",
+                             cells[method].to_numpy(), cells[reference].to_numpy())
+            rows.append({"dataset": scope, **row})
+    return pd.DataFrame(rows, columns=["dataset", "comparison", "pair", *TTEST_COLUMNS])
+
+
+def all_methods() -> list[str]:
+    """``"multifusnet"`` and every registered baseline, in registration order."""
+    from fusnet.baselines import METHODS
+
+    return [REFERENCE_METHOD, *METHODS]
+
+
+def mean_std_table(summary: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """:func:`seed_summary` as text cells ``mean ± std (n)``: methods × (dataset, bits)."""
+    cells = summary.assign(
+        cell=[
+            f"{m:.{decimals}f} ± {s:.{decimals}f} ({n})" if n > 1 else f"{m:.{decimals}f} (1)"
+            for m, s, n in zip(summary["mean"], summary["std"], summary["n"], strict=True)
+        ]
+    )
+    return cells.pivot(index="method", columns=["dataset", "bits"], values="cell").reindex(
+        list(dict.fromkeys(summary["method"]))
+    )

@@ -1,0 +1,90 @@
+"""Notebook 09's summaries: requests per (dataset, bits, method, seed), mean ± spread, paired tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from fusnet.experiments import baselines
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for dataset in ("cub200", "flowers17"):
+        for bits in (12, 48):
+            for seed in (0, 1, 2):
+                reference = 60 + bits / 4 + rng.normal()
+                rows.append({"dataset": dataset, "bits": bits, "method": "multifusnet",
+                             "seed": seed, "map": reference})
+                rows.append({"dataset": dataset, "bits": bits, "method": "dpsh",
+                             "seed": seed, "map": reference - 5 + rng.normal()})
+    return pd.DataFrame(rows)
+
+
+def test_method_requests_cover_the_grid_and_apply_method_changes():
+    requests = baselines.method_requests(
+        ["cub200"], [12, 48], ["multifusnet", "dpsh"], [0, 1],
+        {"dpsh": {"optim.momentum": 0.0}},
+    )
+    assert len(requests) == 8
+    dpsh = [r for r in requests if r.label == "dpsh"]
+    assert all(r.changes["optim.momentum"] == 0.0 and r.changes["method"] == "dpsh" for r in dpsh)
+    assert {r.changes["seed"] for r in dpsh} == {0, 1}
+    # Multi-FusNet's seed-0 request changes nothing the other notebooks' runs lack.
+    first = requests[0]
+    assert first.label == "multifusnet" and first.changes == {"method": "multifusnet", "seed": 0}
+
+
+def test_seed_summary_is_mean_and_sample_std_over_seeds():
+    frame = _frame()
+    summary = baselines.seed_summary(frame)
+    assert len(summary) == 8 and set(summary["n"]) == {3}
+    cell = frame[(frame.dataset == "cub200") & (frame.bits == 48) & (frame.method == "dpsh")]["map"]
+    row = summary[(summary.dataset == "cub200") & (summary.bits == 48) & (summary.method == "dpsh")]
+    assert row["mean"].item() == pytest.approx(cell.mean())
+    assert row["std"].item() == pytest.approx(cell.std(ddof=1))
+    assert row["ci_lower"].item() < cell.mean() < row["ci_upper"].item()
+
+
+def test_paired_against_pairs_bits_and_seeds_per_dataset_and_overall():
+    frame = _frame()
+    tests = baselines.paired_against(frame)
+    assert list(tests["dataset"]) == ["cub200", "flowers17", "all"]
+    assert list(tests["n"]) == [6, 6, 12]
+    cub = frame[frame.dataset == "cub200"].pivot_table(
+        index=["bits", "seed"], columns="method", values="map")
+    expected = sps.ttest_rel(cub["dpsh"], cub["multifusnet"])
+    row = tests.iloc[0]
+    assert row["mean"] == pytest.approx((cub["dpsh"] - cub["multifusnet"]).mean())
+    assert row["t"] == pytest.approx(expected.statistic)
+    assert row["p_two_sided"] == pytest.approx(expected.pvalue)
+    assert row["mean"] < 0  # dpsh was built 5 points below
+
+
+def test_paired_against_needs_the_reference_and_reports_too_few_pairs():
+    frame = _frame()
+    with pytest.raises(ValueError, match="reference"):
+        baselines.paired_against(frame[frame.method != "multifusnet"])
+    one_cell = frame[(frame.dataset == "cub200") & (frame.bits == 12) & (frame.seed == 0)]
+    row = baselines.paired_against(one_cell).iloc[0]
+    assert row["n"] == 1 and math.isnan(row["t"])
+
+
+def test_mean_std_table_cells_say_how_many_seeds():
+    summary = baselines.seed_summary(_frame())
+    table = baselines.mean_std_table(summary, decimals=1)
+    assert list(table.index) == ["multifusnet", "dpsh"]
+    assert table.loc["dpsh", ("cub200", 12)].endswith("(3)") and " ± " in table.loc["dpsh", ("cub200", 12)]
+    single = baselines.mean_std_table(baselines.seed_summary(_frame().query("seed == 0")))
+    assert single.loc["dpsh", ("cub200", 12)].endswith("(1)") and "±" not in single.loc["dpsh", ("cub200", 12)]
+
+
+def test_all_methods_are_multifusnet_and_the_registered_baselines():
+    from fusnet.baselines import METHODS
+
+    assert baselines.all_methods() == ["multifusnet", *METHODS]
