@@ -43,6 +43,7 @@ from fusnet.data import split_train_val
 from fusnet.errors import ConfigError
 from fusnet.evaluate import load_codes
 from fusnet.models.multifusnet import build_model_backbone
+from fusnet.retrieval import unpack_codes
 from fusnet.train import Trainer, load_checkpoint, load_model, train
 
 
@@ -529,6 +530,19 @@ def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path) -> N
     assert torch.equal(torch.as_tensor(codes["db_labels"][fit_index]), state["fit_labels"])
     np.testing.assert_array_equal(codes["db_codes"][fit_index], sign_codes(state["codes"]).numpy())
     assert set(np.unique(codes["db_codes"][val_index]).tolist()) <= {-1.0, 1.0}
+    # `fusnet encode --split train` gives that database (V), --network-codes the network's.
+    assert cli_main(["encode", "--model", str(run / "model.pt"), "--split", "train",
+                     "--output", str(tmp_path / "db.npz"), "--device", "cpu"]) == 0
+    with np.load(tmp_path / "db.npz") as db, np.load(run / "codes.npz") as saved:
+        assert np.array_equal(db["codes"], saved["db_codes"])
+        assert np.array_equal(db["labels"], saved["db_labels"])
+    assert cli_main(["encode", "--model", str(run / "model.pt"), "--split", "train", "--network-codes",
+                     "--output", str(tmp_path / "net.npz"), "--device", "cpu"]) == 0
+    with np.load(tmp_path / "net.npz") as net:
+        network = unpack_codes(net["codes"], 8)
+    assert network.shape == codes["db_codes"].shape
+    assert not np.array_equal(network[fit_index], codes["db_codes"][fit_index])
+    np.testing.assert_array_equal(network[val_index], codes["db_codes"][val_index])
 
 
 @pytest.mark.slow
