@@ -131,20 +131,30 @@ SMOKE_METHOD_CHANGES: dict[str, dict[str, Any]] = {
 per outer iteration of the asymmetric methods, so their codes V are updated 3 times."""
 
 CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
-    "dpsh": {"optim.momentum": 0.0},
-    "adsh": {"baseline.adsh_inner_epochs": 3},
-    "semicon": {"baseline.semicon_inner_epochs": 3, "baseline.semicon_num_samples": 500},
-    "exchnet": {"baseline.exchnet_inner_epochs": 3, "baseline.exchnet_align_start": 2,
-                "baseline.exchnet_num_samples": 500},
+    "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
+    "hashnet": {"optim.lr": 0.01},
+    "adsh": {"optim.lr": 0.001, "baseline.adsh_inner_epochs": 3},
+    "semicon": {"optim.lr": 0.001, "baseline.semicon_inner_epochs": 3,
+                "baseline.semicon_num_samples": 500},
+    "exchnet": {"optim.lr": 0.001, "baseline.exchnet_inner_epochs": 3,
+                "baseline.exchnet_align_start": 2, "baseline.exchnet_num_samples": 500},
 }
-"""Notebook 09 in the profile's 12 epochs: DPSH with plain SGD as its authors (momentum
-0.91 diverges); 3 epochs per outer iteration for the asymmetric methods (ADSH's own
-value; SEMICON's 30 and ExchNet's 10 would leave no update of the codes V within the
-budget), so V is updated 4 times; ExchNet exchanges part features from its 2nd outer
-iteration on (25 of 60 in the reimplementation). **SEMICON and ExchNet sample 500
-images per outer iteration instead of 2,000**: their heads push every image through
-copies of the backbone's top stage four times (SEMICON: global + 3 local; ExchNet: 4
-parts), about 1 s per batch of 32 on 2 cores, and 2,000 would take ~15 min a run."""
+"""Notebook 09's per-method settings in the profile's 12 epochs.
+
+- **Learning rates** chosen on the CUB subset's validation split by
+  ``scripts/baseline_lr_sweep.sh`` (6 epochs, 48 bits, lr 0.001 / 0.01 / 0.05; the table
+  is in ``results/09_baselines/cpu/lr_sweep.md``): the profile's 0.05 collapses ADSH's
+  codes and makes DPSH and HashNet worse.
+- DPSH with plain SGD as its authors (momentum 0.91 diverges).
+- 3 epochs per outer iteration for the asymmetric methods (ADSH's own value; SEMICON's 30
+  and ExchNet's 10 would leave no update of the codes V within the budget), so V is
+  updated 4 times; ExchNet exchanges part features from its 2nd outer iteration on (25
+  of 60 in the reimplementation).
+- **SEMICON and ExchNet sample 500 images per outer iteration instead of 2,000**: their
+  heads push every image through copies of the backbone's top stage four times
+  (SEMICON: global + 3 local; ExchNet: 4 parts), about 1 s per batch of 32 on 2 cores,
+  and 2,000 would take ~15 min a run.
+"""
 
 CPU_EPOCHS = 12
 """Epochs of the ``cpu`` profile. On the 2-core machine a full-model CUB-subset run
