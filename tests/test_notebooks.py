@@ -141,3 +141,17 @@ def test_notebooks_share_runs(smoke):
 def test_a_second_run_resumes_where_it_stopped(smoke):
     again = reproduce("smoke", output_root=smoke["root"])
     assert [r.status for r in again] == ["skipped"] * len(NOTEBOOKS)
+
+
+def test_headline_markdown_reads_every_table_from_the_notebooks(smoke):
+    from fusnet.experiments.summary import SECTIONS, headline_markdown
+
+    text = headline_markdown("smoke", root=smoke["root"])
+    for notebook, (title, _) in SECTIONS.items():
+        assert f"**{title}**" in text and f"{notebook}.ipynb" in text
+    main = _metrics(smoke, "01_main_results")["results"]["map"]
+    row = next(r for r in main if r["bits"] == 48)
+    assert f"{row['map']:.2f}" in text
+    baselines = _metrics(smoke, "09_baselines")["results"]["mean_std"][1]
+    assert f"{baselines['mean']:.2f} ± {baselines['std']:.2f} (2)" in text
+    assert "no outputs" in headline_markdown("smoke", root=smoke["root"] / "elsewhere")

@@ -1,0 +1,127 @@
+"""The headline tables of a profile's results, as markdown, read from the notebooks' outputs.
+
+The README's results section is this module's output for the ``cpu`` profile, so every
+number there comes from a ``metrics.json`` a notebook wrote (never typed in)::
+
+    python -m fusnet.experiments.summary --profile cpu          # markdown on stdout
+
+Each table links the notebook folder it was read from. A notebook whose outputs are
+missing is skipped with a line saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fusnet.experiments.config import REPO_ROOT
+
+Section = Callable[[dict[str, Any]], pd.DataFrame]
+
+
+def _pivot(records: list[dict[str, Any]], row: str, value: str = "map") -> pd.DataFrame:
+    frame = pd.DataFrame(records)
+    return frame.pivot_table(index=["dataset", row], columns="bits", values=value, sort=False)
+
+
+def _main_results(results: dict[str, Any]) -> pd.DataFrame:
+    return _pivot(results["map"], "label").round(2)
+
+
+def _ablation(results: dict[str, Any]) -> pd.DataFrame:
+    return _pivot(results["map"], "configuration").round(2)
+
+
+def _attention(results: dict[str, Any]) -> pd.DataFrame:
+    return _pivot(results["map"], "attention").round(2)
+
+
+def _baselines(results: dict[str, Any]) -> pd.DataFrame:
+    summary = pd.DataFrame(results["mean_std"])
+    tests = pd.DataFrame(results["paired_ttests"]).set_index(["dataset", "comparison"])
+    rows = []
+    for record in summary.to_dict("records"):
+        key = (record["dataset"], record["method"])
+        test = tests.loc[key] if key in tests.index else None
+        spread = f" ± {record['std']:.2f}" if record["n"] > 1 else ""
+        rows.append({
+            "dataset": record["dataset"],
+            "bits": record["bits"],
+            "method": record["method"],
+            f"mAP (mean{' ± std' if spread else ''}, n seeds)": f"{record['mean']:.2f}{spread} ({record['n']})",
+            "− Multi-FusNet (paired, all bits × seeds)": (
+                "" if test is None else f"{test['mean']:+.2f} (p = {test['p_two_sided']:.2g}, n = {int(test['n'])})"
+            ),
+        })
+    return pd.DataFrame(rows).set_index(["dataset", "bits", "method"])
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A pipe table of ``table`` with its index as leading columns; floats to 2 decimals."""
+    flat = table.reset_index()
+    header = [str(c) for c in flat.columns]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else f"{value:.2f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in flat.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+SECTIONS: dict[str, tuple[str, Section]] = {
+    "01_main_results": ("Main results (Table 3 protocol): test mAP (%), ties by index", _main_results),
+    "02_generalisation": ("Generalisation (Table 5 protocol): test mAP (%)", _main_results),
+    "03_ablation": ("Ablation (Table 6): test mAP (%) per configuration", _ablation),
+    "04_attention": ("Attention in the fusion module (Fig. 9): test mAP (%)", _attention),
+    "09_baselines": ("Baselines side by side, same data, backbone and budget", _baselines),
+}
+"""Notebook -> (title, table builder from its ``metrics.json`` results)."""
+
+
+def headline_markdown(profile: str, root: Path | None = None, link_root: Path | None = None) -> str:
+    """Markdown: one table per notebook of :data:`SECTIONS` that has outputs for ``profile``.
+
+    Args:
+        profile: the profile folder name (``cpu``).
+        root: the results folder (default ``<repo>/results``).
+        link_root: links are made relative to this folder (default the repository root).
+    """
+    root = root or REPO_ROOT / "results"
+    link_root = link_root or REPO_ROOT
+    parts = []
+    for notebook, (title, build) in SECTIONS.items():
+        folder = root / notebook / profile
+        metrics = folder / "metrics.json"
+        try:
+            link = folder.resolve().relative_to(link_root.resolve())
+        except ValueError:
+            link = folder
+        if not metrics.is_file():
+            parts.append(f"*{notebook}: no outputs for the {profile} profile yet.*\n")
+            continue
+        payload = json.loads(metrics.read_text())
+        table = build(payload["results"])
+        parts.append(f"**{title}** ([{notebook}]({link}/{notebook}.ipynb))\n\n{to_markdown(table)}\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--root", type=Path, help="results folder (default <repo>/results)")
+    args = parser.parse_args(argv)
+    sys.stdout.write(headline_markdown(args.profile, args.root))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
