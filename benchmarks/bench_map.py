@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusnet.metrics import _retrieval_stats, evaluate_retrieval
+from fusnet.metrics import evaluate_retrieval
+from fusnet.metrics._counting import _retrieval_stats
 
 REQUIRED_SPEEDUP = 20.0
 

@@ -16,16 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from fusnet import metrics
 from fusnet.metrics import (
-    _retrieval_stats,
-    _tie_aware_ap,
+    _counting,
+    _tie_aware,
     evaluate_retrieval,
     mean_average_precision,
     precision_at_k,
     precision_recall_by_radius,
     recall_at_k,
 )
+from fusnet.metrics._counting import _retrieval_stats
+from fusnet.metrics._tie_aware import _tie_aware_ap
 
 # --- references ------------------------------------------------------------------------------
 
@@ -144,11 +145,11 @@ def test_tie_aware_is_not_precision_of_the_block():
 
 
 def test_expected_block_sum_closed_form_matches_direct_sum():
-    harmonic = metrics._harmonic_table(60)
+    harmonic = _tie_aware._harmonic_table(60)
     for n0, r0, n, r in [(0, 0, 1, 1), (5, 2, 7, 3), (10, 0, 20, 20), (3, 3, 9, 1), (0, 0, 4, 0)]:
         b = (r - 1) / (n - 1) if n > 1 else 0.0
         direct = sum((r / n) * (r0 + 1 + (t - 1) * b) / (n0 + t) for t in range(1, n + 1))
-        got = metrics._expected_block_sum(
+        got = _tie_aware._expected_block_sum(
             np.array(r0), np.array(n0), np.array(n), np.array(r), harmonic
         )
         assert float(got) == pytest.approx(direct if r else 0.0, rel=1e-13, abs=1e-15)
@@ -233,7 +234,7 @@ def test_multi_hot_against_stable_argsort():
 
 def test_histogram_float64_path(monkeypatch):
     # a small exactness threshold forces the float64 matrix product
-    monkeypatch.setattr(metrics, "_FLOAT32_EXACT", 8)
+    monkeypatch.setattr(_counting, "_FLOAT32_EXACT", 8)
     rng = np.random.default_rng(4)
     q, d, ql, dl = random_case(rng, 12, 200, 6, 3)
     expected = ref_index_ap(q, d, ql, dl)
@@ -242,12 +243,12 @@ def test_histogram_float64_path(monkeypatch):
 
 
 def test_auto_switches_to_sort_for_huge_classes(monkeypatch):
-    monkeypatch.setattr(metrics, "_HIST_FACTOR", 0)
+    monkeypatch.setattr(_counting, "_HIST_FACTOR", 0)
     rng = np.random.default_rng(5)
     q, d, ql, dl = random_case(rng, 20, 150, 4, 3)
     called = []
-    original = metrics._sort_task
-    monkeypatch.setattr(metrics, "_sort_task", lambda *a: called.append(1) or original(*a))
+    original = _counting._sort_task
+    monkeypatch.setattr(_counting, "_sort_task", lambda *a: called.append(1) or original(*a))
     got = _retrieval_stats(q, d, ql, dl).ap_index
     assert called
     np.testing.assert_allclose(got, ref_index_ap(q, d, ql, dl), rtol=0, atol=1e-12)

@@ -1,68 +1,15 @@
-"""Retrieval metrics for binary codes: mAP (two tie conventions), precision/recall.
+"""The counting engine behind :mod:`fusnet.metrics`: per-query statistics in one pass.
 
-Ranking and relevance
----------------------
-A query ranks the whole database by Hamming distance. Codes are ``{-1, +1}``
-arrays (torch tensors or numpy arrays) of shape ``(n, bits)``. Labels are either
-class ids ``(n,)`` (relevant = same class) or multi-hot ``(n, C)`` (relevant =
-shares at least one label). One-hot label matrices are recognised and treated
-as class ids.
-
-Hamming distances take few values (``0..bits``), so ties are common, at 12 bits
-massively so. Two conventions are offered and every function says which one a
-number uses:
-
-``ties="index"``
-    Tied items are ordered by database index (a stable sort by distance). The
-    figure is deterministic. The public deep-hashing code (DPSH, ADSH, SEMICON:
-    ``np.argsort`` per query) breaks ties by whatever its unstable sort does.
-``ties="average"``
-    The expectation over all orders of the tied items, each order equally
-    likely (McSherry & Najork, "Computing information retrieval performance
-    measures efficiently in the presence of tied scores", ECIR 2008). Exact,
-    closed form, computed from per-distance counts only (see
-    :func:`_expected_block_sum`).
-
-Average precision
------------------
-With relevant items at (1-based) positions ``p_1 < p_2 < ...`` of the ranking,
-``AP = (1/R) * sum_m m / p_m`` over the relevant items, ``R`` their number. For
-mAP@k (``topk=k``) only positions ``<= k`` count and ``R`` is the number of
-relevant items *retrieved within the top k*: the convention of the public
-deep-hashing code (``CalcTopMap``). A query with no relevant item (in the
-database, or within the top k for mAP@k) has AP 0 and still counts in the mean;
-queries with no relevant item in the whole database are logged as a warning
-and counted in :func:`evaluate_retrieval`'s record.
-
-Under ``ties="average"`` with ``topk`` the normaliser (relevant items in the top
-k) is itself random when a tie block straddles position k; the expectation of
-the ratio is computed exactly, by conditioning on the number of relevant items
-the straddling block places above the cut (a hypergeometric variable).
-
-Computation
------------
-Exact, bounded in memory (queries in chunks, the database in tiles) and
-sort-free for class labels. Distances come from a matrix product of ``+-1``
-codes, ``dist = (bits - q . d) / 2``, exact in floating point. For a query of
-class c with R database items, cut the database at those items into R + 1
-segments (segment(i) = items of class c strictly before i) and give item i the
-cell ``dist * (R + 1) + segment(i)``; the same matrix product computes it (the
-segment rides in extra code columns). One ``scatter_add`` counts the cells per
-query (all items and relevant items packed in one int64 counter) and a
-cumulative sum over the cells then holds, at each relevant item's cell, its
-position in the ranking with ties broken by index and its rank among the
-relevant items: AP follows without sorting anything, and the per-distance
-counts give the tie-aware figure. Multi-hot labels (and classes so large that
-their cells would outnumber the database severalfold) use a stable radix sort of
-the distances per query instead. Chunks run on ``torch.get_num_threads()``
-worker threads, each with single-threaded torch kernels (coarse-grained
-parallelism suffers far less than per-kernel threading when cores are shared);
-the torch thread setting is restored afterwards.
+:func:`_retrieval_stats` validates the codes and labels, splits the queries into
+chunks and runs them on worker threads: class-labelled queries go through the
+sort-free histogram path (:func:`_histogram_task`), multi-hot labels and very large
+classes through a stable radix sort of the distances (:func:`_sort_task`). The result
+is a :class:`_Stats` record (per-distance histograms, index-tie AP, relevant counts
+within each k) from which every figure of :mod:`fusnet.metrics` is computed.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -73,15 +20,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.special import digamma, gammaln
 from torch import Tensor
 
-logger = logging.getLogger(__name__)
-
 ArrayLike = Tensor | np.ndarray
-Ties = Literal["index", "average"]
 
-_TIES = ("index", "average")
 # Bound on the histogram cells (queries x cells) one chunk may hold.
 _CHUNK_ELEMENTS = 1 << 22
 # Queries per chunk (defaults), and database items per tile of the histogram path
@@ -99,8 +41,6 @@ _LOW_MASK = _REL_INC - 1
 _HUGE = np.iinfo(np.int64).max
 _EMPTY = torch.zeros(0, dtype=torch.int64)
 _LOCAL = threading.local()  # per-thread scratch buffers
-# Histogram cells per chunk of the tie-aware closed form (cache-sized temporaries).
-_TIE_ROWS_CELLS = 1 << 16
 # The histogram path is used while (R + 1) * (bits + 1) <= _HIST_FACTOR * N.
 _HIST_FACTOR = 4
 # float32 represents every multiple of 0.5 below 2**23 exactly (margin kept).
@@ -134,233 +74,7 @@ class _Stats:
     rel_at_k: np.ndarray
 
 
-@dataclass(frozen=True)
-class RadiusCurve:
-    """Precision and recall of Hamming-ball lookups, for radius 0..bits.
-
-    Attributes:
-        radius: (bits + 1,) the radii 0..bits.
-        precision: (bits + 1,) mean over queries of relevant / retrieved within
-            the radius; a query that retrieves nothing has precision 0 (the usual
-            "precision within Hamming radius r" convention of hashing papers).
-        recall: (bits + 1,) mean over queries of relevant within the radius /
-            all relevant; a query with no relevant item has recall 0.
-        fraction_empty: (bits + 1,) fraction of queries retrieving nothing.
-    """
-
-    radius: np.ndarray
-    precision: np.ndarray
-    recall: np.ndarray
-    fraction_empty: np.ndarray
-
-
-# --- public API ------------------------------------------------------------------------------
-
-
-def mean_average_precision(
-    query_codes: ArrayLike,
-    db_codes: ArrayLike,
-    query_labels: ArrayLike,
-    db_labels: ArrayLike,
-    topk: int | None = None,
-    ties: Ties = "index",
-    chunk_size: int | None = None,
-) -> float:
-    """Mean average precision of Hamming ranking (mAP, or mAP@topk).
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) class ids or (N, C) multi-hot labels, same kind as the queries'.
-        topk: rank cut-off k for mAP@k (AP normalised by the relevant items
-            retrieved within the top k); None ranks the whole database.
-        ties: "index" (ties broken by database index, deterministic) or
-            "average" (expected AP over all orders of tied items).
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        The mean over all queries; queries without a relevant item count as 0.
-    """
-    _check_ties(ties)
-    stats = _retrieval_stats(
-        query_codes, db_codes, query_labels, db_labels, topk=topk, chunk_size=chunk_size
-    )
-    _warn_no_relevant(stats)
-    ap = stats.ap_index if ties == "index" else _tie_aware_ap(stats)
-    return float(ap.mean()) if len(ap) else 0.0
-
-
-def precision_at_k(
-    query_codes: ArrayLike,
-    db_codes: ArrayLike,
-    query_labels: ArrayLike,
-    db_labels: ArrayLike,
-    k: int,
-    ties: Ties = "index",
-    chunk_size: int | None = None,
-) -> float:
-    """Mean precision@k: relevant items among the first k, divided by k.
-
-    k larger than the database is capped at the database size. Under
-    ``ties="average"`` the count of relevant items is its expectation.
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        k: the cut-off (>= 1).
-        ties: "index" or "average" (see the module docstring).
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        The mean over all queries.
-    """
-    _check_ties(ties)
-    stats = _retrieval_stats(
-        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
-    )
-    kk = min(k, stats.num_database)
-    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
-    return float((rel / kk).mean()) if len(rel) else 0.0
-
-
-def recall_at_k(
-    query_codes: ArrayLike,
-    db_codes: ArrayLike,
-    query_labels: ArrayLike,
-    db_labels: ArrayLike,
-    k: int,
-    ties: Ties = "index",
-    chunk_size: int | None = None,
-) -> float:
-    """Mean recall@k: relevant items among the first k over all relevant items.
-
-    Queries without a relevant item count as 0.
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        k: the cut-off (>= 1).
-        ties: "index" or "average" (see the module docstring).
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        The mean over all queries.
-    """
-    _check_ties(ties)
-    stats = _retrieval_stats(
-        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
-    )
-    kk = min(k, stats.num_database)
-    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
-    return float(_safe_div(rel, stats.num_relevant).mean()) if len(rel) else 0.0
-
-
-def precision_recall_by_radius(
-    query_codes: ArrayLike,
-    db_codes: ArrayLike,
-    query_labels: ArrayLike,
-    db_labels: ArrayLike,
-    chunk_size: int | None = None,
-) -> RadiusCurve:
-    """Precision and recall of Hamming-ball lookups for every radius 0..bits.
-
-    Independent of tie order (a ball holds whole tie blocks).
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        A :class:`RadiusCurve` (means over all queries).
-    """
-    stats = _retrieval_stats(query_codes, db_codes, query_labels, db_labels, chunk_size=chunk_size)
-    retrieved = np.cumsum(stats.hist_all, axis=1)  # (nq, bits+1)
-    relevant = np.cumsum(stats.hist_rel, axis=1)  # (nq, bits+1)
-    precision = _safe_div(relevant, retrieved)
-    recall = _safe_div(relevant, stats.num_relevant[:, None])
-    nq = max(len(retrieved), 1)
-    return RadiusCurve(
-        radius=np.arange(stats.bits + 1),
-        precision=precision.sum(0) / nq,
-        recall=recall.sum(0) / nq,
-        fraction_empty=(retrieved == 0).sum(0) / nq,
-    )
-
-
-def evaluate_retrieval(
-    query_codes: ArrayLike,
-    db_codes: ArrayLike,
-    query_labels: ArrayLike,
-    db_labels: ArrayLike,
-    ks: Sequence[int] = (10, 100),
-    topk: int | None = None,
-    chunk_size: int | None = None,
-    per_query: bool = False,
-) -> dict[str, object]:
-    """Every retrieval figure from one pass, as a JSON-ready record.
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        ks: cut-offs for precision@k and recall@k (ties by index).
-        topk: cut-off of the mAP figures (None: whole ranking).
-        chunk_size: queries per chunk; None picks one from a memory budget.
-        per_query: also return the per-query AP lists (``ap``, ``ap_tie_aware``),
-            e.g. for paired tests.
-
-    Returns:
-        ``map`` (ties by index), ``map_tie_aware`` (expected AP over tie orders),
-        ``topk`` (None = whole ranking), ``bits``, ``num_queries``,
-        ``num_database``, ``num_queries_without_relevant`` (none in the whole
-        database; their AP counts as 0), ``precision@k`` and ``recall@k`` for
-        each k (ties by index; k capped at the database size), ``ties`` (a note
-        naming the conventions).
-    """
-    ks = tuple(int(k) for k in ks)
-    stats = _retrieval_stats(
-        query_codes, db_codes, query_labels, db_labels, topk=topk, ks=ks, chunk_size=chunk_size
-    )
-    missing = _warn_no_relevant(stats)
-    ap_tie = _tie_aware_ap(stats)
-    nq = len(stats.ap_index)
-    record: dict[str, object] = {
-        "map": float(stats.ap_index.mean()) if nq else 0.0,
-        "map_tie_aware": float(ap_tie.mean()) if nq else 0.0,
-        "topk": topk,
-        "bits": stats.bits,
-        "num_queries": nq,
-        "num_database": stats.num_database,
-        "num_queries_without_relevant": missing,
-        "ties": "map, precision@k, recall@k: Hamming ties broken by database index; "
-        "map_tie_aware: expected AP over all orders of tied items (McSherry & Najork 2008)",
-    }
-    for j, k in enumerate(ks):
-        kk = min(k, stats.num_database)
-        rel = stats.rel_at_k[:, j]
-        record[f"precision@{k}"] = float((rel / kk).mean()) if nq else 0.0
-        record[f"recall@{k}"] = float(_safe_div(rel, stats.num_relevant).mean()) if nq else 0.0
-    if per_query:
-        record["ap"] = stats.ap_index.tolist()
-        record["ap_tie_aware"] = ap_tie.tolist()
-    return record
-
-
 # --- input handling --------------------------------------------------------------------------
-
-
-def _check_ties(ties: str) -> None:
-    if ties not in _TIES:
-        raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
 
 
 def _as_codes(codes: ArrayLike, name: str) -> Tensor:
@@ -417,16 +131,6 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.zeros_like(num)
     np.divide(num, den, out=out, where=den > 0)
     return out
-
-
-def _warn_no_relevant(stats: _Stats) -> int:
-    missing = int((stats.num_relevant == 0).sum())
-    if missing:
-        logger.warning(
-            "%d of %d queries have no relevant database item; their AP counts as 0",
-            missing, len(stats.num_relevant),
-        )
-    return missing
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -736,142 +440,3 @@ def _fill_index_ap(pos: Tensor, rel_rank: Tensor, ctx: _Context, sub: np.ndarray
     ctx.out.ap_index[sub] = ap.numpy()
     for j, k in enumerate(ctx.ks.tolist()):
         ctx.out.rel_at_k[sub, j] = (pos <= k).sum(1).numpy()
-
-
-# --- tie-aware (expected) figures ------------------------------------------------------------
-
-
-def _harmonic_table(n: int) -> np.ndarray:
-    """H(i) = sum_{j=1..i} 1/j for i = 0..n (float64, via digamma: no accumulated error)."""
-    return digamma(np.arange(n + 1, dtype=np.float64) + 1.0) + np.euler_gamma  # (n+1,)
-
-
-def _expected_block_sum(
-    r0: np.ndarray, n0: np.ndarray, n: np.ndarray, r: np.ndarray, harmonic: np.ndarray
-) -> np.ndarray:
-    """Expected sum of precisions at the relevant items of a randomly ordered tie block.
-
-    A block of ``n`` tied items, ``r`` of them relevant, follows ``n0`` items of
-    which ``r0`` are relevant; its order is a uniform random permutation. The
-    relevant item at block position t (1..n) has precision
-    ``(r0 + 1 + X_t) / (n0 + t)`` with ``X_t`` the relevant items among the t - 1
-    block positions before it. ``P(position t relevant) = r / n`` and, given
-    that, ``X_t`` is hypergeometric (t - 1 draws from n - 1 items, r - 1 of them
-    relevant) with mean ``(t - 1)(r - 1)/(n - 1)``. As the precision is linear in
-    ``X_t``, the expectation is exact::
-
-        E = (r/n) * sum_{t=1..n} (r0 + 1 + (t - 1) b) / (n0 + t),   b = (r-1)/(n-1)
-          = (r/n) * (b n + (r0 + 1 - b (n0 + 1)) (H(n0 + n) - H(n0)))
-
-    (b = 0 when n = 1). Note the expected precision at a relevant item is not
-    the block's average precision ``(r0 + r)/(n0 + n)``: the expectation of a
-    ratio is taken term by term.
-
-    Args:
-        r0, n0, n, r: broadcastable int64 arrays, n0 + n <= len(harmonic) - 1.
-        harmonic: table from :func:`_harmonic_table`.
-
-    Returns:
-        The expected sum (float64), 0 where n == 0 or r == 0.
-    """
-    nf, rf = n.astype(np.float64), r.astype(np.float64)
-    b = np.where(n > 1, (rf - 1.0) / np.maximum(nf - 1.0, 1.0), 0.0)
-    dh = harmonic[n0 + n] - harmonic[n0]
-    value = (rf / np.maximum(nf, 1.0)) * (b * nf + (r0 + 1.0 - b * (n0 + 1.0)) * dh)
-    return np.where((n > 0) & (r > 0), value, 0.0)
-
-
-def _tie_aware_ap(stats: _Stats, max_cells: int = _CHUNK_ELEMENTS) -> np.ndarray:
-    """Expected AP (or AP@K) over uniformly random orders within every tie block.
-
-    Blocks entirely within the top K contribute their expected precision sums
-    (:func:`_expected_block_sum`). If a block straddles position K, taking m of
-    its n places above the cut, the number X of its relevant items above the cut
-    is hypergeometric(n, r, m), the normaliser is R0 + X, and given X = x the x
-    relevant items are uniform over those m places. Hence, with S the expected
-    sum of the earlier blocks (independent of X),
-    ``E[AP@K] = sum_x P(X = x) (S + block_sum(r0, n0, m, x)) / (r0 + x)``,
-    terms with r0 + x = 0 being 0.
-
-    Args:
-        stats: per-query histograms.
-        max_cells: bound on the elements of a work array.
-
-    Returns:
-        (nq,) float64 expected AP.
-    """
-    harmonic = _harmonic_table(stats.num_database)
-    log_fact = gammaln(np.arange(stats.num_database + 1, dtype=np.float64) + 1.0)  # log(i!)
-    nq = len(stats.hist_all)
-    ap = np.zeros(nq, np.float64)
-    step = max(1, _TIE_ROWS_CELLS // (stats.bits + 1))
-    for s in range(0, nq, step):
-        ap[s : s + step] = _tie_aware_rows(
-            stats.hist_all[s : s + step], stats.hist_rel[s : s + step], stats.topk,
-            harmonic, log_fact, max_cells,
-        )
-    return ap
-
-
-def _tie_aware_rows(
-    n_b: np.ndarray,
-    r_b: np.ndarray,
-    big_k: int,
-    harmonic: np.ndarray,
-    log_fact: np.ndarray,
-    max_cells: int,
-) -> np.ndarray:
-    """:func:`_tie_aware_ap` for a chunk of queries: (Qc, bits+1) histograms -> (Qc,)."""
-    n0 = np.cumsum(n_b, 1) - n_b  # (Qc, bits+1) items before each block
-    r0 = np.cumsum(r_b, 1) - r_b
-    full = (n0 + n_b <= big_k) & (n_b > 0)
-    early = np.where(full, _expected_block_sum(r0, n0, n_b, r_b, harmonic), 0.0).sum(1)
-    rel_full = np.where(full, r_b, 0).sum(1)  # (Qc,)
-    ap = _safe_div(early, rel_full)
-    straddle = (n0 < big_k) & (n0 + n_b > big_k) & (r_b > 0)  # at most one block per row
-    rows, cols = np.nonzero(straddle)
-    if len(rows) == 0:
-        return ap
-    n_s, r_s, n0_s = n_b[rows, cols], r_b[rows, cols], n0[rows, cols]
-    r0_s = rel_full[rows]
-    m_s = big_k - n0_s  # places above the cut, 1..n-1
-    x_lo = np.maximum(0, m_s - (n_s - r_s))
-    x_hi = np.minimum(r_s, m_s)
-    width = int((x_hi - x_lo).max()) + 1
-    step = max(1, max_cells // width)
-    for s in range(0, len(rows), step):
-        sl = slice(s, s + step)
-        x = x_lo[sl, None] + np.arange(width)[None, :]  # (Qs, W)
-        valid = x <= x_hi[sl, None]
-        xs = np.minimum(x, x_hi[sl, None])  # keep every term in range
-        n_, r_, m_ = n_s[sl, None], r_s[sl, None], m_s[sl, None]
-        log_p = (
-            _log_comb(r_, xs, log_fact)
-            + _log_comb(n_ - r_, m_ - xs, log_fact)
-            - _log_comb(n_, m_, log_fact)
-        )  # (Qs, W) hypergeometric log-pmf
-        p = np.where(valid, np.exp(log_p), 0.0)
-        inner = _expected_block_sum(r0_s[sl, None], n0_s[sl, None], m_, xs, harmonic)
-        term = _safe_div(early[rows[sl], None] + inner, r0_s[sl, None] + xs) * p  # (Qs, W)
-        ap[rows[sl]] = term.sum(1)
-    return ap
-
-
-def _log_comb(n: np.ndarray, k: np.ndarray, log_fact: np.ndarray) -> np.ndarray:
-    return log_fact[n] - log_fact[k] - log_fact[n - k]
-
-
-def _expected_rel_at_k(stats: _Stats, k: int) -> np.ndarray:
-    """Expected relevant items within the first k under random tie orders.
-
-    Args:
-        stats: per-query histograms.
-        k: cut-off, at most the database size.
-
-    Returns:
-        (nq,) float64.
-    """
-    n_b, r_b = stats.hist_all, stats.hist_rel
-    n0 = np.cumsum(n_b, 1) - n_b
-    inside = np.clip(k - n0, 0, n_b)  # (nq, bits+1) places of each block above the cut
-    return (_safe_div(r_b * inside, n_b)).sum(1)
