@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+from machine import machine_info  # benchmarks/ is the script's folder
 
 from fusnet.metrics import evaluate_retrieval
 from fusnet.metrics._counting import _retrieval_stats
@@ -137,26 +136,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def machine_info() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "load_average": os.getloadavg(),
-    }
-
-
 def run_case(
     name: str, nq: int, n: int, bits: int, ref_queries: int | None, flip: float, seed: int
 ) -> Row:
@@ -218,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    info = machine_info()
+    info = machine_info(faiss=False)
     print("machine:", json.dumps(info))
     cases = [("CUB-200-2011", 5794, 5994, None), ("VegFru", 116931, 29200, args.vegfru_ref_queries)]
     if args.quick:

@@ -37,7 +37,6 @@ import argparse
 import ctypes
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_info  # benchmarks/ is the script's folder
 
 from fusnet.retrieval import HammingIndex, _to_words, hamming_topk
 
@@ -65,33 +65,6 @@ long long scan_count(const uint64_t* q, long long nq, const uint64_t* db, long l
     return total;
 }
 """
-
-
-def machine_info() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import faiss
-
-        faiss_version, faiss_threads = faiss.__version__, faiss.omp_get_max_threads()
-    except ImportError:
-        faiss_version, faiss_threads = None, None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "faiss": faiss_version,
-        "faiss_omp_threads": faiss_threads,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "load_average": os.getloadavg(),
-    }
 
 
 def brute_force(q: np.ndarray, db: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n, nq = (100_000, 200) if args.quick else (1_000_000, 1000)
 
-    info = machine_info()
+    info = machine_info(faiss=True)
     print("machine:", json.dumps(info))
     with tempfile.TemporaryDirectory() as tmp:
         dll = compile_c_kernel(Path(tmp))
