@@ -50,11 +50,8 @@ class ADSH(AsymmetricMethod):
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
         options = config.baseline
-        self.gamma = options.adsh_gamma
-        self.num_samples = options.adsh_num_samples
-        self.inner_epochs = options.adsh_inner_epochs
-        self.soft = options.adsh_soft_similarity
-        self._init_state()
+        self._init_state(options.adsh_gamma, options.adsh_num_samples, options.adsh_inner_epochs,
+                         soft=options.adsh_soft_similarity)
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:

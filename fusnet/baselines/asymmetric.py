@@ -153,8 +153,8 @@ def dcc_update(codes: Tensor, outputs: Tensor, q: Tensor) -> Tensor:
 class AsymmetricMethod(HashingMethod):
     """ADSH-style training: Ω sampling, learned database codes V, DCC updates.
 
-    Subclasses set ``gamma``, ``num_samples``, ``inner_epochs``, ``soft``, ``loss_scale``
-    and ``v_init`` before calling :meth:`_init_state`.
+    Subclasses set ``v_init`` (a class attribute) and call :meth:`_init_state` with their
+    options from their ``__init__``.
     """
 
     database = LEARNED_DATABASE
@@ -166,7 +166,20 @@ class AsymmetricMethod(HashingMethod):
     loss_scale: float = 1.0
     v_init: str = "zeros"
 
-    def _init_state(self) -> None:
+    def _init_state(
+        self, gamma: float, num_samples: int, inner_epochs: int, soft: bool, loss_scale: float = 1.0
+    ) -> None:
+        """Set the asymmetric options and register V, the outputs memory, Ω and ρ as buffers.
+
+        Args:
+            gamma: quantisation weight γ.
+            num_samples: |Ω|, query images sampled per outer iteration.
+            inner_epochs: trainer epochs per outer iteration (between two V updates).
+            soft: the soft similarity (dissimilar target −n₊/n₋) instead of −1.
+            loss_scale: factor on the loss (SEMICON's and ExchNet's 12/k).
+        """
+        self.gamma, self.num_samples, self.inner_epochs = gamma, num_samples, inner_epochs
+        self.soft, self.loss_scale = soft, loss_scale
         if self.inner_epochs < 1 or self.num_samples < 1:
             raise ConfigError(
                 f"{self.name}: inner_epochs and num_samples must be >= 1, got "

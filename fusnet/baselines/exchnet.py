@@ -174,11 +174,6 @@ class ExchNet(AsymmetricMethod):
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
         options = config.baseline
-        self.gamma = options.exchnet_gamma
-        self.num_samples = options.exchnet_num_samples
-        self.inner_epochs = options.exchnet_inner_epochs
-        self.soft = True  # the reimplementation's soft similarity
-        self.loss_scale = 12.0 / self.bits
         self.parts = options.exchnet_parts
         self.margin = options.exchnet_margin
         self.lambda_spatial = options.exchnet_lambda_spatial
@@ -187,7 +182,10 @@ class ExchNet(AsymmetricMethod):
         self.align_start = options.exchnet_align_start
         if not 0.0 <= self.exchange_prob <= 1.0:
             raise ConfigError(f"exchnet_exchange_prob must be in [0, 1], got {self.exchange_prob}")
-        self._init_state()
+        self._init_state(  # the reimplementation's soft similarity, scaled by 12/k
+            options.exchnet_gamma, options.exchnet_num_samples, options.exchnet_inner_epochs,
+            soft=True, loss_scale=12.0 / self.bits,
+        )
         # Anchors (C, M, C'): sized by bind() once the network (and so C') is known.
         self.register_buffer("anchors", torch.zeros(num_classes, self.parts, 0))
         self.register_buffer("anchor_sums", torch.zeros(num_classes, self.parts, 0))

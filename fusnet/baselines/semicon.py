@@ -277,12 +277,10 @@ class SEMICON(AsymmetricMethod):
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
         options = config.baseline
-        self.gamma = options.semicon_gamma
-        self.num_samples = options.semicon_num_samples
-        self.inner_epochs = options.semicon_inner_epochs
-        self.soft = True  # the code always uses the soft similarity
-        self.loss_scale = 12.0 / self.bits
-        self._init_state()
+        self._init_state(  # the code always uses the soft similarity, and scales by 12/k
+            options.semicon_gamma, options.semicon_num_samples, options.semicon_inner_epochs,
+            soft=True, loss_scale=12.0 / self.bits,
+        )
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
