@@ -224,7 +224,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # still 0.02 after 6 epochs (results/09_baselines/cpu/lr_sweep.md). Add them
         # with a GPU (the paper profile runs every method).
         baseline_methods=["multifusnet", "dpsh", "hashnet", "adsh"],
-        baseline_bits=[48],  # SEMICON/ExchNet runs cost minutes each: one code length
+        baseline_bits=[12, 48],
         seeds=[0, 1, 2],
         method_changes=CPU_METHOD_CHANGES,
     ),
