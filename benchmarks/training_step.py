@@ -47,6 +47,8 @@ def _training_step(
     model.train()
 
     def step(zoom_impl: str) -> float:
+        if zoom_impl not in ("batched", "per_image"):
+            raise ValueError(f"zoom_impl must be 'batched' or 'per_image', got {zoom_impl!r}")
         warp = 0.0
         context = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
         with context:

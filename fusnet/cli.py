@@ -143,33 +143,40 @@ def cmd_encode(args: argparse.Namespace) -> int:
     learned = _learned_database_codes(args, config, same_data)
     if learned is not None:
         codes, labels = learned
-        if len(codes) != len(dataset):
+        expected = getattr(dataset, "labels", None)
+        if len(codes) != len(dataset) or (
+            expected is not None and not np.array_equal(np.asarray(expected), labels.numpy())
+        ):
             raise FusnetError(
-                f"{args.model}: codes.npz holds {len(codes)} database codes but the training "
-                f"split has {len(dataset)} images; pass --network-codes to encode them anew"
+                f"{Path(args.model).parent / 'codes.npz'}: its {len(codes)} database codes do not "
+                f"line up with the {len(dataset)} images of this training split (other data or "
+                "order); pass --network-codes to encode them with the network"
             )
-        speed = float("nan")
+        source = f"read from {Path(args.model).parent / 'codes.npz'}"
     else:
         codes, labels, speed = encode_dataset(
             model, dataset, device, args.batch_size, args.num_workers
         )
+        source = f"{speed:.1f} img/s"
     np.savez_compressed(
         args.output, bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
         paths=np.array([str(p) for p, _ in getattr(dataset, "samples", [])]),
     )
-    sys.stdout.write(f"{len(codes)} codes of {codes.shape[1]} bits -> {args.output} ({speed:.1f} img/s)\n")
+    sys.stdout.write(f"{len(codes)} codes of {codes.shape[1]} bits -> {args.output} ({source})\n")
     return 0
 
 
 def _learned_database_codes(
     args: argparse.Namespace, config: RunConfig, same_data: bool
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The run's learned database codes (V) for ``encode --split train``, or None.
+    """The run's evaluated database codes for ``encode --split train``, or None.
 
-    ADSH, SEMICON and ExchNet retrieve from codes learned for the training images, not
-    from the network's codes of them; ``fusnet encode --split train`` of such a run gives
-    those (the ``db_codes`` of the ``codes.npz`` beside the model, as evaluated) unless
-    ``--network-codes`` asks for the network's.
+    ADSH, SEMICON and ExchNet retrieve from codes learned for the training images (V),
+    not from the network's codes of them; ``fusnet encode --split train`` of such a run
+    gives the database it was evaluated with: the ``db_codes`` of the ``codes.npz``
+    beside the model (V for the fit images; network codes for held-out validation
+    images, ADSH's out-of-sample extension), unless ``--network-codes`` asks for the
+    network's codes of every image.
     """
     import torch
 
@@ -187,7 +194,8 @@ def _learned_database_codes(
             f"beside the model, but {path} is missing; pass --network-codes to encode the "
             "training images with the network instead"
         )
-    logger.info("%s: the training split's codes are the learned V from %s", config.method, path)
+    logger.info("%s: the training split's codes are the evaluated database (learned V) from %s",
+                config.method, path)
     saved = load_codes(path)
     return torch.as_tensor(saved["db_codes"]), torch.as_tensor(saved["db_labels"])
 
@@ -287,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--device", default="auto")
     enc.add_argument(
         "--network-codes", action="store_true",
-        help="for ADSH-style methods: encode --split train with the network, not the learned V",
+        help="ADSH-style methods: encode --split train with the network instead of giving "
+        "the evaluated database (learned V) from the run's codes.npz",
     )
     enc.set_defaults(func=cmd_encode)
 

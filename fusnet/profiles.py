@@ -143,10 +143,12 @@ CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
 }
 """Notebook 09's per-method settings in the profile's 12 epochs.
 
-- **Learning rates** chosen on the CUB subset's validation split by
-  ``scripts/baseline_lr_sweep.sh`` (6 epochs, 48 bits, lr 0.001 / 0.01 / 0.05; the table
-  is in ``results/09_baselines/cpu/lr_sweep.md``): the profile's 0.05 collapses ADSH's
-  codes and makes DPSH and HashNet worse.
+- **Learning rates** of DPSH, HashNet and ADSH chosen on the CUB subset's validation
+  split by ``scripts/baseline_lr_sweep.sh`` (6 epochs, 48 bits, lr 0.001 / 0.01 / 0.05;
+  the table is in ``results/09_baselines/cpu/lr_sweep.md``): the profile's 0.05
+  collapses ADSH's codes and makes DPSH and HashNet worse. SEMICON and ExchNet (not
+  run in this profile) get ADSH's 0.001, their shared loss's; SEMICON was tried only
+  at that value, ExchNet not at all.
 - DPSH with plain SGD as its authors (momentum 0.91 diverges).
 - 3 epochs per outer iteration for the asymmetric methods (ADSH's own value; SEMICON's 30
   and ExchNet's 10 would leave no update of the codes V within the budget), so V is

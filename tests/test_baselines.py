@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 
 import numpy as np
@@ -507,7 +508,7 @@ def test_end_to_end_on_efficientnet_lite0_frozen(tmp_path, method) -> None:
 
 
 @pytest.mark.slow
-def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path) -> None:
+def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path, caplog) -> None:
     out = tmp_path / "cli"
     code = cli_main([
         "train", "--method", "adsh", "--dataset", "synthetic", "--synthetic-classes", "4",
@@ -539,10 +540,24 @@ def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path) -> N
     assert cli_main(["encode", "--model", str(run / "model.pt"), "--split", "train", "--network-codes",
                      "--output", str(tmp_path / "net.npz"), "--device", "cpu"]) == 0
     with np.load(tmp_path / "net.npz") as net:
-        network = unpack_codes(net["codes"], 8)
+        network = unpack_codes(net["codes"], int(net["bits"]))
     assert network.shape == codes["db_codes"].shape
     assert not np.array_equal(network[fit_index], codes["db_codes"][fit_index])
     np.testing.assert_array_equal(network[val_index], codes["db_codes"][val_index])
+    # Codes that do not line up with the split (another order) are refused, naming the file.
+    with np.load(run / "codes.npz") as saved:
+        shuffled = {k: saved[k] for k in saved.files}
+    shuffled["db_labels"] = shuffled["db_labels"][::-1].copy()
+    np.savez(run / "codes.npz", **shuffled)
+    bad = ["encode", "--model", str(run / "model.pt"), "--split", "train",
+           "--output", str(tmp_path / "bad.npz"), "--device", "cpu"]
+    with caplog.at_level(logging.ERROR, logger="fusnet"):
+        assert cli_main(bad) == 2
+        assert "codes.npz" in caplog.text and "do not line up" in caplog.text
+        (run / "codes.npz").unlink()
+        assert cli_main(bad) == 2
+        assert "is missing; pass --network-codes" in caplog.text
+    assert not (tmp_path / "bad.npz").exists()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from fusnet.errors import ConfigError
 from fusnet.experiments import baselines
 
 
@@ -51,28 +52,58 @@ def test_seed_summary_is_mean_and_sample_std_over_seeds():
     assert row["ci_lower"].item() < cell.mean() < row["ci_upper"].item()
 
 
-def test_paired_against_pairs_bits_and_seeds_per_dataset_and_overall():
+def test_paired_against_pairs_seeds_averaged_over_bits_or_every_cell():
     frame = _frame()
-    tests = baselines.paired_against(frame)
+    tests = baselines.paired_against(frame)  # unit="seed"
     assert list(tests["dataset"]) == ["cub200", "flowers17", "all"]
-    assert list(tests["n"]) == [6, 6, 12]
+    assert list(tests["n"]) == [3, 3, 3]
     cub = frame[frame.dataset == "cub200"].pivot_table(
         index=["bits", "seed"], columns="method", values="map")
-    expected = sps.ttest_rel(cub["dpsh"], cub["multifusnet"])
+    per_seed = cub.groupby(level="seed").mean()
+    expected = sps.ttest_rel(per_seed["dpsh"], per_seed["multifusnet"])
     row = tests.iloc[0]
-    assert row["mean"] == pytest.approx((cub["dpsh"] - cub["multifusnet"]).mean())
+    assert row["mean"] == pytest.approx((per_seed["dpsh"] - per_seed["multifusnet"]).mean())
     assert row["t"] == pytest.approx(expected.statistic)
     assert row["p_two_sided"] == pytest.approx(expected.pvalue)
     assert row["mean"] < 0  # dpsh was built 5 points below
+    cells = baselines.paired_against(frame, unit="cell")
+    assert list(cells["n"]) == [6, 6, 12]
+    flat = sps.ttest_rel(cub["dpsh"], cub["multifusnet"])
+    assert cells.iloc[0]["t"] == pytest.approx(flat.statistic)
 
 
-def test_paired_against_needs_the_reference_and_reports_too_few_pairs():
+def test_paired_against_refuses_bad_input_and_reports_too_few_pairs():
     frame = _frame()
     with pytest.raises(ValueError, match="reference"):
         baselines.paired_against(frame[frame.method != "multifusnet"])
-    one_cell = frame[(frame.dataset == "cub200") & (frame.bits == 12) & (frame.seed == 0)]
-    row = baselines.paired_against(one_cell).iloc[0]
+    with pytest.raises(ValueError, match="repeated"):
+        baselines.paired_against(pd.concat([frame, frame.iloc[:1]]))
+    with pytest.raises(ValueError, match="unit"):
+        baselines.paired_against(frame, unit="bits")
+    one_seed = frame[(frame.dataset == "cub200") & (frame.seed == 0)]
+    row = baselines.paired_against(one_seed).iloc[0]
     assert row["n"] == 1 and math.isnan(row["t"])
+
+
+def test_method_changes_must_name_methods():
+    with pytest.raises(ConfigError, match="dsph"):
+        baselines.method_requests(["cub200"], [12], ["dpsh"], [0], {"dsph": {"optim.lr": 0.1}})
+    # Settings for a method that is known but not run are allowed (a profile lists them all).
+    assert len(baselines.method_requests(["cub200"], [12], ["dpsh"], [0], {"adsh": {}})) == 1
+
+
+def test_headline_baselines_table_handles_too_few_pairs():
+    from fusnet.experiments.summary import _baselines
+
+    frame = _frame().query("seed == 0")
+    results = {
+        "mean_std": baselines.seed_summary(frame).to_dict("records"),
+        "paired_ttests": baselines.paired_against(frame).to_dict("records"),
+    }
+    table = _baselines(results)
+    cells = table.iloc[:, 1].tolist()
+    assert "n = 1: too few pairs" in cells and "" in cells  # the reference's own row is blank
+    assert table.columns[0] == "mAP: mean ± std (seeds)"
 
 
 def test_mean_std_table_cells_say_how_many_seeds():

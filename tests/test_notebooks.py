@@ -149,9 +149,10 @@ def test_headline_markdown_reads_every_table_from_the_notebooks(smoke):
     text = headline_markdown("smoke", root=smoke["root"])
     for notebook, (title, _) in SECTIONS.items():
         assert f"**{title}**" in text and f"{notebook}.ipynb" in text
-    main = _metrics(smoke, "01_main_results")["results"]["map"]
-    row = next(r for r in main if r["bits"] == 48)
-    assert f"{row['map']:.2f}" in text
+    main = {r["bits"]: r["map"] for r in _metrics(smoke, "01_main_results")["results"]["map"]}
+    row = "| synthetic | full | " + " | ".join(f"{main[k]:.2f}" for k in (12, 24, 32, 48)) + " |"
+    first = text.split("**", 3)[2]  # the main results' section, up to the next title
+    assert row in first
     baselines = _metrics(smoke, "09_baselines")["results"]["mean_std"][1]
-    assert f"{baselines['mean']:.2f} ± {baselines['std']:.2f} (2)" in text
+    assert f"| {baselines['method']} | {baselines['mean']:.2f} ± {baselines['std']:.2f} (2) |" in text
     assert "no outputs" in headline_markdown("smoke", root=smoke["root"] / "elsewhere")

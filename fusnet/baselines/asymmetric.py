@@ -163,7 +163,7 @@ class AsymmetricMethod(HashingMethod):
     num_samples: int
     inner_epochs: int
     soft: bool
-    loss_scale: float = 1.0
+    loss_scale: float
     v_init: str = "zeros"
 
     def _init_state(

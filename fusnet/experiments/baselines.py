@@ -11,22 +11,26 @@ The summaries are what a reader needs to judge a difference:
 - :func:`seed_summary`: mean ± spread over seeds per (dataset, bits, method), with the
   number of seeds (:func:`fusnet.stats.mean_and_spread`);
 - :func:`paired_against`: paired t-tests of each method against the reference
-  (Multi-FusNet) over the (bits, seed) cells of one dataset, and over all datasets.
-  The pairs share a seed, so the data split, the proxy codes' seed and the sampling
-  order agree between the two runs of a pair.
+  (Multi-FusNet) per dataset and over all datasets. A pair is one seed (the method's
+  and the reference's runs with that seed share the data split and sampling order),
+  its difference averaged over the code lengths, so n = the number of seeds.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from fusnet.baselines.base import NETWORK_DATABASE
+from fusnet.errors import ConfigError
 from fusnet.experiments.runs import RunRecord, RunRequest
-from fusnet.experiments.tables import TTEST_COLUMNS, _ttest_row, runs_frame
+from fusnet.experiments.tables import TTEST_COLUMNS, runs_frame, ttest_row
 from fusnet.stats import mean_and_spread
+
+logger = logging.getLogger(__name__)
 
 REFERENCE_METHOD = "multifusnet"
 
@@ -48,6 +52,7 @@ def method_requests(
         method_changes: method -> extra RunConfig changes for its runs (dotted names).
     """
     method_changes = method_changes or {}
+    check_method_changes(method_changes, methods)
     return [
         RunRequest(
             dataset, int(k), method,
@@ -88,33 +93,71 @@ def seed_summary(frame: pd.DataFrame, value: str = "map") -> pd.DataFrame:
 
 
 def paired_against(
-    frame: pd.DataFrame, reference: str = REFERENCE_METHOD, value: str = "map"
+    frame: pd.DataFrame,
+    reference: str = REFERENCE_METHOD,
+    value: str = "map",
+    unit: str = "seed",
 ) -> pd.DataFrame:
-    """Paired t-tests ``method − reference`` over matching (bits, seed) cells.
+    """Paired t-tests ``method − reference``, per dataset and over all datasets ("all").
 
-    One row per (dataset, method) and one per method over all datasets ("all"). A
-    negative mean says the method is below the reference.
+    Args:
+        frame: :func:`methods_frame` (one row per dataset, bits, method, seed).
+        reference: the method every other is compared with.
+        value: the mAP column.
+        unit: what one pair is. ``"seed"`` (default): the difference averaged over the
+            code lengths (and, for "all", the datasets) of one seed, so n = seeds: the
+            runs of one seed share the data split and sampling order, so they are not
+            independent replicates. ``"cell"``: every (dataset, bits, seed) cell is a
+            pair (more pairs, optimistic p-values).
 
     Returns:
-        Columns dataset, comparison, pair, then :data:`~fusnet.experiments.tables.TTEST_COLUMNS`.
+        Columns dataset, comparison, pair, then :data:`~fusnet.experiments.tables.TTEST_COLUMNS`
+        (``n`` pairs). A negative mean says the method is below the reference.
+
+    Raises:
+        ValueError: no runs of ``reference``, an unknown ``unit``, or a repeated run.
     """
-    wide = frame.pivot_table(
-        index=["dataset", "bits", "seed"], columns="method", values=value, sort=False
-    )
+    if unit not in ("seed", "cell"):
+        raise ValueError(f"unit must be 'seed' or 'cell', got {unit!r}")
+    keys = ["dataset", "bits", "seed", "method"]
+    if frame.duplicated(keys).any():
+        raise ValueError(f"repeated runs for {frame[frame.duplicated(keys)][keys].to_dict('records')}")
+    wide = frame.pivot(index=keys[:3], columns="method", values=value)
     if reference not in wide.columns:
         raise ValueError(f"no runs of the reference method {reference!r}")
     methods = [m for m in frame["method"].unique() if m != reference]
-    scopes = [(d, wide.xs(d, level="dataset")) for d in frame["dataset"].unique()]
+    scopes = [(d, wide.xs(d, level="dataset", drop_level=False)) for d in frame["dataset"].unique()]
     if len(scopes) > 1:
         scopes.append(("all", wide))
     rows = []
     for scope, table in scopes:
         for method in methods:
             cells = table[[method, reference]].dropna()
-            row = _ttest_row(method, f"{method} − {reference}",
-                             cells[method].to_numpy(), cells[reference].to_numpy())
+            if unit == "seed":
+                cells = cells.groupby(level="seed").mean()
+            row = ttest_row(method, f"{method} − {reference}",
+                            cells[method].to_numpy(), cells[reference].to_numpy())
             rows.append({"dataset": scope, **row})
     return pd.DataFrame(rows, columns=["dataset", "comparison", "pair", *TTEST_COLUMNS])
+
+
+def check_method_changes(
+    method_changes: Mapping[str, Mapping[str, Any]], methods: Sequence[str]
+) -> None:
+    """Refuse ``method_changes`` for a method that is not run (a misspelt name would
+    otherwise leave that method on the profile's settings without a word).
+
+    Raises:
+        ConfigError: names the unknown keys and the methods.
+    """
+    unknown = sorted(set(method_changes) - set(all_methods()))
+    if unknown:
+        raise ConfigError(
+            f"method_changes names {unknown}, not methods; choose from {all_methods()}"
+        )
+    unused = sorted(set(method_changes) - set(methods))
+    if unused:
+        logger.info("method_changes for %s: not in this run's methods %s", unused, list(methods))
 
 
 def all_methods() -> list[str]:

@@ -31,15 +31,23 @@ def _pivot(records: list[dict[str, Any]], row: str, value: str = "map") -> pd.Da
 
 
 def _main_results(results: dict[str, Any]) -> pd.DataFrame:
-    return _pivot(results["map"], "label").round(2)
+    return _pivot(results["map"], "label")
 
 
 def _ablation(results: dict[str, Any]) -> pd.DataFrame:
-    return _pivot(results["map"], "configuration").round(2)
+    return _pivot(results["map"], "configuration")
 
 
 def _attention(results: dict[str, Any]) -> pd.DataFrame:
-    return _pivot(results["map"], "attention").round(2)
+    return _pivot(results["map"], "attention")
+
+
+def _paired(test: pd.Series | None) -> str:
+    if test is None:
+        return ""
+    if pd.isna(test["mean"]):
+        return f"n = {int(test['n'])}: too few pairs"
+    return f"{test['mean']:+.2f} (p = {test['p_two_sided']:.2g}, n = {int(test['n'])} seeds)"
 
 
 def _baselines(results: dict[str, Any]) -> pd.DataFrame:
@@ -48,15 +56,14 @@ def _baselines(results: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for record in summary.to_dict("records"):
         key = (record["dataset"], record["method"])
-        test = tests.loc[key] if key in tests.index else None
         spread = f" ± {record['std']:.2f}" if record["n"] > 1 else ""
         rows.append({
             "dataset": record["dataset"],
             "bits": record["bits"],
             "method": record["method"],
-            f"mAP (mean{' ± std' if spread else ''}, n seeds)": f"{record['mean']:.2f}{spread} ({record['n']})",
-            "− Multi-FusNet (paired, all bits × seeds)": (
-                "" if test is None else f"{test['mean']:+.2f} (p = {test['p_two_sided']:.2g}, n = {int(test['n'])})"
+            "mAP: mean ± std (seeds)": f"{record['mean']:.2f}{spread} ({record['n']})",
+            "− Multi-FusNet: paired t over seeds (p two-sided)": _paired(
+                tests.loc[key] if key in tests.index else None
             ),
         })
     return pd.DataFrame(rows).set_index(["dataset", "bits", "method"])

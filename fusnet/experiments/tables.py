@@ -139,7 +139,11 @@ def mean_improvements(improvement: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[str, object]:
+def ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[str, object]:
+    """A table row: ``comparison``, ``pair`` and :data:`TTEST_COLUMNS` of ``a − b``.
+
+    Fewer than two pairs give NaN statistics with their ``n`` (logged).
+    """
     row: dict[str, object] = {"comparison": comparison, "pair": pair}
     if len(a) < 2:
         logger.info("%s: %d paired cell(s); a t-test needs 2", pair, len(a))
@@ -166,7 +170,7 @@ def ttests_against_paper(
     for k, method in enumerate(methods, 1):
         cells = paper[[method]].join(mine.rename("ours"), how="inner").dropna()
         rows.append(
-            _ttest_row(f"Comparison {k}", f"{method}–Ours (replication)",
+            ttest_row(f"Comparison {k}", f"{method}–Ours (replication)",
                        cells[method].to_numpy(), cells["ours"].to_numpy())
         )
     return pd.DataFrame(rows, columns=["comparison", "pair", *TTEST_COLUMNS])
@@ -260,7 +264,7 @@ def ablation_ttests(ablation: pd.DataFrame, value: str = "map") -> pd.DataFrame:
             break
         cells = wide[[line, 5]].dropna()
         rows.append(
-            _ttest_row(f"Comparison {k}", f"Line{line} - Line5",
+            ttest_row(f"Comparison {k}", f"Line{line} - Line5",
                        cells[line].to_numpy(), cells[5].to_numpy())
         )
     return pd.DataFrame(rows, columns=["comparison", "pair", *TTEST_COLUMNS])
