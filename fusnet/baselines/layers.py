@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from fusnet.baselines.base import HashOutput, global_pool
 from fusnet.errors import ConfigError
-from fusnet.models.backbones import ResNetBackbone, TimmBackbone
+from fusnet.models.backbones import ResNetBackbone, TimmBackbone, block_out_channels
 
 logger = logging.getLogger(__name__)
 
@@ -153,22 +153,6 @@ def copy_top_stage(backbone: nn.Module, method: str) -> list[nn.Module]:
         ConfigError: the backbone is neither a ResNet nor a timm backbone.
     """
     return [copy.deepcopy(block) for block in top_stage_blocks(backbone, method)]
-
-
-def block_out_channels(block: nn.Module) -> int:
-    """Output channels of a residual block: the width of its last BatchNorm.
-
-    That is ``bn3`` (torchvision/timm Bottleneck, timm InvertedResidual) or else ``bn2``
-    (BasicBlock, timm DepthwiseSeparableConv and EdgeResidual).
-
-    Raises:
-        ConfigError: the block has neither.
-    """
-    for name in ("bn3", "bn2"):
-        bn = getattr(block, name, None)
-        if isinstance(bn, nn.BatchNorm2d):
-            return int(bn.num_features)
-    raise ConfigError(f"cannot tell the output channels of a {type(block).__name__} block (no bn3/bn2)")
 
 
 def init_conv_bn(module: nn.Module) -> None:

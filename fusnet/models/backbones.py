@@ -146,7 +146,7 @@ class ResNetBackbone(Backbone):
 
     def __init__(self, net: tvm.ResNet, weights_tag: str) -> None:
         last_blocks = [net.layer2[-1], net.layer3[-1], net.layer4[-1]]
-        channels = [_block_out_channels(block) for block in last_blocks]
+        channels = [block_out_channels(block) for block in last_blocks]
         feature_info = [
             {"num_chs": channels[0], "reduction": 8, "module": "layer2"},
             {"num_chs": channels[1], "reduction": 16, "module": "layer3"},
@@ -200,10 +200,20 @@ class TimmBackbone(Backbone):
         return list(self.body(x))  # [(B, C1, H/8, W/8), (B, C2, H/16, W/16), (B, C3, H/32, W/32)]
 
 
-def _block_out_channels(block: nn.Module) -> int:
-    """Output channels of a torchvision ResNet block (BasicBlock or Bottleneck)."""
-    last_bn = block.bn3 if hasattr(block, "bn3") else block.bn2
-    return int(last_bn.num_features)
+def block_out_channels(block: nn.Module) -> int:
+    """Output channels of a residual block: the width of its last BatchNorm.
+
+    That is ``bn3`` (torchvision/timm Bottleneck, timm InvertedResidual) or else ``bn2``
+    (BasicBlock, timm DepthwiseSeparableConv and EdgeResidual).
+
+    Raises:
+        ConfigError: the block has neither.
+    """
+    for name in ("bn3", "bn2"):
+        bn = getattr(block, name, None)
+        if isinstance(bn, nn.BatchNorm2d):
+            return int(bn.num_features)
+    raise ConfigError(f"cannot tell the output channels of a {type(block).__name__} block (no bn3/bn2)")
 
 
 def _load_checked(
