@@ -29,7 +29,7 @@ from fusnet.experiments import (
 )
 from fusnet.experiments import examples as ex
 from fusnet.experiments import reproduce as rep
-from fusnet.experiments.runs import run_hash, run_identity
+from fusnet.experiments.runs import run_dir, run_hash, run_identity
 from fusnet.paper_tables import load_table, recompute_table4, recompute_table7
 from fusnet.retrieval import pack_codes
 from fusnet.stats import paired_ttest
@@ -371,3 +371,21 @@ def test_cli_reproduce_passes_options_and_reports(monkeypatch, capsys, tmp_path)
     assert seen["profile"] == "paper" and seen["notebooks"] == ["01"]
     assert seen["changes"] == {"data_root": "/data"} and seen["force"] is False
     assert "boom" in capsys.readouterr().out
+
+
+def test_ensure_run_retrains_a_finished_run_without_weights_when_the_model_is_needed(tmp_path, monkeypatch):
+    exp = ExperimentConfig(notebook="05_cam", profile="smoke", datasets=["synthetic"], bits=[12],
+                           output_root=str(tmp_path))
+    request = RunRequest("synthetic", 12)
+    config = exp.run_config("synthetic", 12)
+    path = run_dir(exp.runs_dir, "synthetic", config)
+    path.mkdir(parents=True)
+    for name in ("metrics.json", "manifest.json"):
+        (path / name).write_text(json.dumps({"map_index_ties": 0.5, "map_tie_aware": 0.5}))
+    trained = []
+    monkeypatch.setattr(fusnet.train, "train", lambda config, resume: trained.append(config.output_dir))
+    assert ensure_run(exp, request).reused and not trained  # codes are enough
+    record = ensure_run(exp, request, need_model=True)
+    assert trained == [str(path)] and not record.reused
+    (path / "model.pt").write_bytes(b"weights")
+    assert ensure_run(exp, request, need_model=True).reused and len(trained) == 1

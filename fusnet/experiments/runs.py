@@ -177,7 +177,8 @@ def is_finished(path: Path) -> bool:
 
 
 def ensure_run(
-    exp: ExperimentConfig, request: RunRequest, keep_checkpoints: bool = False
+    exp: ExperimentConfig, request: RunRequest, keep_checkpoints: bool = False,
+    need_model: bool = False,
 ) -> RunRecord:
     """The finished run for ``request``: read back, resumed, or trained now.
 
@@ -185,6 +186,10 @@ def ensure_run(
         exp: the notebook's experiment (datasets, recipe, folders).
         request: which run.
         keep_checkpoints: keep ``checkpoints/`` of a run trained now (module docstring).
+        need_model: the caller loads ``model.pt`` (Grad-CAM, retrieval examples). The
+            committed results keep no weights (``.gitignore``), so a finished run without
+            ``model.pt`` is trained again: same config and seed, so the same numbers on
+            the same machine.
 
     Returns:
         Its :class:`RunRecord`.
@@ -196,6 +201,10 @@ def ensure_run(
     path = run_dir(exp.runs_dir, name, config, exp.dataset_root(request.dataset, resolve=False))
     config = config.replace(output_dir=str(path))
     reused = is_finished(path)
+    if reused and need_model and not (path / "model.pt").is_file():
+        logger.info("%s has no model.pt (weights are not kept in git): training it again",
+                    path.relative_to(exp.root))
+        reused = False
     if not reused:
         start = time.perf_counter()
         train(config, resume=True)  # resumes from checkpoints/last.pt when there is one
