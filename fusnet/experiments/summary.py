@@ -62,7 +62,7 @@ def _baselines(results: dict[str, Any]) -> pd.DataFrame:
             "bits": record["bits"],
             "method": record["method"],
             "mAP: mean ± std (seeds)": f"{record['mean']:.2f}{spread} ({record['n']})",
-            "− Multi-FusNet: paired t over seeds (p two-sided)": _paired(
+            "− Multi-FusNet (per dataset, bits averaged; paired t over seeds, p two-sided)": _paired(
                 tests.loc[key] if key in tests.index else None
             ),
         })
