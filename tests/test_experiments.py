@@ -373,7 +373,7 @@ def test_cli_reproduce_passes_options_and_reports(monkeypatch, capsys, tmp_path)
     assert "boom" in capsys.readouterr().out
 
 
-def test_ensure_run_retrains_a_finished_run_without_weights_when_the_model_is_needed(tmp_path, monkeypatch):
+def test_ensure_run_retrains_a_finished_run_missing_a_file_the_caller_needs(tmp_path, monkeypatch):
     exp = ExperimentConfig(notebook="05_cam", profile="smoke", datasets=["synthetic"], bits=[12],
                            output_root=str(tmp_path))
     request = RunRequest("synthetic", 12)
@@ -385,7 +385,7 @@ def test_ensure_run_retrains_a_finished_run_without_weights_when_the_model_is_ne
     trained = []
     monkeypatch.setattr(fusnet.train, "train", lambda config, resume: trained.append(config.output_dir))
     assert ensure_run(exp, request).reused and not trained  # codes are enough
-    record = ensure_run(exp, request, need_model=True)
+    record = ensure_run(exp, request, needs=["model.pt"])
     assert trained == [str(path)] and not record.reused
     (path / "model.pt").write_bytes(b"weights")
-    assert ensure_run(exp, request, need_model=True).reused and len(trained) == 1
+    assert ensure_run(exp, request, needs=["model.pt"]).reused and len(trained) == 1

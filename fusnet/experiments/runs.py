@@ -12,7 +12,8 @@ asking for the same run (the full model at 48 bits is in Tables 3 and 6, Figs. 9
 
 Once a run has finished, its ``checkpoints/`` folder (``last.pt``, ``best.pt``: only
 needed to resume) is deleted unless asked otherwise; ``model.pt`` keeps the selected
-weights, ``codes.npz`` the codes.
+weights, ``codes.npz`` the codes. Neither is committed with the results; a notebook that
+reads one asks :func:`ensure_run` for it (``needs``) and gets the run retrained if absent.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fusnet.config import RunConfig
-from fusnet.experiments.config import ExperimentConfig
+from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +139,7 @@ class RunRecord:
 
     def summary(self, root: Path | None = None) -> dict[str, Any]:
         """JSON record for a notebook's ``metrics.json`` (path relative to ``root``)."""
-        path = self.path
-        if root is not None:
-            try:
-                path = self.path.relative_to(root)
-            except ValueError:
-                pass
+        path = relative_to_or_as_is(self.path, root)
         return {
             "dataset": self.dataset,
             "bits": self.bits,
@@ -178,7 +174,7 @@ def is_finished(path: Path) -> bool:
 
 def ensure_run(
     exp: ExperimentConfig, request: RunRequest, keep_checkpoints: bool = False,
-    need_model: bool = False,
+    needs: Sequence[str] = (),
 ) -> RunRecord:
     """The finished run for ``request``: read back, resumed, or trained now.
 
@@ -186,10 +182,11 @@ def ensure_run(
         exp: the notebook's experiment (datasets, recipe, folders).
         request: which run.
         keep_checkpoints: keep ``checkpoints/`` of a run trained now (module docstring).
-        need_model: the caller loads ``model.pt`` (Grad-CAM, retrieval examples). The
-            committed results keep no weights (``.gitignore``), so a finished run without
-            ``model.pt`` is trained again: same config and seed, so the same numbers on
-            the same machine.
+        needs: run files the caller reads besides the metrics (``"model.pt"`` for
+            Grad-CAM, ``"codes.npz"`` for retrieval examples). The committed results keep
+            neither (``.gitignore``: generated binaries stay out of git), so a finished run
+            missing one is trained again: same config and seed, so the same numbers on the
+            same machine.
 
     Returns:
         Its :class:`RunRecord`.
@@ -201,9 +198,10 @@ def ensure_run(
     path = run_dir(exp.runs_dir, name, config, exp.dataset_root(request.dataset, resolve=False))
     config = config.replace(output_dir=str(path))
     reused = is_finished(path)
-    if reused and need_model and not (path / "model.pt").is_file():
-        logger.info("%s has no model.pt (weights are not kept in git): training it again",
-                    path.relative_to(exp.root))
+    missing = [name for name in needs if not (path / name).is_file()]
+    if reused and missing:
+        logger.info("%s has no %s (not kept in git): training it again",
+                    path.relative_to(exp.root), " or ".join(missing))
         reused = False
     if not reused:
         start = time.perf_counter()
