@@ -38,3 +38,21 @@ def cub100_root(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def flowers17_root(shared_data: Path) -> Path:
     return shared_data / "flowers17"
+
+
+def interrupt_in_epoch(config, monkeypatch, epoch: int = 1) -> None:
+    """Train ``config`` until a KeyboardInterrupt at the start of ``epoch`` (0-based),
+    as a user's Ctrl-C would, leaving its checkpoints for ``train(config, resume=True)``."""
+    from fusnet.train import Trainer, train
+
+    original = Trainer._train_epoch
+
+    def stop(self, current):
+        if current == epoch:
+            raise KeyboardInterrupt
+        return original(self, current)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(Trainer, "_train_epoch", original)

@@ -45,7 +45,8 @@ from fusnet.errors import ConfigError
 from fusnet.evaluate import load_codes
 from fusnet.models.multifusnet import build_model_backbone
 from fusnet.retrieval import unpack_codes
-from fusnet.train import Trainer, load_checkpoint, load_model, train
+from fusnet.train import load_checkpoint, load_model, train
+from tests.conftest import interrupt_in_epoch
 
 
 def _softplus(x: float) -> float:
@@ -571,17 +572,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, method) -> None:
     straight = train(tiny_config(tmp_path / "a", method, **changes))
 
     interrupted = tiny_config(tmp_path / "b", method, **changes)
-    original = Trainer._train_epoch
-
-    def stop_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", stop_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted)
-    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    interrupt_in_epoch(interrupted, monkeypatch, epoch=1)
     resumed = train(interrupted, resume=True)
 
     assert resumed.metrics["map_index_ties"] == straight.metrics["map_index_ties"]

@@ -14,6 +14,7 @@ from fusnet.config import RunConfig
 from fusnet.errors import CheckpointError, TrainingError
 from fusnet.evaluate import load_codes
 from fusnet.train import Trainer, load_checkpoint, load_model, train
+from tests.conftest import interrupt_in_epoch
 
 
 def tiny_config(tmp_path, **changes) -> RunConfig:
@@ -93,18 +94,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, mode):
     straight = train(tiny_config(tmp_path / "a", mode=mode, select="last"))
 
     interrupted = tiny_config(tmp_path / "b", mode=mode, select="last")
-    original = Trainer._train_epoch
-
-    def stop_in_second_epoch(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", stop_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted)
+    interrupt_in_epoch(interrupted, monkeypatch, epoch=1)
     assert load_checkpoint(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(Trainer, "_train_epoch", original)
     resumed = train(interrupted, resume=True)
 
     assert resumed.metrics["map_index_ties"] == straight.metrics["map_index_ties"]

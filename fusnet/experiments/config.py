@@ -47,6 +47,16 @@ def resolve_path(path: str | Path) -> Path:
     return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 
+def relative_to_or_as_is(path: Path, root: Path | None) -> Path:
+    """``path`` relative to ``root`` when it lies under it, else ``path`` unchanged."""
+    if root is None:
+        return path
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return path
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One dataset of an experiment: the name in tables, and the loader that reads it.

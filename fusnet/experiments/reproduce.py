@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fusnet.errors import ConfigError
-from fusnet.experiments.config import REPO_ROOT
+from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
 from fusnet.experiments.outputs import outputs_complete
 from fusnet.profiles import NOTEBOOKS, notebook_parameters
 
@@ -147,12 +147,7 @@ def summary_table(results: Sequence[NotebookResult], root: str | Path | None = N
     base = Path(root).expanduser().resolve() if root is not None else None
     rows = [("notebook", "status", "seconds", "outputs")]
     for r in results:
-        out = r.output_dir
-        if base is not None:
-            try:
-                out = r.output_dir.relative_to(base)
-            except ValueError:
-                pass
+        out = relative_to_or_as_is(r.output_dir, base)
         rows.append((r.notebook, r.status, f"{r.seconds:.0f}", str(out)))
     widths = [max(len(row[c]) for row in rows) for c in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

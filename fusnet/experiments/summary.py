@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from fusnet.experiments.config import REPO_ROOT
+from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
 
 Section = Callable[[dict[str, Any]], pd.DataFrame]
 
@@ -108,10 +108,7 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
     for notebook, (title, build) in SECTIONS.items():
         folder = root / notebook / profile
         metrics = folder / "metrics.json"
-        try:
-            link = folder.resolve().relative_to(link_root.resolve())
-        except ValueError:
-            link = folder
+        link = relative_to_or_as_is(folder.resolve(), link_root.resolve())
         if not metrics.is_file():
             parts.append(f"*{notebook}: no outputs for the {profile} profile yet.*\n")
             continue

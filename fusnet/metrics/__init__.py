@@ -136,6 +136,26 @@ def mean_average_precision(
     return float(ap.mean()) if len(ap) else 0.0
 
 
+def _relevant_at_k(
+    query_codes: ArrayLike,
+    db_codes: ArrayLike,
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    k: int,
+    ties: Ties,
+    chunk_size: int | None,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Per query: relevant items among the first k (expected under ``ties="average"``),
+    the cut-off capped at the database size, and the number of relevant items."""
+    _check_ties(ties)
+    stats = _retrieval_stats(
+        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
+    )
+    kk = min(k, stats.num_database)
+    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
+    return rel, kk, stats.num_relevant
+
+
 def precision_at_k(
     query_codes: ArrayLike,
     db_codes: ArrayLike,
@@ -162,12 +182,7 @@ def precision_at_k(
     Returns:
         The mean over all queries.
     """
-    _check_ties(ties)
-    stats = _retrieval_stats(
-        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
-    )
-    kk = min(k, stats.num_database)
-    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
+    rel, kk, _ = _relevant_at_k(query_codes, db_codes, query_labels, db_labels, k, ties, chunk_size)
     return float((rel / kk).mean()) if len(rel) else 0.0
 
 
@@ -196,13 +211,10 @@ def recall_at_k(
     Returns:
         The mean over all queries.
     """
-    _check_ties(ties)
-    stats = _retrieval_stats(
-        query_codes, db_codes, query_labels, db_labels, ks=(k,), chunk_size=chunk_size
+    rel, _, num_relevant = _relevant_at_k(
+        query_codes, db_codes, query_labels, db_labels, k, ties, chunk_size
     )
-    kk = min(k, stats.num_database)
-    rel = stats.rel_at_k[:, 0] if ties == "index" else _expected_rel_at_k(stats, kk)
-    return float(_safe_div(rel, stats.num_relevant).mean()) if len(rel) else 0.0
+    return float(_safe_div(rel, num_relevant).mean()) if len(rel) else 0.0
 
 
 def precision_recall_by_radius(
