@@ -128,8 +128,16 @@ def write_json(path: Path, payload: Any) -> None:
 # --- provenance ------------------------------------------------------------------
 
 
+GIT_COMMIT_ENV = "FUSNET_GIT_COMMIT"
+
+
 def code_version() -> dict[str, Any]:
-    """fusnet's version plus the git commit and whether the tree had local changes."""
+    """fusnet's version plus the git commit and whether the tree had local changes.
+
+    Without git (a copy of the tree with no ``.git``), the commit is taken from
+    ``$FUSNET_GIT_COMMIT`` when set, recorded as such (``git_commit_from``), with
+    ``git_dirty`` unknown (None).
+    """
     repo = Path(__file__).resolve().parents[1]
     info: dict[str, Any] = {"fusnet": fusnet.__version__, "git_commit": None, "git_dirty": None}
     try:
@@ -143,7 +151,11 @@ def code_version() -> dict[str, Any]:
         ).stdout
         info.update(git_commit=commit, git_dirty=bool(status.strip()))
     except (OSError, subprocess.SubprocessError):
-        logger.debug("git not available: code version without a commit")
+        given = os.environ.get(GIT_COMMIT_ENV)
+        if given:  # a copy without .git (a lent GPU machine): the launcher names the commit
+            info.update(git_commit=given, git_dirty=None, git_commit_from=GIT_COMMIT_ENV)
+        else:
+            logger.debug("git not available: code version without a commit")
     info["torch"] = torch.__version__
     return info
 

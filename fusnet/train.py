@@ -712,6 +712,17 @@ def train(config: RunConfig, resume: bool = False) -> RunResult:
     return Trainer(config, resume=resume).run()
 
 
+def cache_features(config: RunConfig) -> None:
+    """Compute (or find) a frozen-mode run's backbone feature caches without training.
+
+    Runs started afterwards in parallel processes then read one cache instead of each
+    computing it (``scripts/baselines_parallel.py``).
+    """
+    if config.mode != "frozen":
+        raise ConfigError(f"feature caches exist in mode='frozen' only, got mode={config.mode!r}")
+    Trainer(config)._setup()
+
+
 def train_bit_lengths(
     config: RunConfig, bits: tuple[int, ...], resume: bool = False
 ) -> dict[str, Any]:
