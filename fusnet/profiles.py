@@ -136,9 +136,10 @@ CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
     "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
     "hashnet": {"optim.lr": 0.01},
     "adsh": {"optim.lr": 0.001, "baseline.adsh_inner_epochs": 3},
-    "semicon": {"optim.lr": 0.001, "baseline.semicon_inner_epochs": 3},
+    "semicon": {"optim.lr": 0.001, "baseline.semicon_inner_epochs": 3,
+                "baseline.semicon_num_samples": 500},
     "exchnet": {"optim.lr": 0.001, "baseline.exchnet_inner_epochs": 3,
-                "baseline.exchnet_align_start": 2},
+                "baseline.exchnet_align_start": 2, "baseline.exchnet_num_samples": 500},
 }
 """Notebook 09's per-method settings in the profile's 12 epochs.
 
