@@ -415,7 +415,10 @@ class Trainer:
         self.criterion.load_state_dict(payload["criterion"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        if payload["scaler"]:  # empty when saved without AMP (on a CPU): keep the fresh scaler
+            self.scaler.load_state_dict(payload["scaler"])
+        elif self.amp:
+            logger.warning("%s was saved without AMP; the loss scaler starts afresh", path)
         self.history = list(payload["history"])
         self.best = dict(payload["best"])
         self.images_seen = int(payload["images_seen"])

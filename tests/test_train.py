@@ -106,6 +106,23 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, mode):
 
 
 @pytest.mark.slow
+def test_resume_with_amp_from_a_checkpoint_saved_without_it(tmp_path, monkeypatch):
+    # A CPU run (no AMP: the scaler's state is empty) resumed where AMP is on (a GPU).
+    config = tiny_config(tmp_path, mode="frozen", select="last")
+    interrupt_in_epoch(config, monkeypatch, epoch=1)
+    original_setup = Trainer._setup
+
+    def setup_with_scaler(self):
+        original_setup(self)
+        self.amp = True  # as on CUDA; autocast stays off on the CPU, the scaler is on
+        self.scaler = torch.amp.GradScaler("cpu", enabled=True)
+
+    monkeypatch.setattr(Trainer, "_setup", setup_with_scaler)
+    resumed = train(config, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+
+
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, mode="frozen", select="last", **{"optim.epochs": 3})
     real_hash_loss = train_module.hash_loss
