@@ -72,6 +72,7 @@ def _profile(
     baseline_bits: list[int],
     seeds: list[int],
     method_changes: dict[str, dict[str, Any]],
+    method_bits: dict[str, list[int]] | None = None,
     **recipe: Any,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters from one training recipe and the datasets per figure."""
@@ -92,7 +93,8 @@ def _profile(
                            "bits": PAPER_BITS, "proxy_iterations": 15, "seed": recipe["seed"],
                            "output_root": recipe["output_root"]},
         "09_baselines": params(datasets=baselines, bits=baseline_bits, methods=baseline_methods,
-                               seeds=seeds, method_changes=method_changes),
+                               seeds=seeds, method_changes=method_changes,
+                               method_bits=method_bits or {}),
     }
 
 

@@ -26,13 +26,17 @@ from a run's ``metrics.json``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import math
 import os
+import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
+from pathlib import Path
 from typing import Any
 
 from fusnet.experiments import ExperimentConfig, ensure_run
@@ -63,7 +67,18 @@ def experiment(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str, An
     return exp, params
 
 
-def _worker_init(threads: int) -> None:
+def _die_with_parent(driver: int) -> None:
+    """Ask Linux to kill this worker when the driver dies (prctl PR_SET_PDEATHSIG), so no
+    orphan goes on writing into a run folder that the next driver resumes. (A watchdog
+    thread polling getppid() was tried: it can wait for the GIL for minutes.)"""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != driver:  # it died before the request
+        os._exit(1)
+
+
+def _worker_init(threads: int, driver: int) -> None:
+    _die_with_parent(driver)
     import torch
 
     torch.set_num_threads(threads)
@@ -123,11 +138,26 @@ def choose_rates(sweep: list[dict[str, Any]], methods: list[str]) -> dict[str, f
     return chosen
 
 
+def sweep_markdown(runs_dir: Path, sweep: list[dict[str, Any]]) -> str:
+    """The sweep as a markdown table: validation mAP per epoch, read from each run."""
+    lines = ["| method | lr | best val mAP | at epoch | val mAP per epoch |",
+             "|---|---:|---:|---:|---|"]
+    for row in sorted(sweep, key=lambda r: (r["method"], r["lr"])):
+        history = json.loads((runs_dir / row["path"] / "metrics.json").read_text())["history"]
+        val = [h["val_map"] for h in history if "val_map" in h]
+        best = max(val)
+        lines.append(f"| {row['method']} | {row['lr']:g} | {best:.3f} | {val.index(best) + 1} | "
+                     f"{' '.join(f'{v:.3f}' for v in val)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--methods", nargs="+", default=["semicon", "exchnet"])
     parser.add_argument("--lrs", nargs="+", type=float, default=[0.0003, 0.001, 0.003, 0.01])
+    parser.add_argument("--method-lrs", nargs="+", default=[], metavar="METHOD=LR,LR",
+                        help="a method's own candidates instead of --lrs (semicon=0.001,0.01,0.05)")
     parser.add_argument("--bits", nargs="+", type=int, default=None,
                         help="code lengths (default: the profile's); the sweep uses the largest")
     parser.add_argument("--device", default="cuda")
@@ -138,6 +168,12 @@ def main() -> None:
                         help="stop waiting for runs after this many seconds")
     parser.add_argument("--epochs", type=int, default=None, help="override (dry runs only)")
     args = parser.parse_args()
+    candidates = {m: list(args.lrs) for m in args.methods}
+    for item in args.method_lrs:
+        method, _, rates = item.partition("=")
+        if method not in candidates or not rates:
+            parser.error(f"--method-lrs {item!r}: give METHOD=LR,LR with METHOD in --methods")
+        candidates[method] = [float(r) for r in rates.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.monotonic()
     deadline = start + args.deadline_s
@@ -155,23 +191,24 @@ def main() -> None:
         cache_features(config)
     logger.info("feature caches ready after %.0f s", time.monotonic() - start)
 
-    report: dict[str, Any] = {"profile": exp.profile, "device": args.device, "lrs": args.lrs,
+    report: dict[str, Any] = {"profile": exp.profile, "device": args.device, "lrs": candidates,
                               "methods": args.methods, "failures": []}
     pool = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
-                               initializer=_worker_init, initargs=(args.threads,))
+                               initializer=_worker_init, initargs=(args.threads, os.getpid()))
     # 2. The lr sweep on the validation split.
     tune = exp.spec(exp.datasets[0]).name
     sweep_requests = [
         RunRequest(exp.datasets[0], max(exp.bits), m,
                    {"method": m, "seed": seeds[0], **changes[m], "optim.lr": lr})
-        for m in args.methods for lr in args.lrs
+        for m in args.methods for lr in candidates[m]
     ]
     sweep, failures = run_all(pool, exp, sweep_requests, deadline)
     report["failures"] += failures
     chosen = choose_rates(sweep, args.methods)
     report.update(sweep={"dataset": tune, "bits": max(exp.bits), "seed": seeds[0], "runs": sweep},
                   chosen_lr=chosen)
-    logger.info("chosen learning rates (validation mAP): %s", chosen)
+    logger.info("chosen learning rates (validation mAP): %s\n%s", chosen,
+                sweep_markdown(exp.runs_dir, sweep))
     # 3. The grid with the chosen rates.
     methods = [m for m in args.methods if m in chosen]
     final = {m: {**changes[m], "optim.lr": chosen[m]} for m in methods}

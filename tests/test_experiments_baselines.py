@@ -119,3 +119,27 @@ def test_all_methods_are_multifusnet_and_the_registered_baselines():
     from fusnet.baselines import METHODS
 
     assert baselines.all_methods() == ["multifusnet", *METHODS]
+
+
+def test_method_bits_run_a_method_at_some_code_lengths_only():
+    requests = baselines.method_requests(
+        ["cub200", "flowers17"], [12, 48], ["multifusnet", "semicon"], [0, 1],
+        method_bits={"semicon": [48]},
+    )
+    semicon = [r for r in requests if r.label == "semicon"]
+    assert len(requests) == 12 and {r.bits for r in semicon} == {48} and len(semicon) == 4
+    for bad, match in (({"semicn": [48]}, "semicn"), ({"semicon": [24]}, "24"), ({"semicon": []}, "semicon")):
+        with pytest.raises(ConfigError, match=match):
+            baselines.method_requests(["cub200"], [12, 48], ["semicon"], [0], method_bits=bad)
+
+
+def test_paired_against_a_method_with_fewer_code_lengths_pairs_the_common_cells():
+    frame = _frame()
+    frame = frame[(frame.method == "multifusnet") | (frame.bits == 48)]  # dpsh at 48 bits only
+    row = baselines.paired_against(frame).iloc[0]
+    cub = frame[(frame.dataset == "cub200") & (frame.bits == 48)].pivot(
+        index="seed", columns="method", values="map")
+    assert row["n"] == 3
+    assert row["mean"] == pytest.approx((cub["dpsh"] - cub["multifusnet"]).mean())
+    table = baselines.mean_std_table(baselines.seed_summary(frame))
+    assert table.loc["dpsh", ("cub200", 12)] == "—"

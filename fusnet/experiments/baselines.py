@@ -41,6 +41,7 @@ def method_requests(
     methods: Sequence[str],
     seeds: Sequence[int],
     method_changes: Mapping[str, Mapping[str, Any]] | None = None,
+    method_bits: Mapping[str, Sequence[int]] | None = None,
 ) -> list[RunRequest]:
     """One request per (dataset, bits, method, seed), labelled with the method's name.
 
@@ -50,17 +51,32 @@ def method_requests(
         methods: ``"multifusnet"`` or names in ``fusnet.baselines.METHODS``.
         seeds: training seeds (``RunConfig.seed``: split, initialisation, sampling).
         method_changes: method -> extra RunConfig changes for its runs (dotted names).
+        method_bits: method -> the code lengths it is run at, a subset of ``bits``
+            (default: all of them); for methods too slow for every cell of a budget.
+
+    Raises:
+        ConfigError: ``method_changes`` or ``method_bits`` naming an unknown method, or
+            ``method_bits`` a length not in ``bits``.
     """
+    bits = [int(k) for k in bits]
     method_changes = method_changes or {}
     check_method_changes(method_changes, methods)
+    method_bits = {m: [int(k) for k in ks] for m, ks in (method_bits or {}).items()}
+    check_method_changes(method_bits, methods, what="method_bits")
+    for method, lengths in method_bits.items():
+        if not lengths or set(lengths) - set(bits):
+            raise ConfigError(
+                f"method_bits[{method!r}] = {lengths}: give some of the notebook's bits {bits}"
+            )
     return [
         RunRequest(
-            dataset, int(k), method,
+            dataset, k, method,
             {"method": method, "seed": int(seed), **dict(method_changes.get(method, {}))},
         )
         for dataset in datasets
         for k in bits
         for method in methods
+        if k in method_bits.get(method, bits)
         for seed in seeds
     ]
 
@@ -108,7 +124,9 @@ def paired_against(
             code lengths (and, for "all", the datasets) of one seed, so n = seeds: the
             runs of one seed share the data split and sampling order, so they are not
             independent replicates. ``"cell"``: every (dataset, bits, seed) cell is a
-            pair (more pairs, optimistic p-values).
+            pair (more pairs, optimistic p-values). Only cells where both methods ran
+            count: a method run at fewer code lengths (``method_bits``) is compared at
+            those.
 
     Returns:
         Columns dataset, comparison, pair, then :data:`~fusnet.experiments.tables.TTEST_COLUMNS`
@@ -142,22 +160,21 @@ def paired_against(
 
 
 def check_method_changes(
-    method_changes: Mapping[str, Mapping[str, Any]], methods: Sequence[str]
+    method_changes: Mapping[str, Any], methods: Sequence[str], what: str = "method_changes"
 ) -> None:
-    """Refuse ``method_changes`` for a method that is not run (a misspelt name would
-    otherwise leave that method on the profile's settings without a word).
+    """Refuse per-method settings (``method_changes``, ``method_bits``) for a name that is
+    not a method (a misspelt name would otherwise leave that method on the profile's
+    settings without a word).
 
     Raises:
         ConfigError: names the unknown keys and the methods.
     """
     unknown = sorted(set(method_changes) - set(all_methods()))
     if unknown:
-        raise ConfigError(
-            f"method_changes names {unknown}, not methods; choose from {all_methods()}"
-        )
+        raise ConfigError(f"{what} names {unknown}, not methods; choose from {all_methods()}")
     unused = sorted(set(method_changes) - set(methods))
     if unused:
-        logger.info("method_changes for %s: not in this run's methods %s", unused, list(methods))
+        logger.info("%s for %s: not in this run's methods %s", what, unused, list(methods))
 
 
 def all_methods() -> list[str]:
@@ -175,6 +192,5 @@ def mean_std_table(summary: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
             for m, s, n in zip(summary["mean"], summary["std"], summary["n"], strict=True)
         ]
     )
-    return cells.pivot(index="method", columns=["dataset", "bits"], values="cell").reindex(
-        list(dict.fromkeys(summary["method"]))
-    )
+    table = cells.pivot(index="method", columns=["dataset", "bits"], values="cell")
+    return table.reindex(list(dict.fromkeys(summary["method"]))).fillna("—")  # "—": not run
