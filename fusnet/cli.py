@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser(
         "reproduce", help="run the paper's experiments: the notebooks of a profile (papermill)",
         description="Execute notebooks/*.ipynb with a profile's parameters (fusnet.profiles): "
-        "smoke (synthetic, minutes), cpu (the real photos in ../shared/data, about 2 hours), paper "
+        "smoke (synthetic, minutes), cpu (the real photos in ../shared/data, about 3 hours), paper "
         "(the paper's recipe on a GPU). Tables, figures, metrics.json and the executed notebook "
         "go to OUTPUT_ROOT/<notebook>/<profile>/. Notebooks with complete outputs are skipped and "
         "finished training runs reused, so rerunning resumes where it stopped.",

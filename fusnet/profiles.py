@@ -15,7 +15,7 @@ profile    what
 ``cpu``    the real photos in ``../shared/data`` (the 100-class CUB subset through
            the ``cub200`` loader, and Oxford Flowers-17), EfficientNet-Lite0 at 224 px,
            frozen backbone, head widths 32/128/64 (the paper's 512/1024 level
-           blocks are ~25 min an epoch on 2 CPU cores), 12 epochs; about 2 hours.
+           blocks are ~25 min an epoch on 2 CPU cores), 12 epochs; about 3 hours.
 ``paper``  the paper's recipe: ResNet50, 336 px, full training, 300 epochs, batch
            128, on a GPU; the paper's datasets under ``--data-root`` (one folder per
            dataset name, e.g. ``<root>/cub200``, ``<root>/flowers5``).
@@ -138,29 +138,35 @@ CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
     "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
     "hashnet": {"optim.lr": 0.01},
     "adsh": {"optim.lr": 0.001, "baseline.adsh_inner_epochs": 3},
-    "semicon": {"optim.lr": 0.001, "baseline.semicon_inner_epochs": 3,
+    "semicon": {"optim.lr": 0.1, "baseline.semicon_inner_epochs": 3,
                 "baseline.semicon_num_samples": 500},
     "exchnet": {"optim.lr": 0.001, "baseline.exchnet_inner_epochs": 3,
                 "baseline.exchnet_align_start": 2, "baseline.exchnet_num_samples": 500},
 }
 """Notebook 09's per-method settings in the profile's 12 epochs.
 
-- **Learning rates** of DPSH, HashNet and ADSH chosen on the CUB subset's validation
-  split by ``scripts/baseline_lr_sweep.sh`` (6 epochs, 48 bits, lr 0.001 / 0.01 / 0.05;
-  the table is in ``results/09_baselines/cpu/lr_sweep.md``): the profile's 0.05
-  collapses ADSH's codes and makes DPSH and HashNet worse. SEMICON and ExchNet (not
-  run in this profile) get ADSH's 0.001, their shared loss's; SEMICON was tried only
-  at that value, ExchNet not at all.
+- **Learning rates**, each chosen on the CUB subset's validation split (48 bits, seed 0;
+  the tables are in ``results/09_baselines/cpu/lr_sweep.md``; the test split played no
+  part). DPSH, HashNet, ADSH: ``scripts/baseline_lr_sweep.sh`` (6 epochs, lr 0.001 /
+  0.01 / 0.05): the profile's 0.05 collapses ADSH's codes and makes DPSH and HashNet
+  worse. SEMICON, ExchNet: ``scripts/baselines_parallel.py`` (the profile's 12-epoch
+  runs; SEMICON 0.001 / 0.01 / 0.05 / 0.1 / 0.3, ExchNet 0.0003 / 0.001 / 0.01):
+  SEMICON 0.1 (0.3 collapses; its loss is scaled by 12/k, a quarter at 48 bits),
+  ExchNet 0.001.
 - DPSH with plain SGD as its authors (momentum 0.91 diverges).
 - 3 epochs per outer iteration for the asymmetric methods (ADSH's own value; SEMICON's 30
   and ExchNet's 10 would leave no update of the codes V within the budget), so V is
   updated 4 times; ExchNet exchanges part features from its 2nd outer iteration on (25
   of 60 in the reimplementation).
-- **SEMICON and ExchNet sample 500 images per outer iteration instead of 2,000**: their
-  heads push every image through copies of the backbone's top stage four times
-  (SEMICON: global + 3 local; ExchNet: 4 parts), about 1 s per batch of 32 on 2 cores,
-  and 2,000 would take ~15 min a run.
+- **SEMICON and ExchNet sample 500 images per outer iteration instead of 2,000**, and
+  run at 48 bits only (:data:`CPU_METHOD_BITS`): their heads push every image through
+  copies of the backbone's top stage four times, about 1.4 s per batch of 32 on 2 cores
+  (a run of 12 epochs about 9 min, two at a time with one thread each). So they take a
+  quarter of ADSH's steps per epoch: a smaller budget than the other methods get.
 """
+
+CPU_METHOD_BITS: dict[str, list[int]] = {"semicon": [48], "exchnet": [48]}
+"""Code lengths of the methods that the cpu profile runs at fewer than all its bits."""
 
 CPU_EPOCHS = 12
 """Epochs of the ``cpu`` profile. On the 2-core machine a full-model CUB-subset run
@@ -168,7 +174,10 @@ CPU_EPOCHS = 12
 backbone features are cached (computed once, ~5 min for CUB). The profile trains about
 14 CUB-sized full-head runs (the full model is shared by Tables 3 and 6 and Figs. 9-12)
 plus small baseline and Flowers-17 runs. Measured on 27 Nov 2026: notebooks 01-08 took
-90 min (feature caches included, other work running beside them), notebook 09 25 min."""
+90 min (feature caches included, other work running beside them), notebook 09 25 min
+without SEMICON and ExchNet; their 12 runs took another hour, two at a time
+(``scripts/baselines_parallel.py``), and would take longer one after another inside the
+notebook."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
@@ -224,14 +233,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         num_images=6,
         num_queries=6,
         baselines=["cub200", "flowers17"],
-        # SEMICON and ExchNet are left out on the CPU: ~7 min a run on 2 cores even with
-        # 500 images per outer iteration, and at lr 0.001 SEMICON's validation mAP was
-        # still 0.02 after 6 epochs (results/09_baselines/cpu/lr_sweep.md). Add them
-        # with a GPU (the paper profile runs every method).
-        baseline_methods=["multifusnet", "dpsh", "hashnet", "adsh"],
+        baseline_methods=METHODS,
         baseline_bits=[12, 48],
         seeds=[0, 1, 2],
         method_changes=CPU_METHOD_CHANGES,
+        method_bits=CPU_METHOD_BITS,
     ),
     "paper": _profile(
         profile="paper",
@@ -262,7 +268,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         baseline_methods=METHODS,
         baseline_bits=PAPER_BITS,
         seeds=[0, 1, 2],
-        method_changes={"dpsh": {"optim.momentum": 0.0}},
+        # SEMICON in float32: under float16 autocast the gradients reaching SEM's attention
+        # trunk (through E * A_j) were ~30% off their float32 values in a check on an H100
+        # (27 Nov 2026, not committed); the other methods were within 2%.
+        method_changes={"dpsh": {"optim.momentum": 0.0}, "semicon": {"amp": False}},
     ),
 }
 """profile -> notebook -> papermill parameters (module docstring)."""

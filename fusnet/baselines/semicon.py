@@ -37,7 +37,12 @@ Simplifications (stated loudly):
   112 → 192 → 192 → 192 → 192 → 320, with ICON after the last four (192, 192, 192, 320
   channels). Other backbone types raise :class:`~fusnet.errors.ConfigError`. The shared
   backbone's own copy of those blocks is then unused and is frozen (its output still
-  computed by the shared backbone; frozen mode caches it needlessly).
+  computed by the shared backbone; frozen mode caches it needlessly). ICON's second
+  residual is ReLU(BN(x)): milder after a ResNet block, whose output is post-ReLU, but
+  EfficientNet's inverted-residual blocks pass a signed, linear residual stream to the
+  next block, so the copied pretrained blocks receive inputs unlike those they were
+  trained on. This may be why SEMICON learns slowly on the cpu profile (notebook 09);
+  it was not tested.
 - **Attention trunk width.** The trunk's bottlenecks divide the width by 4 twice, so it
   needs C divisible by 64 (ResNet: 1024, 256). Otherwise (EfficientNet-Lite0: C = 112) a
   1×1 conv + BN first projects E up to the next multiple of 64 (112 → 128; not in the
