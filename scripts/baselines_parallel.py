@@ -36,7 +36,6 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
-from pathlib import Path
 from typing import Any
 
 from fusnet.experiments import ExperimentConfig, ensure_run
@@ -87,13 +86,13 @@ def _worker_init(threads: int, driver: int) -> None:
 
 def _train(exp: ExperimentConfig, request: RunRequest) -> dict[str, Any]:
     record = ensure_run(exp, request)
+    val_maps = [h["val_map"] for h in record.metrics.get("history", []) if "val_map" in h]
     return {
         "dataset": record.dataset, "bits": record.bits, "method": request.label,
         "seed": record.config.seed, "lr": record.config.optim.lr,
         "path": str(record.path.relative_to(exp.runs_dir)),
         "map_index_ties": record.map_index_ties, "map_tie_aware": record.map_tie_aware,
-        "best_val_map": max((h.get("val_map", -1.0) for h in record.metrics.get("history", [])),
-                            default=None),
+        "val_maps": val_maps, "best_val_map": max(val_maps, default=None),
         "selected_epoch": (record.metrics.get("selection") or {}).get("epoch"),
         "device": record.manifest.get("device"), "wall_seconds": record.manifest.get("wall_seconds"),
         "reused": record.reused,
@@ -138,14 +137,15 @@ def choose_rates(sweep: list[dict[str, Any]], methods: list[str]) -> dict[str, f
     return chosen
 
 
-def sweep_markdown(runs_dir: Path, sweep: list[dict[str, Any]]) -> str:
-    """The sweep as a markdown table: validation mAP per epoch, read from each run."""
+def sweep_markdown(sweep: list[dict[str, Any]]) -> str:
+    """The sweep as a markdown table: validation mAP per epoch of each run."""
     lines = ["| method | lr | best val mAP | at epoch | val mAP per epoch |",
              "|---|---:|---:|---:|---|"]
     for row in sorted(sweep, key=lambda r: (r["method"], r["lr"])):
-        history = json.loads((runs_dir / row["path"] / "metrics.json").read_text())["history"]
-        val = [h["val_map"] for h in history if "val_map" in h]
-        best = max(val)
+        val, best = row["val_maps"], row["best_val_map"]
+        if best is None:
+            lines.append(f"| {row['method']} | {row['lr']:g} | — | — | no validation record |")
+            continue
         lines.append(f"| {row['method']} | {row['lr']:g} | {best:.3f} | {val.index(best) + 1} | "
                      f"{' '.join(f'{v:.3f}' for v in val)} |")
     return "\n".join(lines) + "\n"
@@ -198,9 +198,10 @@ def main() -> None:
     # 2. The lr sweep on the validation split.
     tune = exp.spec(exp.datasets[0]).name
     sweep_requests = [
-        RunRequest(exp.datasets[0], max(exp.bits), m,
-                   {"method": m, "seed": seeds[0], **changes[m], "optim.lr": lr})
+        request
         for m in args.methods for lr in candidates[m]
+        for request in method_requests(exp.datasets[:1], [max(exp.bits)], [m], seeds[:1],
+                                       {m: {**changes[m], "optim.lr": lr}})
     ]
     sweep, failures = run_all(pool, exp, sweep_requests, deadline)
     report["failures"] += failures
@@ -208,7 +209,7 @@ def main() -> None:
     report.update(sweep={"dataset": tune, "bits": max(exp.bits), "seed": seeds[0], "runs": sweep},
                   chosen_lr=chosen)
     logger.info("chosen learning rates (validation mAP): %s\n%s", chosen,
-                sweep_markdown(exp.runs_dir, sweep))
+                sweep_markdown(sweep))
     # 3. The grid with the chosen rates.
     methods = [m for m in args.methods if m in chosen]
     final = {m: {**changes[m], "optim.lr": chosen[m]} for m in methods}
@@ -222,11 +223,12 @@ def main() -> None:
     (out / "parallel_runs.json").write_text(json.dumps(report, indent=2) + "\n")
     logger.info("wrote %s (%d runs, %d failures) in %.0f s", out / "parallel_runs.json",
                 len(runs), len(report["failures"]), report["wall_seconds"])
-    if time.monotonic() >= deadline:  # runs still going are abandoned, not waited for
+    if time.monotonic() < deadline:
+        pool.shutdown()
+    else:  # runs still going are abandoned, not waited for
         pool.shutdown(wait=False, cancel_futures=True)
         for worker in active_children():
             worker.terminate()
-    pool.shutdown()
 
 
 if __name__ == "__main__":
