@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fusnet.cli_errors import debug_requested, report
 from fusnet.config import (
     PAPER_BITS,
     BaselineConfig,
@@ -24,7 +25,7 @@ from fusnet.config import (
     OptimConfig,
     RunConfig,
 )
-from fusnet.errors import FusnetError
+from fusnet.errors import ConfigError, FusnetError
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +85,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, .
     if args.config:
         if given:
             flags = ", ".join("--" + k.split("__")[-1].replace("_", "-") for k in given)
-            raise FusnetError(
+            raise ConfigError(
                 f"--config {args.config} was given together with {flags}; put every option in the "
                 "config file, or pass flags only"
             )
@@ -127,7 +128,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fusnet.data.transforms import build_transform
     from fusnet.evaluate import encode_dataset
     from fusnet.retrieval import pack_codes
-    from fusnet.runtime import resolve_device
+    from fusnet.runtime import atomic_savez, resolve_device
     from fusnet.train import dataset_kwargs, load_model
 
     device = resolve_device(args.device)
@@ -158,8 +159,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
             model, dataset, device, args.batch_size, args.num_workers
         )
         source = f"{speed:.1f} img/s"
-    np.savez_compressed(
-        args.output, bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
+    atomic_savez(
+        Path(args.output), bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
         paths=np.array([str(p) for p, _ in getattr(dataset, "samples", [])]),
     )
     sys.stdout.write(f"{len(codes)} codes of {codes.shape[1]} bits -> {args.output} ({source})\n")
@@ -211,7 +212,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     text = json.dumps(metrics, indent=2, default=float)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        from fusnet.runtime import atomic_write_text
+
+        atomic_write_text(Path(args.output), text + "\n")
     sys.stdout.write(text + "\n")
     return 0
 
@@ -270,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         "codes, evaluate retrieval, search, and fetch datasets.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error too (or set FUSNET_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train_p = commands.add_parser(
@@ -358,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except FusnetError as exc:
-        logger.error("%s", exc)
-        return 2
+    except (FusnetError, KeyboardInterrupt) as exc:
+        if debug_requested(args.debug):
+            raise
+        return report(exc)  # one line on stderr; 2 usage/config, 1 runtime (fusnet.cli_errors)

@@ -18,6 +18,9 @@ from typing import Any
 from fusnet.errors import ConfigError
 
 PAPER_BITS: tuple[int, ...] = (12, 24, 32, 48)
+MODES: tuple[str, ...] = ("full", "frozen", "top")
+"""Training regimes (``RunConfig.mode``): the whole network, the head on cached frozen maps,
+or the backbone's top stage(s) and the head on cached maps of the stages below."""
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,11 @@ class RunConfig:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("full", "frozen"):
-            raise ConfigError(f"mode must be 'full' or 'frozen', got {self.mode!r}")
+        from fusnet.validation import config_problems, raise_problems
+
+        raise_problems(config_problems(self))  # every problem at once (fusnet.validation)
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         if self.select not in ("val", "last"):
             raise ConfigError(f"select must be 'val' or 'last', got {self.select!r}")
         if self.select == "val" and self.data.val_fraction <= 0:

@@ -26,3 +26,11 @@ class DownloadError(FusnetError):
 
 class TrainingError(FusnetError):
     """Training cannot continue (for example a NaN or infinite loss)."""
+
+
+class OutputError(FusnetError):
+    """A result file could not be written (disk full, no permission, read-only folder)."""
+
+
+class RunLockError(FusnetError):
+    """Another live process is writing the same run folder."""

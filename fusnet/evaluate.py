@@ -13,9 +13,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fusnet.errors import DataError
 from fusnet.features import CachedLevels
 from fusnet.metrics import evaluate_retrieval
 from fusnet.retrieval import pack_codes, unpack_codes
+from fusnet.runtime import atomic_savez
 
 logger = logging.getLogger(__name__)
 
@@ -84,28 +86,63 @@ def save_codes(
     query_codes: Tensor,
     query_labels: Tensor,
 ) -> None:
-    """Packed codes and labels in one ``.npz`` (bits stored alongside)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp,
+    """Packed codes and labels in one ``.npz`` (bits stored alongside), written atomically."""
+    atomic_savez(
+        path,
         bits=np.int64(db_codes.shape[1]),
         db_codes=pack_codes(db_codes),
         db_labels=db_labels.numpy(),
         query_codes=pack_codes(query_codes),
         query_labels=query_labels.numpy(),
     )
-    tmp.replace(path)
+
+
+CODES_KEYS: tuple[str, ...] = ("bits", "db_codes", "db_labels", "query_codes", "query_labels")
 
 
 def load_codes(path: Path) -> dict[str, np.ndarray]:
-    """Inverse of :func:`save_codes`: codes back in {-1, +1} float32."""
-    with np.load(path) as payload:
-        bits = int(payload["bits"])
-        return {
-            "bits": bits,
-            "db_codes": unpack_codes(payload["db_codes"], bits),
-            "db_labels": payload["db_labels"],
-            "query_codes": unpack_codes(payload["query_codes"], bits),
-            "query_labels": payload["query_labels"],
-        }
+    """Inverse of :func:`save_codes`: codes back in {-1, +1} float32.
+
+    Raises:
+        DataError: the file is missing, not an ``.npz`` of codes, truncated, or its
+            arrays disagree; the message names the file and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"codes file {path} does not exist; pass a run's codes.npz (RUN/bits48/codes.npz) "
+            "or make one with `fusnet encode`"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as payload:
+            if not hasattr(payload, "files"):
+                raise ValueError("a single array, not an .npz archive")
+            missing = [k for k in CODES_KEYS if k not in payload.files]
+            if missing:
+                raise DataError(
+                    f"{path} is not a fusnet codes file: it lacks {missing} (it holds "
+                    f"{sorted(payload.files)}); pass a run's codes.npz, as `fusnet train` writes it"
+                )
+            bits = int(payload["bits"])
+            codes = {
+                "bits": bits,
+                "db_codes": unpack_codes(payload["db_codes"], bits),
+                "db_labels": payload["db_labels"],
+                "query_codes": unpack_codes(payload["query_codes"], bits),
+                "query_labels": payload["query_labels"],
+            }
+    except DataError:
+        raise
+    except Exception as exc:  # numpy/zipfile raise many types on a foreign or cut file
+        raise DataError(
+            f"cannot read codes file {path} ({type(exc).__name__}: {exc}); it is not an .npz "
+            "written by fusnet, or it was cut short: rerun the command that wrote it"
+        ) from exc
+    for side in ("db", "query"):
+        if len(codes[f"{side}_codes"]) != len(codes[f"{side}_labels"]):
+            raise DataError(
+                f"{path}: {len(codes[f'{side}_codes'])} {side} codes but "
+                f"{len(codes[f'{side}_labels'])} labels; the file is damaged, rerun the command "
+                "that wrote it"
+            )
+    return codes

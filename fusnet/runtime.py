@@ -10,16 +10,17 @@ import platform
 import random
 import subprocess
 import tempfile
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 import fusnet
-from fusnet.errors import ConfigError
+from fusnet.errors import ConfigError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -100,25 +101,59 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
 # --- files ---------------------------------------------------------------------
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write with torch.save to a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file so that a reader sees the old file or the whole new one, never a part.
+
+    ``write`` fills a temporary file in the same folder, which is flushed to disk and
+    renamed over ``path``; on any failure the temporary file is removed and ``path`` is
+    left as it was.
+
+    Args:
+        path: the file to (over)write.
+        write: writes the content to the binary handle it is given.
+
+    Raises:
+        OutputError: the file could not be written (disk full, permissions); names it.
+    """
+    path = Path(path)
+    tmp: str | None = None
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a result file is not
         os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path} ({exc.strerror or exc}); free disk space or choose a "
+            "writable folder, then rerun (with --resume for a training run)"
+        ) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    """Text (UTF-8) through :func:`atomic_write`."""
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def atomic_savez(path: Path, **arrays: Any) -> None:
+    """``numpy.savez_compressed`` through :func:`atomic_write` (no ``.npz`` appended)."""
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def write_json(path: Path, payload: Any) -> None:

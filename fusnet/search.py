@@ -12,6 +12,7 @@ from PIL import Image
 from fusnet.data import build_dataset
 from fusnet.data.transforms import build_transform
 from fusnet.errors import DataError
+from fusnet.evaluate import load_codes
 from fusnet.retrieval import hamming_topk, pack_codes
 from fusnet.runtime import resolve_device
 from fusnet.train import dataset_kwargs, load_model
@@ -33,8 +34,14 @@ def search_image(
     codes_file = run_dir / "codes.npz"
     if not codes_file.is_file():
         raise DataError(f"{codes_file} is missing: train the run to completion first")
-    with np.load(codes_file) as payload:
-        db_packed = payload["db_codes"]
+    saved = load_codes(codes_file)  # names the file if it is foreign or cut short
+    if saved["bits"] != config.model.bits:
+        raise DataError(
+            f"{codes_file} holds {saved['bits']}-bit codes but {run_dir / 'model.pt'} makes "
+            f"{config.model.bits}-bit codes; pass the run folder that holds both (e.g. RUN/bits"
+            f"{config.model.bits})"
+        )
+    db_packed = pack_codes(saved["db_codes"])
     transform = build_transform(
         config.data.image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
     )

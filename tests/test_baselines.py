@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 
 import numpy as np
@@ -509,7 +508,7 @@ def test_end_to_end_on_efficientnet_lite0_frozen(tmp_path, method) -> None:
 
 
 @pytest.mark.slow
-def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path, caplog) -> None:
+def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path, capsys) -> None:
     out = tmp_path / "cli"
     code = cli_main([
         "train", "--method", "adsh", "--dataset", "synthetic", "--synthetic-classes", "4",
@@ -552,12 +551,13 @@ def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path, capl
     np.savez(run / "codes.npz", **shuffled)
     bad = ["encode", "--model", str(run / "model.pt"), "--split", "train",
            "--output", str(tmp_path / "bad.npz"), "--device", "cpu"]
-    with caplog.at_level(logging.ERROR, logger="fusnet"):
-        assert cli_main(bad) == 2
-        assert "codes.npz" in caplog.text and "do not line up" in caplog.text
-        (run / "codes.npz").unlink()
-        assert cli_main(bad) == 2
-        assert "is missing; pass --network-codes" in caplog.text
+    capsys.readouterr()
+    assert cli_main(bad) == 1  # a runtime error: one line on stderr (fusnet.cli_errors)
+    err = capsys.readouterr().err
+    assert "codes.npz" in err and "do not line up" in err
+    (run / "codes.npz").unlink()
+    assert cli_main(bad) == 1
+    assert "is missing; pass --network-codes" in capsys.readouterr().err
     assert not (tmp_path / "bad.npz").exists()
 
 

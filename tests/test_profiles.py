@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -88,7 +89,8 @@ def test_cpu_profile_points_at_the_shared_photos(shared_data):
     params = PROFILES["cpu"]["01_main_results"]
     exp = ExperimentConfig(notebook="01_main_results", profile="cpu", datasets=params["datasets"],
                            data_root=params["data_root"])
-    assert (exp.run_config("cub200", 12).data.root == str(shared_data / "cub100"))
+    # Both sides resolved: ../shared may be reached through a symbolic link.
+    assert Path(exp.run_config("cub200", 12).data.root) == (shared_data / "cub100").resolve()
 
 
 def test_notebook_parameters_copies_and_applies_known_changes():

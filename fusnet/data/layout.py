@@ -28,8 +28,23 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 
 
+USER_MADE: dict[str, str] = {
+    "csv": "write ROOT/train.csv and ROOT/test.csv with the header 'path,label' (paths "
+    "relative to ROOT or absolute) and pass that ROOT as root (see data/README.md)",
+    "imagefolder": "put one folder of images per class under ROOT (or ROOT/train/<class>/ and "
+    "ROOT/test/<class>/) and pass that ROOT as root (see data/README.md)",
+}
+"""Datasets that the user lays out (no download exists): what to do instead."""
+
+
 def how_to_get(name: str) -> str:
     """The standard hint appended to every "file not found" message."""
+    if name in USER_MADE:
+        return USER_MADE[name]
+    from fusnet.data.download._sources import DOWNLOADS
+
+    if name not in DOWNLOADS:
+        return "lay the files out as data/README.md describes and pass that folder as root"
     return (
         f"get the official files with `fusnet data download {name} --root DIR` "
         f"(or by hand, see data/README.md) and pass that DIR as root"

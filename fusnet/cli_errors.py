@@ -1,0 +1,60 @@
+"""How the command line reports a failure: one line on stderr and an exit status.
+
+A :class:`~fusnet.errors.FusnetError` is an expected failure with a message that
+names the culprit and the fix, so it is printed as one line, without a traceback:
+
+- exit status 2 for a usage or configuration error (:class:`~fusnet.errors.ConfigError`),
+  the same status ``argparse`` uses for a bad command line;
+- exit status 1 for a runtime error (data, checkpoint, download, training, output, lock).
+
+``--debug`` or ``FUSNET_DEBUG=1`` re-raises instead, traceback and all. Any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from fusnet.errors import ConfigError, FusnetError
+
+DEBUG_ENV = "FUSNET_DEBUG"
+USAGE_STATUS = 2
+RUNTIME_STATUS = 1
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
+
+def debug_requested(flag: bool = False) -> bool:
+    """``--debug`` was given or ``$FUSNET_DEBUG`` is set to something other than 0/empty."""
+    return flag or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
+
+
+def one_line(message: str) -> str:
+    """A possibly multi-line message on one line ("a:\\n  b\\n  c" -> "a: b; c")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    text = lines[0]
+    for line in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + line
+    return text
+
+
+def exit_status(exc: FusnetError) -> int:
+    """2 for configuration/usage errors, 1 for everything else that fusnet raises."""
+    return USAGE_STATUS if isinstance(exc, ConfigError) else RUNTIME_STATUS
+
+
+def report(exc: BaseException) -> int:
+    """Write the one-line report of ``exc`` to stderr and return the exit status."""
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write(
+            "fusnet: interrupted; a training run continues from its last epoch with --resume\n"
+        )
+        return INTERRUPTED_STATUS
+    assert isinstance(exc, FusnetError)
+    kind = "usage error" if isinstance(exc, ConfigError) else "error"
+    sys.stderr.write(
+        f"fusnet: {kind}: {one_line(str(exc))} (--debug or {DEBUG_ENV}=1 for a traceback)\n"
+    )
+    return exit_status(exc)
