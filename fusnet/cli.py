@@ -266,6 +266,45 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "failed" for r in results) else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from fusnet.export import export_model, read_export
+
+    path = export_model(Path(args.run), Path(args.output))
+    info = read_export(path)
+    sys.stdout.write(f"{info['bits']}-bit model {info['model_id']} -> {path}\n")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from fusnet import index
+
+    if args.index_command == "build":
+        gallery = index.build(
+            args.model, args.source, args.output, kind=args.kind, nlist=args.nlist,
+            nprobe=args.nprobe, batch_size=args.batch_size, chunk_size=args.chunk_size,
+            overwrite=args.overwrite,
+        )
+    elif args.index_command == "add":
+        gallery = index.add(args.dir, args.source, model=args.model, batch_size=args.batch_size,
+                            chunk_size=args.chunk_size)
+    else:
+        hits = index.search(args.dir, list(args.images), k=args.k, model=args.model,
+                            nprobe=args.nprobe, sheet=args.sheet)
+        if args.json:
+            rows = [{"query": q, "hits": [dataclasses.asdict(h) for h in row]}
+                    for q, row in zip(args.images, hits, strict=True)]
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            return 0
+        for query, row in zip(args.images, hits, strict=True):
+            sys.stdout.write(f"{query}\n")
+            for h in row:
+                sys.stdout.write(f"{h.rank:>4}  d={h.distance:>2}  id={h.id:<8} {h.label:<20} {h.path}\n")
+        return 0
+    sys.stdout.write(f"{gallery.count} images in {gallery.directory} "
+                     f"({gallery.meta['index']['kind']} index, {gallery.meta.get('skipped', 0)} skipped)\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusnet",
@@ -330,6 +369,45 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("name")
     ve.add_argument("--root", required=True)
     data.set_defaults(func=cmd_data)
+
+    ex = commands.add_parser(
+        "export", help="a finished run -> one self-contained model file (fusnet.load)",
+        description="Write weights, config, class names, proxy codes and the test transform into "
+        "one file; load it with fusnet.load(FILE) or torch.hub (hubconf.py).",
+    )
+    ex.add_argument("run", help="a run folder holding model.pt (e.g. runs/demo/bits48), or the file")
+    ex.add_argument("--output", required=True, help="model file to write (e.g. model.fusnet)")
+    ex.set_defaults(func=cmd_export)
+
+    idx = commands.add_parser("index", help="a persistent Hamming index over your own images")
+    idx_cmds = idx.add_subparsers(dest="index_command", required=True, metavar="INDEX_COMMAND")
+    ib = idx_cmds.add_parser("build", help="encode a folder or CSV of images into a new gallery "
+                             "(rerun to resume an interrupted build)")
+    ib.add_argument("model", help="an exported model file (fusnet export)")
+    ib.add_argument("source", help="a folder of images (recursive; sub-folder = label) or a CSV "
+                    "with a path and an optional label column")
+    ib.add_argument("--output", required=True, help="the gallery directory")
+    ib.add_argument("--kind", default="flat", choices=["flat", "ivf"],
+                    help="flat: exact; ivf: approximate faiss IndexBinaryIVF (default: flat)")
+    ib.add_argument("--nlist", type=int, help="ivf lists (default: from the gallery size)")
+    ib.add_argument("--nprobe", type=int, help="ivf lists scanned per query (default: 16)")
+    ib.add_argument("--overwrite", action="store_true", help="replace a gallery already in --output")
+    ia = idx_cmds.add_parser("add", help="append a folder or CSV of images to a gallery")
+    ia.add_argument("dir", help="the gallery directory")
+    ia.add_argument("source", help="a folder of images or a CSV (as for build)")
+    ia.add_argument("--model", help="the gallery's model file (default: the one it was built with)")
+    for p in (ib, ia):
+        p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+        p.add_argument("--chunk-size", type=int, default=512, help="images per saved chunk (resume unit)")
+    isr = idx_cmds.add_parser("search", help="query images -> their k nearest gallery images")
+    isr.add_argument("dir", help="the gallery directory")
+    isr.add_argument("images", nargs="+", help="query image files")
+    isr.add_argument("--k", type=int, default=10)
+    isr.add_argument("--model", help="the gallery's model file (default: the one it was built with)")
+    isr.add_argument("--nprobe", type=int, help="ivf lists scanned per query")
+    isr.add_argument("--sheet", help="save a contact sheet PNG here (NAME-1.png, ... for several queries)")
+    isr.add_argument("--json", action="store_true", help="print the hits as JSON")
+    idx.set_defaults(func=cmd_index)
 
     from fusnet.profiles import NOTEBOOKS, PROFILES
 

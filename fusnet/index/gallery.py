@@ -1,0 +1,396 @@
+"""A persistent gallery index on disk: build, add, open, search.
+
+A gallery directory holds::
+
+    gallery.json   format, code length, model id and file, index kind, count, finished jobs
+    codes.npy      (count, ceil(bits / 8)) uint8 packed codes; row = id
+    items.csv      id,path,label of every coded image
+    skipped.csv    path,reason of every image that could not be read (skipped)
+    ivf.faiss      the approximate index (kind "ivf" only)
+
+A build or an add is a *job*: ``job.json`` lists its images, and the codes of every
+``chunk_size`` images are written to ``chunks/`` as they are done. Running the same
+command again after an interruption resumes at the first missing chunk. When the
+last chunk is done the job is *committed*: codes, items and index are rewritten
+(each atomically), then ``gallery.json`` records the new count and the job as done,
+then the job files are removed. While ``job.json`` exists the gallery refuses to
+search (it would answer from a partial gallery).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fusnet.errors import DataError
+from fusnet.export import Encoder, load, open_image
+from fusnet.index.backends import KINDS, Backend, IVFBackend, make_backend
+from fusnet.index.sources import Item, collect_images
+from fusnet.runtime import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "fusnet-gallery"
+VERSION = 1
+META, CODES, ITEMS, SKIPPED, JOB, CHUNKS = (
+    "gallery.json", "codes.npy", "items.csv", "skipped.csv", "job.json", "chunks",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One search result: its rank (1 = best), gallery id, Hamming distance, path, label."""
+
+    rank: int
+    id: int
+    distance: int
+    path: str
+    label: str
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / META
+    if not path.is_file():
+        raise DataError(f"{directory} is not a gallery ({META} missing): build one with `fusnet index build`")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise DataError(
+            f"{path} is not a fusnet gallery of version {VERSION} (format {meta.get('format')!r}, "
+            f"version {meta.get('version')!r}): build the gallery again with this fusnet"
+        )
+    return meta
+
+
+def _write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")
+
+
+def _check_model(directory: Path, meta: dict[str, Any], encoder: Encoder) -> None:
+    if encoder.bits != meta["bits"] or encoder.model_id != meta["model_id"]:
+        raise DataError(
+            f"gallery {directory} holds {meta['bits']}-bit codes of model {meta['model_id']} "
+            f"({meta['model']}), but {encoder.path} is {encoder.bits}-bit model {encoder.model_id}: "
+            "search and add with the gallery's model, or build a new gallery with this one"
+        )
+
+
+def _encoder(directory: Path, meta: dict[str, Any], model: Encoder | str | Path | None) -> Encoder:
+    if isinstance(model, Encoder):
+        encoder = model
+    else:
+        path = Path(model) if model is not None else Path(meta["model"])
+        if not path.is_file():
+            raise DataError(
+                f"the gallery's model file {path} is gone: pass the model it was built with "
+                "(--model FILE, or model= in Python)"
+            )
+        encoder = load(path)
+    _check_model(directory, meta, encoder)
+    return encoder
+
+
+# --- jobs: encode a list of images in resumable chunks ---------------------------------------
+
+
+def _run_job(directory: Path, meta: dict[str, Any], items: list[Item], encoder: Encoder,
+             batch_size: int, chunk_size: int) -> None:
+    """Encode ``items`` into chunk files, resuming a job of the same images, then commit it."""
+    job_path = directory / JOB
+    if job_path.is_file():
+        job = json.loads(job_path.read_text())
+        if [tuple(x) for x in job["items"]] != items:
+            raise DataError(
+                f"{directory} holds an interrupted job over {len(job['items'])} images, not these "
+                f"{len(items)}: rerun that command to finish it (or delete job.json and chunks/ "
+                "to drop it)"
+            )
+        logger.info("resuming the interrupted job %d in %s", job["job"], directory)
+    else:
+        job = {"job": len(meta["jobs_done"]), "chunk_size": chunk_size, "items": items}
+        atomic_write_text(job_path, json.dumps(job) + "\n")
+    if job["job"] in meta["jobs_done"]:  # committed, then interrupted before clean-up
+        _clean_job(directory)
+        return
+    chunks = directory / CHUNKS
+    chunks.mkdir(exist_ok=True)
+    size = job["chunk_size"]
+    starts = range(0, len(items), size)
+    with tqdm(total=len(items), desc="indexing", unit="img", disable=None) as bar:
+        for number, start in enumerate(starts):
+            path = chunks / f"{job['job']:04d}-{number:06d}.npz"
+            part = items[start : start + size]
+            if not path.is_file():
+                _encode_chunk(part, encoder, batch_size, path)
+            bar.update(len(part))
+    _commit(directory, meta, job, [chunks / f"{job['job']:04d}-{n:06d}.npz" for n in range(len(starts))])
+
+
+def _encode_chunk(part: list[Item], encoder: Encoder, batch_size: int, path: Path) -> None:
+    images, kept, skipped = [], [], []
+    for position, (file, _) in enumerate(part):
+        try:
+            images.append(open_image(Path(file)))
+            kept.append(position)
+        except DataError as exc:
+            logger.warning("skipped: %s", exc)
+            skipped.append(str(exc.__cause__ or exc))
+    codes = encoder.encode(images, batch_size) if images else np.zeros((0, (encoder.bits + 7) // 8), np.uint8)
+    reasons = np.array(skipped, dtype=str)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, codes=codes, kept=np.array(kept, np.int64), reasons=reasons)
+    tmp.replace(path)
+
+
+def _commit(directory: Path, meta: dict[str, Any], job: dict[str, Any], chunk_files: list[Path]) -> None:
+    items = [tuple(x) for x in job["items"]]
+    size = job["chunk_size"]
+    new_codes, new_items, skipped = [], [], []
+    for number, path in enumerate(chunk_files):
+        with np.load(path) as chunk:
+            part = items[number * size : (number + 1) * size]
+            kept = set(chunk["kept"].tolist())
+            new_codes.append(chunk["codes"])
+            new_items.extend(part[p] for p in sorted(kept))
+            reasons = iter(chunk["reasons"].tolist())
+            skipped.extend((part[p][0], next(reasons)) for p in range(len(part)) if p not in kept)
+    count = meta["count"]
+    fresh = np.concatenate(new_codes)  # (m, nbytes)
+    if count == 0 and len(fresh) == 0:
+        _clean_job(directory)
+        raise DataError(
+            f"none of the {len(items)} images could be read (see the warnings); nothing was indexed "
+            f"in {directory}"
+        )
+    old = np.load(directory / CODES)[:count] if count else fresh[:0]
+    codes = np.concatenate([old, fresh])  # (count + m, nbytes)
+    backend = _backend_with(directory, meta, old)
+    if len(fresh):
+        backend.add(fresh)
+    tmp = directory / f".{CODES}.tmp.npy"
+    np.save(tmp, codes)
+    tmp.replace(directory / CODES)
+    _append_rows(directory / ITEMS, ["id", "path", "label"],
+                 [(count + i, p, label) for i, (p, label) in enumerate(new_items)], count)
+    if skipped or (directory / SKIPPED).is_file():
+        _append_rows(directory / SKIPPED, ["path", "reason"], skipped, None)
+    backend.save(directory)
+    meta.update(count=len(codes), jobs_done=[*meta["jobs_done"], job["job"]], index=backend.describe(),
+                skipped=meta.get("skipped", 0) + len(skipped))
+    _write_meta(directory, meta)
+    _clean_job(directory)
+    logger.info("%s: %d images indexed (%d skipped), %d in the gallery",
+                directory, len(fresh), len(skipped), len(codes))
+
+
+def _append_rows(path: Path, header: list[str], rows: list[tuple], keep: int | None) -> None:
+    """Rewrite ``path`` atomically as its first ``keep`` data rows (None: all) plus ``rows``."""
+    old: list[list[str]] = []
+    if path.is_file():
+        with path.open(newline="") as handle:
+            old = list(csv.reader(handle))[1:]
+    if keep is not None:
+        old = old[:keep]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(old)
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _clean_job(directory: Path) -> None:
+    shutil.rmtree(directory / CHUNKS, ignore_errors=True)
+    (directory / JOB).unlink(missing_ok=True)
+
+
+def _backend_with(directory: Path, meta: dict[str, Any], codes: np.ndarray) -> Backend:
+    """The gallery's backend holding ``codes`` (its committed codes)."""
+    spec = meta["index"]
+    if spec["kind"] == "ivf" and len(codes):
+        backend: Backend = IVFBackend.load(directory, meta["bits"], spec.get("nprobe") or 16)
+    else:
+        backend = make_backend(spec["kind"], meta["bits"], spec.get("nlist"), spec.get("nprobe"))
+        if len(codes):
+            backend.add(codes)
+    if backend.ntotal != len(codes):
+        raise DataError(
+            f"{directory}: its {spec['kind']} index holds {backend.ntotal} codes but codes.npy "
+            f"{len(codes)}: the gallery is damaged; build it again"
+        )
+    return backend
+
+
+# --- the three operations ----------------------------------------------------------------------
+
+
+def build(model: Encoder | str | Path, source: str | Path, output: str | Path, kind: str = "flat",
+          nlist: int | None = None, nprobe: int | None = None, batch_size: int = 32,
+          chunk_size: int = 512, overwrite: bool = False) -> Gallery:
+    """Encode every image of a folder or CSV file into a new gallery directory.
+
+    Rerunning the same call after an interruption resumes it.
+
+    Args:
+        model: an exported model file (``fusnet export``) or a loaded :class:`Encoder`.
+        source: a folder of images (recursive; sub-folder = label) or a CSV with
+            ``path`` and optional ``label`` columns.
+        output: the gallery directory (created).
+        kind: "flat" (exact) or "ivf" (approximate, faiss ``IndexBinaryIVF``).
+        nlist: ivf lists (None: from the gallery's size).
+        nprobe: ivf lists scanned per query (None: the default).
+        batch_size: images per forward pass.
+        chunk_size: images per saved chunk (the unit of resumption).
+        overwrite: replace a gallery already in ``output``.
+
+    Returns:
+        The opened gallery.
+    """
+    if kind not in KINDS:
+        raise DataError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
+    encoder = model if isinstance(model, Encoder) else load(model)
+    items = collect_images(source)
+    directory = Path(output)
+    if directory.exists() and any(directory.iterdir()):
+        if overwrite and (directory / META).is_file():
+            shutil.rmtree(directory)
+        elif (directory / META).is_file():
+            meta = _read_meta(directory)
+            if not (directory / JOB).is_file() or meta["jobs_done"]:
+                raise DataError(
+                    f"{directory} already holds a gallery of {meta['count']} images: add to it "
+                    "with `fusnet index add`, or pass --overwrite to replace it"
+                )
+            _check_model(directory, meta, encoder)
+            _run_job(directory, meta, items, encoder, batch_size, chunk_size)  # resume the build
+            return Gallery.open(directory)
+        else:
+            raise DataError(f"{directory} exists and is not a gallery: choose an empty or new folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT, "version": VERSION, "bits": encoder.bits, "model_id": encoder.model_id,
+        "model": str(encoder.path.resolve()), "index": {"kind": kind, "nlist": nlist, "nprobe": nprobe},
+        "count": 0, "skipped": 0, "jobs_done": [],
+    }
+    _write_meta(directory, meta)
+    _run_job(directory, meta, items, encoder, batch_size, chunk_size)
+    return Gallery.open(directory)
+
+
+def add(directory: str | Path, source: str | Path, model: Encoder | str | Path | None = None,
+        batch_size: int = 32, chunk_size: int = 512) -> Gallery:
+    """Append the images of a folder or CSV file to a gallery (new ids follow the old).
+
+    Args:
+        directory: a gallery built by :func:`build`.
+        source: as for :func:`build`.
+        model: the gallery's model (None: the file recorded at build time).
+        batch_size: images per forward pass.
+        chunk_size: images per saved chunk.
+
+    Returns:
+        The opened gallery.
+    """
+    directory = Path(directory)
+    meta = _read_meta(directory)
+    encoder = _encoder(directory, meta, model)
+    _run_job(directory, meta, collect_images(source), encoder, batch_size, chunk_size)
+    return Gallery.open(directory)
+
+
+def search(directory: str | Path, images: Any, k: int = 10, model: Encoder | str | Path | None = None,
+           nprobe: int | None = None, sheet: str | Path | None = None) -> list[list[Hit]]:
+    """The k nearest gallery images of each query image.
+
+    Args:
+        directory: a gallery.
+        images: one query (path, PIL image, tensor) or a list of them.
+        k: hits per query (at most the gallery's size).
+        model: the gallery's model (None: the file recorded at build time).
+        nprobe: ivf lists scanned (None: the gallery's setting).
+        sheet: save a contact sheet PNG here (several queries: ``NAME-1.png``, ...).
+
+    Returns:
+        One list of :class:`Hit` per query, best first.
+    """
+    gallery = Gallery.open(directory, nprobe=nprobe)
+    encoder = _encoder(gallery.directory, gallery.meta, model)
+    queries = images if isinstance(images, list | tuple) else [images]
+    hits = gallery.search_codes(encoder.encode(queries), k)
+    if sheet is not None:
+        from fusnet.search import save_contact_sheet
+
+        sheet = Path(sheet)
+        for number, (query, row) in enumerate(zip(queries, hits, strict=True), 1):
+            target = sheet if len(queries) == 1 else sheet.with_name(f"{sheet.stem}-{number}{sheet.suffix}")
+            shown = query if not isinstance(query, str | Path) else open_image(Path(query))
+            found = [open_image(Path(h.path)) for h in row]
+            captions = [{"class_name": h.label or Path(h.path).name, "distance": h.distance} for h in row]
+            save_contact_sheet(shown, found, captions, target)
+    return hits
+
+
+class Gallery:
+    """An opened gallery: its codes, items and search backend (use :meth:`open`)."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any], codes: np.ndarray,
+                 items: list[tuple[str, str]], backend: Backend) -> None:
+        self.directory, self.meta, self.codes, self.items, self.backend = (
+            directory, meta, codes, items, backend)
+
+    @property
+    def count(self) -> int:
+        """Images in the gallery."""
+        return len(self.items)
+
+    @property
+    def bits(self) -> int:
+        return int(self.meta["bits"])
+
+    @classmethod
+    def open(cls, directory: str | Path, nprobe: int | None = None) -> Gallery:
+        """Open a gallery, refusing one left half-written or inconsistent.
+
+        Args:
+            directory: the gallery directory.
+            nprobe: ivf lists scanned per query (None: the gallery's setting).
+        """
+        directory = Path(directory)
+        meta = _read_meta(directory)
+        if (directory / JOB).is_file():
+            raise DataError(
+                f"{directory} holds an interrupted build or add (job.json): rerun the same "
+                "`fusnet index build`/`add` command to finish it before searching"
+            )
+        if meta["count"] == 0:
+            raise DataError(f"{directory} holds no image: add some with `fusnet index add`")
+        codes = np.load(directory / CODES)
+        with (directory / ITEMS).open(newline="") as handle:
+            items = [(row[1], row[2]) for row in list(csv.reader(handle))[1:]]
+        if not len(codes) == len(items) == meta["count"]:
+            raise DataError(
+                f"{directory} is inconsistent: {META} says {meta['count']} images, {CODES} holds "
+                f"{len(codes)} and {ITEMS} {len(items)}: build the gallery again"
+            )
+        if nprobe is not None:
+            meta = {**meta, "index": {**meta["index"], "nprobe": nprobe}}
+        return cls(directory, meta, codes, items, _backend_with(directory, meta, codes))
+
+    def search_codes(self, packed: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        """Hits for packed query codes, (nq, ceil(bits / 8)) uint8."""
+        if k < 1:
+            raise DataError(f"k must be at least 1, got {k}")
+        distances, ids = self.backend.search(packed, k)
+        return [
+            [Hit(rank, int(i), int(d), *self.items[int(i)])
+             for rank, (d, i) in enumerate(zip(drow, irow, strict=True), 1) if i >= 0]
+            for drow, irow in zip(distances, ids, strict=True)
+        ]
