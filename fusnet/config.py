@@ -21,6 +21,10 @@ PAPER_BITS: tuple[int, ...] = (12, 24, 32, 48)
 MODES: tuple[str, ...] = ("full", "frozen", "top")
 """Training regimes (``RunConfig.mode``): the whole network, the head on cached frozen maps,
 or the backbone's top stage(s) and the head on cached maps of the stages below."""
+AUGMENTATIONS: tuple[str, ...] = ("paper", "mild")
+"""Training transforms (``DataConfig.augment``; ``fusnet.data.transforms``)."""
+SCHEDULES: tuple[str, ...] = ("step", "cosine")
+"""Learning-rate schedules (``OptimConfig.schedule``)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class DataConfig:
         num_workers: DataLoader worker processes.
         skip_bad_images: log and drop unreadable images instead of stopping.
         synthetic_classes: classes of the synthetic default (ignored otherwise).
+        augment: the training transform: "paper" (random crop, rotation ±30°, flip 0.7,
+            colour jitter 0.5 with hue) or "mild" (ours: random resized crop of 35-100%
+            of the area, flip 0.5, jitter 0.2 without hue).
+        cached_views: ``mode="top"`` only: augmented views of every training image whose
+            lower-stage maps are cached (each epoch draws one per image); 0 trains on the
+            test-transform maps (no augmentation).
     """
 
     dataset: str = "synthetic"
@@ -48,6 +58,8 @@ class DataConfig:
     num_workers: int = 0
     skip_bad_images: bool = False
     synthetic_classes: int = 10
+    augment: str = "paper"
+    cached_views: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,9 @@ class LossConfig:
 class OptimConfig:
     """SGD and schedule. Paper: lr 0.0035, momentum 0.91, weight decay 5e-4, 300 epochs.
 
-    The schedule is unstated in the paper; the authors' code uses StepLR(80, 0.1).
+    The schedule is unstated in the paper; the authors' code uses StepLR(80, 0.1)
+    (``schedule="step"``). ``schedule="cosine"`` (ours) decays every group's rate to 0 along a
+    half cosine over the epochs after ``warmup_epochs`` of linear warm-up (per epoch).
     """
 
     epochs: int = 300
@@ -125,6 +139,8 @@ class OptimConfig:
     lr_step: int = 80
     lr_gamma: float = 0.1
     backbone_lr_scale: float = 1.0
+    schedule: str = "step"
+    warmup_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,7 +215,12 @@ class RunConfig:
             evaluated under the same protocol (data, backbone, loop, evaluation).
         mode: "full" trains the whole network; "frozen" keeps the backbone fixed, caches
             its features once and trains everything above it (fast CPU ablations; no
-            image augmentation, since cached features come from the test transform).
+            image augmentation, since cached features come from the test transform);
+            "top" caches the maps below the backbone's last ``top_stages`` stages (test
+            transform, plus ``data.cached_views`` augmented views) and fine-tunes those
+            stages with the head (``optim.backbone_lr_scale`` scales their rate).
+        top_stages: backbone stages trained in mode "top": 1 (the stride-32 stage) or 2
+            (the stride-16 and stride-32 stages, so levels 2 and 3 adapt).
         select: "val" keeps the epoch with the best validation mAP; "last" the last epoch.
             The test split is never used for selection.
         eval_every: validate every this many epochs (and always at the last).
@@ -223,6 +244,7 @@ class RunConfig:
     amp: bool = True
     output_dir: str = "results/run"
     cache_dir: str | None = None
+    top_stages: int = 2
 
     def __post_init__(self) -> None:
         from fusnet.validation import config_problems, raise_problems
@@ -230,6 +252,20 @@ class RunConfig:
         raise_problems(config_problems(self))  # every problem at once (fusnet.validation)
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.top_stages not in (1, 2):
+            raise ConfigError(f"top_stages must be 1 or 2, got {self.top_stages}")
+        if self.data.augment not in AUGMENTATIONS:
+            raise ConfigError(f"data.augment must be one of {list(AUGMENTATIONS)}, "
+                              f"got {self.data.augment!r}")
+        if self.data.cached_views < 0 or (self.data.cached_views and self.mode != "top"):
+            raise ConfigError(f"data.cached_views={self.data.cached_views}: a count >= 0, "
+                              "used with mode='top' only")
+        if self.optim.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {list(SCHEDULES)}, "
+                              f"got {self.optim.schedule!r}")
+        if not 0 <= self.optim.warmup_epochs < self.optim.epochs:
+            raise ConfigError(f"optim.warmup_epochs must be in [0, epochs), "
+                              f"got {self.optim.warmup_epochs}")
         if self.select not in ("val", "last"):
             raise ConfigError(f"select must be 'val' or 'last', got {self.select!r}")
         if self.select == "val" and self.data.val_fraction <= 0:

@@ -67,20 +67,30 @@ def compute_levels(
     num_workers: int,
     zoom: SaliencyZoom | None,
     description: str = "caching features",
+    keep_levels: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> CachedLevels:
-    """Run the frozen backbone over a dataset (and its zoomed view)."""
+    """Run the frozen backbone over a dataset (and its zoomed view).
+
+    ``keep_levels`` keeps only the first that many levels (the zoom's saliency still comes
+    from the top one); ``generator`` seeds the loader's workers (random transforms).
+    """
     backbone.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=generator)
+    keep = slice(0, keep_levels)
     levels: list[list[Tensor]] = []
     zoom_levels: list[list[Tensor]] = []
     labels: list[Tensor] = []
     for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
         images = images.to(device)  # (B, 3, H, W)
         maps = backbone(images)  # L x (B, C_i, H_i, W_i)
-        levels.append([m.to("cpu", torch.float16) for m in maps])
+        levels.append([m.to("cpu", torch.float16) for m in maps[keep]])
         if zoom is not None:
             zoomed = zoom(images, saliency_from_features(maps[-1]))  # (B, 3, H, W)
-            zoom_levels.append([m.to("cpu", torch.float16) for m in backbone(zoomed)])
+            zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
+                backbone, zoomed, keep_levels)
+            zoom_levels.append([m.to("cpu", torch.float16) for m in zoom_maps[keep]])
         labels.append(torch.as_tensor(targets, dtype=torch.int64))
     return CachedLevels(
         levels=[torch.cat(per_level) for per_level in zip(*levels, strict=True)],
@@ -91,6 +101,15 @@ def compute_levels(
         ),
         labels=torch.cat(labels),
     )
+
+
+def _lower_maps(backbone: nn.Module, images: Tensor, count: int) -> list[Tensor]:
+    """The first ``count`` level maps, running only the stages that produce them."""
+    maps, x = [], images  # (B, 3, H, W)
+    for stage in backbone.stages()[:count]:
+        x = stage(x)  # (B, C_i, H_i, W_i)
+        maps.append(x)
+    return maps
 
 
 def load_or_compute_levels(

@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_com
 from fusnet.losses import MultiTaskLoss, classification_loss, hash_loss
 from fusnet.models.multifusnet import MultiFusNet, build_model_backbone
 from fusnet.proxy_codes import class_proxy_codes, code_diagnostics
+from fusnet.runlock import RunLock
+from fusnet.top_stage import VIEW_SEED, TopStageNet, epoch_view_rows, lower_levels, stack_views
+from fusnet.validation import validate_run
 from fusnet.zoom import SaliencyZoom, saliency_from_features
 
 logger = logging.getLogger(__name__)
@@ -113,8 +117,10 @@ class _Data:
     fit_set: Dataset | None = None  # full mode, train transform, fit subset
     database_set: Dataset | None = None  # full mode, test transform, training split
     query_set: Dataset | None = None  # full mode, test transform, test split
-    database_cache: CachedLevels | None = None  # frozen mode
+    database_cache: CachedLevels | None = None  # frozen and top modes
     query_cache: CachedLevels | None = None
+    view_cache: CachedLevels | None = None  # top mode: K augmented views, row v * N + i
+    views: int = 0
     description: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,7 +142,8 @@ def _build_data(
     data = config.data
     mean, std = backbone.mean, backbone.std
     test_tf = build_transform(data.image_size, train=False, mean=mean, std=std)
-    train_tf = build_transform(data.image_size, train=True, mean=mean, std=std)
+    train_tf = build_transform(data.image_size, train=True, mean=mean, std=std,
+                               augment=data.augment)
     kwargs = dataset_kwargs(config)
     database = build_dataset(data.dataset, data.root, "train", transform=test_tf, **kwargs)
     queries = build_dataset(data.dataset, data.root, "test", transform=test_tf, **kwargs)
@@ -169,41 +176,61 @@ def _build_data(
             ),
         },
     )
+    dropped = {split: [str(p) for p, _ in getattr(d, "dropped", [])]
+               for split, d in (("train", database), ("test", queries))}
+    if any(dropped.values()):  # skip_bad_images: counted in the manifest (issue 14)
+        result.description["dropped_images"] = {
+            split: {"count": len(paths), "paths": paths[:20]} for split, paths in dropped.items()
+        }
     if config.mode == "full":
         fit_source = build_dataset(data.dataset, data.root, "train", transform=train_tf, **kwargs)
         result.fit_set = torch.utils.data.Subset(fit_source, fit_index.tolist())
         result.database_set, result.query_set = database, queries
         return result
-    # Frozen mode: backbone maps of both splits, computed once and cached.
+    # Frozen and top modes: backbone maps of both splits, computed once and cached.
     cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
     backbone.to(device)  # the maps are computed on the run's device
-    for split, dataset in (("train", database), ("test", queries)):
-        key = cache_key(
-            {
-                "backbone": config.model.backbone,
-                "weights": backbone.weights_tag,
-                "image_size": data.image_size,
-                # The resolved folder, so "../data" and "/abs/data" share one cache.
-                "dataset": {
-                    **result.description,
-                    "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
-                },
-                "split": split,
-                "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
-            }
-        )
-        cached = load_or_compute_levels(
-            cache_dir / f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt",
-            key,
-            lambda dataset=dataset, split=split: compute_levels(
-                backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
-                description=f"backbone features ({split})",
-            ),
-        )
-        if split == "train":
-            result.database_cache = cached
-        else:
-            result.query_cache = cached
+    identity = {
+        "backbone": config.model.backbone,
+        "weights": backbone.weights_tag,
+        "image_size": data.image_size,
+        # The resolved folder, so "../data" and "/abs/data" share one cache.
+        "dataset": {
+            **result.description,
+            "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
+        },
+        "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
+    }
+
+    def cached(split: str, dataset: Dataset, named: dict | None = None, **options: Any
+               ) -> CachedLevels:  # ``named``: what else the maps depend on (in the key)
+        key = cache_key({**identity, "split": split, **(named or {})})
+        name = f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt"
+        return load_or_compute_levels(cache_dir / name, key, lambda: compute_levels(
+            backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
+            description=f"backbone features ({split})", **options,
+        ))
+
+    result.database_cache = cached("train", database)
+    result.query_cache = cached("test", queries)
+    if config.mode == "top":
+        frozen = 3 - config.top_stages
+        result.database_cache = lower_levels(result.database_cache, frozen)
+        result.query_cache = lower_levels(result.query_cache, frozen)
+        result.views = data.cached_views
+        if data.cached_views:
+            augmented = build_dataset(data.dataset, data.root, "train", transform=train_tf,
+                                      **kwargs)
+            views = []
+            for view in range(data.cached_views):
+                torch.manual_seed(VIEW_SEED + view)  # the transforms' and zoom's draws
+                views.append(cached(
+                    f"train-view{view}", augmented,
+                    {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen},
+                    keep_levels=frozen,
+                    generator=torch.Generator().manual_seed(VIEW_SEED + view),
+                ))
+            result.view_cache = stack_views(views)
     return result
 
 
@@ -211,16 +238,35 @@ def _resolved_folder(folder: str | Path | None) -> str | None:
     return None if folder is None else str(Path(folder).resolve())
 
 
-def _parameter_groups(model: nn.Module, criterion: nn.Module, config: RunConfig) -> list[dict]:
+def _parameter_groups(
+    model: nn.Module, criterion: nn.Module, config: RunConfig, trainable: nn.Module
+) -> list[dict]:
     optim = config.optim
     groups = [{"params": list(model.head.parameters()), "lr": optim.lr}]
-    if config.mode == "full":
+    backbone = {"full": model.backbone, "top": getattr(trainable, "stages", None)}.get(config.mode)
+    if backbone is not None:
         groups.append(
-            {"params": list(model.backbone.parameters()), "lr": optim.lr * optim.backbone_lr_scale}
+            {"params": list(backbone.parameters()), "lr": optim.lr * optim.backbone_lr_scale}
         )
     # The task weights alpha are learned without weight decay.
     groups.append({"params": list(criterion.parameters()), "lr": optim.lr, "weight_decay": 0.0})
     return groups
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> Any:
+    """StepLR (the authors' code) or linear warm-up then half-cosine to 0, stepped per epoch."""
+    optim = config.optim
+    if optim.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=optim.lr_step,
+                                               gamma=optim.lr_gamma)
+    warmup, epochs = optim.warmup_epochs, optim.epochs
+
+    def factor(epoch: int) -> float:  # the rate of epoch ``epoch`` (0-based)
+        if epoch < warmup:
+            return (epoch + 1) / (warmup + 1)
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -250,7 +296,12 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, An
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+        size = path.stat().st_size
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({'an empty file' if size == 0 else exc}): it is "
+            "damaged or cut short; restore it, or delete it and train again (a run folder's "
+            "checkpoints/last.pt: delete it and rerun without --resume)"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a fusnet checkpoint (format {CHECKPOINT_FORMAT})")
     if config is not None:
@@ -310,10 +361,13 @@ class Trainer:
             self._setup_multifusnet()
         else:
             self._setup_baseline()
-        if config.mode == "frozen":
+        trainable: nn.Module = self.model if config.mode == "full" else self.model.head
+        if config.mode != "full":
             self.model.backbone.requires_grad_(False)
             self.model.backbone.eval()
-        trainable: nn.Module = self.model if config.mode == "full" else self.model.head
+        if config.mode == "top":
+            trainable = TopStageNet(self.model, config.top_stages)
+            trainable.stages.requires_grad_(True)
         self.trainable = (
             DistributedDataParallel(
                 trainable, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -323,12 +377,10 @@ class Trainer:
         )
         optim = config.optim
         self.optimizer = torch.optim.SGD(
-            _parameter_groups(self.model, self.criterion, config),
+            _parameter_groups(self.model, self.criterion, config, trainable),
             lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=optim.lr_step, gamma=optim.lr_gamma
-        )
+        self.scheduler = _scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.sampler = EpochShuffleSampler(len(self.data.fit_index), config.seed, self.rank, self.world)
         self.start_epoch = 0
@@ -355,8 +407,8 @@ class Trainer:
         """A ``fusnet.baselines`` method: its network and loss; no zoom view, no proxy codes."""
         config = self.config
         method_cls = build_method(config.method)
-        if config.mode == "frozen" and not method_cls.supports_frozen:
-            raise ConfigError(f"method {config.method!r} does not support mode='frozen'")
+        if config.mode != "full" and not method_cls.supports_frozen:
+            raise ConfigError(f"method {config.method!r} does not support mode={config.mode!r}")
         self.zoom = None
         backbone = build_model_backbone(config.model)
         self.weights_tag = backbone.weights_tag
@@ -392,6 +444,8 @@ class Trainer:
             "best": {"epoch": self.best["epoch"], "val_map": self.best["val_map"]},
             "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
+            "wall_seconds": self._wall_seconds(),
+            "resumes": self.resumes,
         }
 
     def _save_checkpoint(self, epoch: int) -> None:
@@ -423,6 +477,8 @@ class Trainer:
         self.best = dict(payload["best"])
         self.images_seen = int(payload["images_seen"])
         self.train_seconds = float(payload["train_seconds"])
+        self.wall_before = float(payload.get("wall_seconds", 0.0))  # absent before issue 14
+        self.resumes = int(payload.get("resumes", 0)) + 1
         self.start_epoch = int(payload["epoch"])
         logger.info("resumed %s after epoch %d", path, self.start_epoch)
 
@@ -433,9 +489,13 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         batch_size = self.config.data.batch_size
         positions = self.sampler.indices()  # (N_rank,) positions in the fit set, in batch order
-        if self.config.mode == "frozen":
+        if self.config.mode != "full":
             cache = self.data.database_cache
-            order = self.data.fit_index[positions]  # (N_rank,)
+            order = self.data.fit_index[positions]  # (N_rank,) training-split rows
+            if self.data.views:  # top mode: one cached augmented view per image this epoch
+                cache = self.data.view_cache
+                order = epoch_view_rows(order, len(self.data.train_labels), self.data.views,
+                                        self.config.seed, epoch)
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
                 if len(index) < 2:  # BatchNorm needs two samples
@@ -486,9 +546,9 @@ class Trainer:
         return loss, parts
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        self.trainable.train()
-        if self.config.mode == "frozen":
-            self.model.backbone.eval()
+        if self.config.mode != "full":
+            self.model.backbone.eval()  # frozen stages: running statistics stay
+        self.trainable.train()  # in mode "top" the top stages train, BatchNorm included
         torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout, augmentation
         if self.method is not None:
             self.method.on_epoch_start(epoch)
@@ -558,9 +618,10 @@ class Trainer:
     def _encode_split(self, split: str, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Codes for "train"/"test" (optionally a subset of the training split)."""
         data = self.data
-        if self.config.mode == "frozen":
+        if self.config.mode != "full":
             cache = data.database_cache if split == "train" else data.query_cache
-            return encode_cached(self.model.head, cache, self.device, index=index)
+            encoder = self.model.head if self.config.mode == "frozen" else self._unwrapped()
+            return encode_cached(encoder, cache, self.device, index=index)
         dataset = data.database_set if split == "train" else data.query_set
         if index is not None:
             dataset = torch.utils.data.Subset(dataset, index.tolist())
@@ -600,7 +661,14 @@ class Trainer:
     # --- the run ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        wall_start = time.perf_counter()
+        """Validate the config, lock the run folder (fusnet.runlock), then train and evaluate."""
+        validate_run(self.config)  # every config problem before any weights, data or cache work
+        with RunLock(self.output_dir) if runtime.is_main_process() else nullcontext():
+            return self._run()
+
+    def _run(self) -> RunResult:
+        self.wall_start = time.perf_counter()
+        self.wall_before, self.resumes = 0.0, 0  # wall time and resumes of earlier processes
         self._setup()
         self._try_resume()
         config = self.config
@@ -638,7 +706,11 @@ class Trainer:
             selected = {"rule": "best validation mAP", **self.best}
         else:
             selected = {"rule": "last epoch", "epoch": epochs}
-        return self._finish(selected, time.perf_counter() - wall_start)
+        return self._finish(selected, self._wall_seconds())
+
+    def _wall_seconds(self) -> float:
+        """Wall time of this run over all its processes (each up to its last checkpoint)."""
+        return self.wall_before + time.perf_counter() - self.wall_start
 
     def _finish(self, selected: dict[str, Any], wall_seconds: float) -> RunResult:
         config = self.config
@@ -650,12 +722,7 @@ class Trainer:
             "database": self._database_definition(),
             "bits": config.model.bits,
             "mode": config.mode,
-            "mode_note": (
-                "frozen backbone: cached test-transform features, no augmentation, "
-                "no backbone fine-tuning"
-                if config.mode == "frozen"
-                else "full training"
-            ),
+            "mode_note": _mode_note(config),
             "selection": selected,
             "test": test,
             "map_index_ties": test["map"],
@@ -703,11 +770,28 @@ class Trainer:
             "world_size": self.world,
             "amp": self.amp,
             "mode": self.config.mode,
-            "wall_seconds": round(wall_seconds, 2),
+            "wall_seconds": round(wall_seconds, 2),  # summed over resumes
+            "wall_seconds_this_process": round(time.perf_counter() - self.wall_start, 2),
+            "resumes": self.resumes,
             "train_seconds": round(self.train_seconds, 2),
             "train_images_per_second": round(self.images_seen / max(self.train_seconds, 1e-9), 2),
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+
+def _mode_note(config: RunConfig) -> str:
+    """What a mode trains and gives up, for ``metrics.json``."""
+    if config.mode == "full":
+        return "full training"
+    if config.mode == "frozen":
+        return ("frozen backbone: cached test-transform features, no augmentation, "
+                "no backbone fine-tuning")
+    views = config.data.cached_views
+    return (f"top-stage fine-tuning: the backbone's last {config.top_stages} stage(s) and the "
+            f"head trained on cached maps of the frozen stages below; "
+            + (f"{views} cached '{config.data.augment}' augmented views per image, one drawn "
+               "per epoch" if views else "test-transform maps, no augmentation")
+            + "; zoom crops decided by the pretrained backbone at caching time")
 
 
 def train(config: RunConfig, resume: bool = False) -> RunResult:
@@ -721,8 +805,8 @@ def cache_features(config: RunConfig) -> None:
     Runs started afterwards in parallel processes then read one cache instead of each
     computing it (``scripts/baselines_parallel.py``).
     """
-    if config.mode != "frozen":
-        raise ConfigError(f"feature caches exist in mode='frozen' only, got mode={config.mode!r}")
+    if config.mode == "full":
+        raise ConfigError("feature caches exist in modes 'frozen' and 'top' only, got 'full'")
     Trainer(config)._setup()
 
 

@@ -35,6 +35,7 @@ def build_transform(
     train: bool = True,
     mean: tuple[float, float, float] = IMAGENET_MEAN,
     std: tuple[float, float, float] = IMAGENET_STD,
+    augment: str = "paper",
 ) -> T.Compose:
     """The paper's training or test transform for PIL RGB images.
 
@@ -44,6 +45,10 @@ def build_transform(
         mean: per-channel normalisation mean the backbone's weights expect
             (``backbone.mean``; ImageNet's by default, 0.5 for efficientnet_lite0).
         std: per-channel normalisation std (``backbone.std``).
+        augment: the training augmentation: "paper" (module docstring) or "mild" (ours:
+            ``RandomResizedCrop`` of 35-100% of the area, flip with p = 0.5, colour jitter
+            0.2 without hue; the paper's hue jitter of 0.5 turns a bird's colours into any
+            other, and colour is what tells many of the species apart).
 
     Returns:
         A transform mapping a PIL image to a normalised (3, image_size, image_size)
@@ -55,6 +60,18 @@ def build_transform(
     tail = [T.ToTensor(), T.Normalize(mean, std)]
     if not train:
         return T.Compose([resize, T.CenterCrop(image_size), *tail])
+    if augment == "mild":
+        return T.Compose(
+            [
+                T.RandomResizedCrop(image_size, scale=(0.35, 1.0),
+                                    interpolation=T.InterpolationMode.BILINEAR),
+                T.RandomHorizontalFlip(p=0.5),
+                T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+                *tail,
+            ]
+        )
+    if augment != "paper":
+        raise ConfigError(f"augment must be 'paper' or 'mild', got {augment!r}")
     return T.Compose(
         [
             resize,

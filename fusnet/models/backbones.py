@@ -26,6 +26,7 @@ input normalisation its weights expect (``mean``, ``std``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -131,6 +132,14 @@ class Backbone(nn.Module):
         """Return the feature maps ``[f1, f2, f3]``, each ``(B, C_i, H / s_i, W / s_i)``."""
         raise NotImplementedError
 
+    def stages(self) -> list[nn.Module]:  # pragma: no cover - abstract
+        """Three modules ``[s1, s2, s3]`` with ``f1 = s1(x)``, ``f2 = s2(f1)``, ``f3 = s3(f2)``.
+
+        They share this backbone's parameters (no copies): top-stage fine-tuning
+        (``mode="top"``) trains ``s3`` (and ``s2``) on cached maps of the stages below.
+        """
+        raise NotImplementedError
+
 
 class ResNetBackbone(Backbone):
     """A torchvision ResNet tapped after ``layer2``, ``layer3`` and ``layer4``.
@@ -173,6 +182,10 @@ class ResNetBackbone(Backbone):
         f3 = self.layer4(f2)  # (B, C3, H/32, W/32)
         return [f1, f2, f3]
 
+    def stages(self) -> list[nn.Module]:
+        stem = nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2)
+        return [stem, self.layer3, self.layer4]
+
 
 class TimmBackbone(Backbone):
     """A timm model built with ``features_only=True`` and three ``out_indices``.
@@ -198,6 +211,19 @@ class TimmBackbone(Backbone):
     def forward(self, x: Tensor) -> list[Tensor]:
         """Return the three tapped feature maps for images ``x`` ``(B, 3, H, W)``."""
         return list(self.body(x))  # [(B, C1, H/8, W/8), (B, C2, H/16, W/16), (B, C3, H/32, W/32)]
+
+    def stages(self) -> list[nn.Module]:
+        """Split timm's EfficientNet feature model (``conv_stem``, ``bn1``, ``blocks``) at
+        the tapped blocks (``feature_info``'s ``blocks.<i>``)."""
+        blocks = getattr(self.body, "blocks", None)
+        if blocks is None or not hasattr(self.body, "conv_stem"):
+            raise ConfigError(
+                f"{type(self.body).__name__} cannot be split into stages (no conv_stem/blocks); "
+                "top-stage fine-tuning (mode='top') needs an EfficientNet-style timm body"
+            )
+        ends = [int(info["module"].rsplit(".", 1)[1]) + 1 for info in self.feature_info]
+        first = nn.Sequential(self.body.conv_stem, self.body.bn1, *blocks[: ends[0]])
+        return [first] + [nn.Sequential(*blocks[a:b]) for a, b in itertools.pairwise(ends)]
 
 
 def block_out_channels(block: nn.Module) -> int:

