@@ -113,10 +113,15 @@ def load_codes(path: Path) -> dict[str, np.ndarray]:
             f"codes file {path} does not exist; pass a run's codes.npz (RUN/bits48/codes.npz) "
             "or make one with `fusnet encode`"
         )
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive
+        raise DataError(
+            f"{path} is not an .npz archive ({'empty' if not magic else 'no zip header'}); pass "
+            "a run's codes.npz, as `fusnet train` writes it, or make one with `fusnet encode`"
+        )
     try:
         with np.load(path, allow_pickle=False) as payload:
-            if not hasattr(payload, "files"):
-                raise ValueError("a single array, not an .npz archive")
             missing = [k for k in CODES_KEYS if k not in payload.files]
             if missing:
                 raise DataError(

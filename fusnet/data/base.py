@@ -48,7 +48,7 @@ def load_rgb(path: Path) -> Image.Image:
     """
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return to_rgb(im)
     except FileNotFoundError:
         raise DataError(
             f"image {path} is missing; re-download the dataset, or build it with "
@@ -57,8 +57,28 @@ def load_rgb(path: Path) -> Image.Image:
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
         raise DataError(
             f"cannot decode image {path} ({type(exc).__name__}: {exc}); replace the file "
-            f"from the official download, or build the dataset with skip_bad_images=True"
+            f"from the official download, or pass --skip-bad-images (skip_bad_images=True) "
+            f"to drop files that fail to decode"
         ) from exc
+
+
+HIGH_DEPTH_MODES: tuple[str, ...] = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL modes of 16- and 32-bit integer (grey) images."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An image as 8-bit RGB; 16-bit grey images are scaled, not clipped.
+
+    PIL's ``convert("RGB")`` clips 16-bit values at 255, which turns a 16-bit PNG
+    (values up to 65535) almost white; here such values are divided by 257 instead.
+    """
+    if image.mode in HIGH_DEPTH_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) > 255:  # 16-bit range (a 32-bit "I" holding 8-bit values stays)
+            values = values / 257.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
 
 
 def check_image(path: Path, decode: bool = False) -> str | None:
@@ -74,15 +94,33 @@ def check_image(path: Path, decode: bool = False) -> str | None:
     """
     if not path.is_file():
         return "missing"
+    stamp = _stamp(path) if decode else None
+    if stamp is not None and stamp in _DECODED:
+        return None
     try:
         with Image.open(path) as im:
             if decode:
-                im.convert("RGB")
+                to_rgb(im)
             else:
                 im.verify()
     except Exception as exc:  # any PIL failure means the file is unusable
         return f"unreadable ({type(exc).__name__}: {exc})"
+    if stamp is not None:
+        _DECODED.add(stamp)
     return None
+
+
+_DECODED: set[tuple[str, int, int]] = set()
+"""(path, size, mtime) of files fully decoded without error in this process: a run that
+builds the training split several times decodes each image once."""
+
+
+def _stamp(path: Path) -> tuple[str, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (str(path), info.st_size, info.st_mtime_ns)
 
 
 class ImageListDataset(Dataset):
@@ -121,6 +159,8 @@ class ImageListDataset(Dataset):
         self.labels = np.asarray([y for _, y in self.samples], dtype=np.int64)  # (N,)
         self.source = source
         self.transform = transform
+        self.dropped: list[tuple[Path, str]] = []  # (path, reason) dropped by verify()
+        self.skip_bad_images = False  # set by verify(skip_bad_images=True)
         self._check_label_range()
 
     @property
@@ -149,7 +189,17 @@ class ImageListDataset(Dataset):
         Raises:
             DataError: the image file is missing or corrupt.
         """
-        return load_rgb(self.samples[index][0])
+        path = self.samples[index][0]
+        try:
+            return load_rgb(path)
+        except DataError as exc:
+            if not self.skip_bad_images:
+                raise
+            raise DataError(  # it decoded when the dataset was checked at the start
+                f"image {path} changed after the dataset was checked and no longer decodes "
+                f"({exc.__cause__ or 'missing'}); restore or delete the file and rerun "
+                "(with --resume for a training run)"
+            ) from exc
 
     def class_counts(self) -> np.ndarray:
         """(num_classes,) int64 number of items per class."""
@@ -231,6 +281,7 @@ class ImageListDataset(Dataset):
             DataError: some image is missing or unreadable and ``skip_bad_images`` is False;
                 the message names the files.
         """
+        self.skip_bad_images = skip_bad_images
         bad: list[tuple[int, Path, str]] = []
         for i, (path, _) in enumerate(
             tqdm(self.samples, desc=f"verify {self.name}/{self.split}", disable=None, leave=False)
@@ -260,4 +311,5 @@ class ImageListDataset(Dataset):
         bad_idx = {i for i, _, _ in bad}
         keep = np.asarray([i for i in range(len(self)) if i not in bad_idx], dtype=np.int64)
         self._take(keep)
+        self.dropped = self.dropped + [(p, r) for _, p, r in bad]
         return [(p, r) for _, p, r in bad]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,7 @@ def load_csv(root: Path | None, split: str) -> ImageListDataset:
     }
     if not rows[split]:
         raise DataError(f"dataset {name!r}: {root / (split + '.csv')} has no rows")
+    _check_duplicates(name, root, rows)
     classes_file = root / "classes.txt"
     listed = None
     if classes_file.is_file():
@@ -152,3 +154,36 @@ def load_csv(root: Path | None, split: str) -> ImageListDataset:
     return ImageListDataset(
         name, split, samples, class_names, root=root, data_dir=root, source=root / f"{split}.csv"
     )
+
+
+def _check_duplicates(name: str, root: Path, rows: dict[str, list[tuple[str, str]]]) -> None:
+    """Reject an image listed twice in one CSV file, or in both train.csv and test.csv.
+
+    A repeated image counts twice in the database, and one in both splits finds itself
+    as a query; either way the retrieval numbers would be wrong.
+    """
+    where: dict[str, dict[Path, int]] = {}
+    for split, part in rows.items():
+        counts: dict[Path, int] = {}
+        for path, _ in part:
+            key = Path(os.path.normpath(root / path))
+            counts[key] = counts.get(key, 0) + 1
+        repeated = [p for p, n in counts.items() if n > 1]
+        if repeated:
+            listed = ", ".join(f"{p} ({counts[p]} times)" for p in repeated[:5])
+            more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+            raise DataError(
+                f"dataset {name!r}: {root / (split + '.csv')} lists {len(repeated)} image(s) more "
+                f"than once: {listed}{more}; keep one row per image"
+            )
+        where[split] = counts
+    if len(where) == 2:
+        both = sorted(set(where["train"]) & set(where["test"]))
+        if both:
+            listed = ", ".join(str(p) for p in both[:5])
+            more = f" and {len(both) - 5} more" if len(both) > 5 else ""
+            raise DataError(
+                f"dataset {name!r}: {len(both)} image(s) are in both {root / 'train.csv'} and "
+                f"{root / 'test.csv'}: {listed}{more}; a query must not be in the database, "
+                "remove them from one of the files"
+            )

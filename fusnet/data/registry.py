@@ -95,7 +95,9 @@ def build_dataset(
         transform: applied to each PIL RGB image; ``None`` returns PIL images.
         val_fraction: share of each class held out of ``train`` for ``val``.
         seed: seed of the ``val``/``fit`` carving.
-        skip_bad_images: drop missing or corrupt images with a warning instead of raising.
+        skip_bad_images: drop missing or corrupt images with a warning instead of raising;
+            with ``verify``, every image is then fully decoded once (``decode``), so that files
+            that would fail at caching, training or encoding time are dropped here too.
         verify: run the checks above (cheap: a structural check of each file, about
             0.15 ms an image); ``False`` defers bad files to ``__getitem__``.
         decode: with ``verify``, fully decode every image (slow; catches truncation).
@@ -122,7 +124,9 @@ def build_dataset(
         fit_idx, val_idx = split_train_val(dataset.labels, val_fraction, seed)
         dataset = dataset.subset(fit_idx if split == "fit" else val_idx, split=split)
     if verify:
-        dataset.verify(skip_bad_images=skip_bad_images, decode=decode)
+        # Dropping bad images means finding them all now: with skip_bad_images every image is
+        # decoded once (a truncated file passes the cheap structural check, then fails later).
+        dataset.verify(skip_bad_images=skip_bad_images, decode=decode or skip_bad_images)
         if split != "val":
             dataset.check_classes(strict=split != "test")
     dataset.transform = transform

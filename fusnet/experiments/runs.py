@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fusnet.config import RunConfig
+from fusnet.errors import DataError
 from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,14 @@ class RunRequest:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    """A run's JSON file; a damaged one is a DataError naming it and the fix."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"cannot read {path} ({exc}): it is damaged or cut short; delete the run folder "
+            f"{path.parent} and rerun (the run is trained again)"
+        ) from exc
 
 
 def is_finished(path: Path) -> bool:
