@@ -36,7 +36,7 @@ def one_line(message: str) -> str:
         return ""
     text = lines[0]
     for line in lines[1:]:
-        text += (" " if text.endswith(":") else "; ") + line
+        text += (" " if text.endswith((":", ".", ";", ",")) else "; ") + line
     return text
 
 

@@ -60,4 +60,6 @@ def test_cli_help_and_data_commands(capsys, cub100_root):
     assert main(["data", "verify", "cub200", "--root", str(cub100_root)]) == 0
     out = capsys.readouterr().out
     assert "train: 2999 images, 100 classes" in out and "test: 2903 images" in out
-    assert main(["data", "download", "nabirds", "--root", "/nonexistent-fusnet-root"]) == 2
+    # a download that cannot happen is a runtime error: status 1, one line naming the dataset
+    assert main(["data", "download", "nabirds", "--root", "/nonexistent-fusnet-root"]) == 1
+    assert "nabirds" in capsys.readouterr().err.lower()
