@@ -643,3 +643,30 @@ def test_disk_full_at_the_end_of_a_run_then_resume_finishes(tmp_path, monkeypatc
     assert not (out / LOCK_NAME).exists()
     result = train(config, resume=True)  # the last checkpoint is after the last epoch
     assert (out / "metrics.json").is_file() and result.metrics["map_index_ties"] > 0
+
+
+# --- notebooks: an unknown profile or parameter stops before anything runs -------------------
+
+
+def _never_execute(*args) -> None:
+    raise AssertionError("a notebook was executed")
+
+
+def test_notebook_run_with_an_unknown_profile_names_it(tmp_path: Path) -> None:
+    from fusnet.experiments.reproduce import reproduce
+
+    with pytest.raises(ConfigError, match=r"unknown profile 'nope'.*smoke"):
+        reproduce("nope", ["01"], output_root=tmp_path / "results", execute=_never_execute)
+    assert not (tmp_path / "results").exists()
+
+
+def test_notebook_run_with_an_unknown_parameter_names_it(tmp_path, monkeypatch) -> None:
+    from fusnet import profiles
+    from fusnet.experiments.reproduce import reproduce
+
+    smoke = {**profiles.PROFILES["smoke"]}
+    smoke["01_main_results"] = {**smoke["01_main_results"], "epochz": 3}
+    monkeypatch.setitem(profiles.PROFILES, "smoke", smoke)
+    with pytest.raises(ConfigError, match=r"01_main_results\.ipynb has no parameter.*epochz"):
+        reproduce("smoke", ["01"], output_root=tmp_path / "results", execute=_never_execute)
+    assert not (tmp_path / "results").exists()
