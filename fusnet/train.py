@@ -816,12 +816,17 @@ def train_bit_lengths(
     """One run per bit length under ``output_dir/bits<k>``, plus a summary ``metrics.json``."""
     root = Path(config.output_dir)
     summary: dict[str, Any] = {"runs": {}, "mode": config.mode, "method": config.method}
-    for k in bits:
-        run_config = config.replace(
+    if len(set(bits)) != len(bits) or not bits:
+        raise ConfigError(f"--bits {' '.join(map(str, bits))}: give each code length once")
+    configs = {}
+    for k in bits:  # every bit length checked before the first run starts
+        configs[k] = config.replace(
             output_dir=str(root / f"bits{k}"),
             cache_dir=config.cache_dir or str(root / "cache"),
             **{"model.bits": k},
         )
+        validate_run(configs[k])
+    for k, run_config in configs.items():
         result = train(run_config, resume=resume)
         summary["runs"][str(k)] = {
             "map_index_ties": result.metrics["map_index_ties"],
