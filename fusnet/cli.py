@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fusnet.cli_errors import debug_requested, report
+from fusnet.cli_errors import debug_requested, non_negative_int, positive_int, report
 from fusnet.config import (
     PAPER_BITS,
     BaselineConfig,
@@ -334,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--root", help="dataset root (default: the run's)")
     enc.add_argument("--split", default="test", choices=["train", "test", "val", "fit"])
     enc.add_argument("--output", required=True, help="output .npz")
-    enc.add_argument("--batch-size", type=int, default=64)
-    enc.add_argument("--num-workers", type=int, default=0)
+    enc.add_argument("--batch-size", type=positive_int, default=64)
+    enc.add_argument("--num-workers", type=non_negative_int, default=0)
     enc.add_argument("--device", default="auto")
     enc.add_argument(
         "--network-codes", action="store_true",
@@ -346,14 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("evaluate", help="codes -> retrieval metrics (mAP, precision@k)")
     ev.add_argument("--codes", required=True, help="a run's codes.npz")
-    ev.add_argument("--k", type=int, nargs="+", default=[1, 5, 10, 100], help="precision@k cut-offs")
+    ev.add_argument("--k", type=positive_int, nargs="+", default=[1, 5, 10, 100], help="precision@k cut-offs")
     ev.add_argument("--output", help="write the metrics JSON here too")
     ev.set_defaults(func=cmd_evaluate)
 
     se = commands.add_parser("search", help="a query image -> its top-k database images")
     se.add_argument("run", help="a run folder (holding model.pt and codes.npz)")
     se.add_argument("image", help="query image file")
-    se.add_argument("--k", type=int, default=10)
+    se.add_argument("--k", type=positive_int, default=10)
     se.add_argument("--sheet", help="save a contact sheet PNG of the results here")
     se.add_argument("--device", default="auto")
     se.set_defaults(func=cmd_search)

@@ -40,6 +40,20 @@ def one_line(message: str) -> str:
     return text
 
 
+def worker_message(message: str) -> str:
+    """The original message of an error re-raised from a DataLoader worker process.
+
+    PyTorch re-raises a worker's exception with the worker's traceback as its message
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ...: <message>");
+    the last line is the original ``Type: message``.
+    """
+    if "Original Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1].strip()
+    name, sep, rest = last.partition(": ")
+    return rest if sep and name.rsplit(".", 1)[-1].endswith("Error") else last
+
+
 def exit_status(exc: FusnetError) -> int:
     """2 for configuration/usage errors, 1 for everything else that fusnet raises."""
     return USAGE_STATUS if isinstance(exc, ConfigError) else RUNTIME_STATUS
@@ -55,6 +69,29 @@ def report(exc: BaseException) -> int:
     assert isinstance(exc, FusnetError)
     kind = "usage error" if isinstance(exc, ConfigError) else "error"
     sys.stderr.write(
-        f"fusnet: {kind}: {one_line(str(exc))} (--debug or {DEBUG_ENV}=1 for a traceback)\n"
+        f"fusnet: {kind}: {one_line(worker_message(str(exc)))} "
+        f"(--debug or {DEBUG_ENV}=1 for a traceback)\n"
     )
     return exit_status(exc)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a usage error, exit 2, otherwise)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a usage error, exit 2, otherwise)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give an integer >= {low}")
+    return value

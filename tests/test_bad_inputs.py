@@ -269,7 +269,12 @@ CLI_TRIES: dict[str, tuple[Callable[[Path], list[str]], int, list[str]]] = {
     "search-codes-of-another-bit-length": (_search_codes_of_other_bits, 1,
                                            ["codes.npz", "16-bit", "8-bit"]),
     "reproduce-unknown-profile": (lambda t: ["reproduce", "--profile", "nope"], 2, ["nope"]),
+    "evaluate-k-zero": (lambda t: ["evaluate", "--codes", str(_codes_file(t / "c.npz")), "--k", "0"],
+                        2, ["--k", "integer >= 1"]),
+    "search-k-negative": (lambda t: ["search", str(t), str(t / "q.png"), "--k", "-2"], 2,
+                          ["--k", "integer >= 1"]),
 }
+ARGPARSE_TRIES = {"reproduce-unknown-profile", "evaluate-k-zero", "search-k-negative"}
 
 
 @pytest.mark.parametrize("name", list(CLI_TRIES))
@@ -286,7 +291,7 @@ def test_cli_try(name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     for culprit in culprits:
         assert culprit in err, (culprit, err)
     assert "Traceback" not in err and "fusnet data download csv" not in err
-    if status and name != "reproduce-unknown-profile":
+    if status and name not in ARGPARSE_TRIES:
         assert len([line for line in err.splitlines() if line.startswith("fusnet:")]) == 1, err
     # nothing half-written: no results, no temporary files
     out = tmp_path / "out"
@@ -313,6 +318,26 @@ def test_unexpected_exceptions_keep_their_traceback(tmp_path, monkeypatch) -> No
     monkeypatch.setattr(fusnet.evaluate, "load_codes", broken)
     with pytest.raises(ZeroDivisionError):
         cli_main(["evaluate", "--codes", str(_codes_file(tmp_path / "codes.npz"))])
+
+
+class _BadItems(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        raise DataError(f"cannot decode image /photos/{index}.jpg (OSError: truncated)")
+
+
+def test_an_error_in_a_dataloader_worker_is_reported_by_its_own_message(capsys) -> None:
+    from fusnet.cli_errors import report
+
+    with pytest.raises(DataError) as err:
+        list(torch.utils.data.DataLoader(_BadItems(), num_workers=1))
+    assert "Original Traceback" in str(err.value)  # how torch re-raises it
+    assert report(err.value) == 1
+    line = capsys.readouterr().err
+    assert line.startswith("fusnet: error: cannot decode image /photos/0.jpg (OSError: truncated)")
+    assert "Traceback" not in line.split("(--debug")[0]
 
 
 def test_cli_run_as_a_process_prints_one_line(tmp_path: Path) -> None:
