@@ -187,6 +187,7 @@ def config_problems(config: RunConfig) -> list[str]:
             "select='val' needs data.val_fraction (--val-fraction) > 0; set it (e.g. 0.1) "
             "or use --select last"
         )
+    problems += _device_problems(config.device)
     model = config.model
     dim, heads = model.transformer_dim, model.transformer_heads
     if (model.transformer and isinstance(dim, int) and isinstance(heads, int) and heads > 0
@@ -196,6 +197,19 @@ def config_problems(config: RunConfig) -> list[str]:
             f"model.transformer_heads (--transformer-heads) = {heads}"
         )
     return problems
+
+
+def _device_problems(device: object) -> list[str]:
+    """A device string torch cannot parse ("gpu", "cuda:x"); availability is checked later."""
+    if not isinstance(device, str) or device == "auto":
+        return []
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        return [f"device (--device) = {device!r}: not a device; use auto, cpu, cuda, cuda:N or mps"]
+    return []
 
 
 def run_problems(config: RunConfig) -> list[str]:

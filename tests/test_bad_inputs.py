@@ -237,6 +237,7 @@ CLI_TRIES: dict[str, tuple[Callable[[Path], list[str]], int, list[str]]] = {
                                  ["model.bits (--bits) = 0", ">= 1"]),
     "train-repeated-bit-length": (lambda t: _train(t, "--bits", "8", "8"), 2,
                                   ["--bits 8 8", "once"]),
+    "train-unknown-device": (lambda t: _train(t, "--device", "gpu"), 2, ["'gpu'", "cuda:N"]),
     "train-unknown-backbone": (lambda t: _train(t, "--backbone", "resnet5"), 2,
                                ["resnet5", "resnet18"]),
     "train-unknown-dataset": (lambda t: _train(t, "--dataset", "cub"), 2, ["'cub'", "cub200"]),
