@@ -546,6 +546,14 @@ def test_disk_full_keeps_the_old_file_and_names_the_new_one(tmp_path, monkeypatc
         _codes_file(codes, bits=16)
     with pytest.raises(OutputError, match=r"last\.pt"):
         runtime.atomic_torch_save({"x": 1}, tmp_path / "last.pt")
+    monkeypatch.undo()
+
+    def ctrl_c(handle) -> None:
+        handle.write(b"half of a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of a write
+        runtime.atomic_write(target, ctrl_c)
     assert json.loads(target.read_text()) == {"old": 1} and codes.read_bytes() == before
     assert not (tmp_path / "last.pt").exists() and _leftovers(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.npz", "metrics.json"]
