@@ -807,6 +807,7 @@ def cache_features(config: RunConfig) -> None:
     """
     if config.mode == "full":
         raise ConfigError("feature caches exist in modes 'frozen' and 'top' only, got 'full'")
+    validate_run(config)  # every config problem before the backbone runs
     Trainer(config)._setup()
 
 
