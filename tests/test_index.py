@@ -228,5 +228,5 @@ def test_ivf_gallery_persists_and_answers_like_flat(setup, tmp_path):
 
 
 def test_default_nlist_grows_with_the_gallery():
-    assert default_nlist(10) == 1
-    assert default_nlist(10_000) < default_nlist(1_000_000) < default_nlist(100_000_000)
+    assert default_nlist(10) == 1 and default_nlist(39 * 64) == 64
+    assert default_nlist(10_000) < default_nlist(1_000_000) == default_nlist(100_000_000) == 1024

@@ -30,16 +30,24 @@ from fusnet.retrieval import HammingIndex
 logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("flat", "ivf")
-DEFAULT_NPROBE = 16
-"""Lists scanned per query by the ``ivf`` kind unless told (benchmarks/README.md)."""
+DEFAULT_NPROBE = 64
+"""Lists scanned per query by the ``ivf`` kind unless told: with 1024 lists, recall@100
+0.994-0.997 at 15-23x the exact index's queries/s on 10 and 100 million codes
+(benchmarks/README.md)."""
 IVF_FILE = "ivf.faiss"
 # k-means samples per list when training the ivf index (faiss's default cap is 256).
 _TRAIN_PER_LIST = 64
 
 
 def default_nlist(count: int) -> int:
-    """Lists of an ivf index over ``count`` codes: about 2 sqrt(count), at most count // 39."""
-    return max(1, min(count // 39, 1 << round(math.log2(max(2.0, 2 * math.sqrt(count))))))
+    """Lists of an ivf index over ``count`` codes: 1024, or the largest power of two <= count / 39.
+
+    At 1 and 10 million 48-bit codes the recall/speed curve depended on the share of
+    lists scanned (nprobe / nlist) far more than on nlist, while building costs
+    count x nlist distances (4096 lists took 4x as long to build as 1024 for no better
+    curve; benchmarks/README.md). faiss's k-means wants at least 39 codes per list.
+    """
+    return 1 << max(0, min(10, int(math.log2(max(1, count // 39)))))
 
 
 def _pad8(packed: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from fusnet.errors import DataError
 from fusnet.export import Encoder, load, open_image
-from fusnet.index.backends import KINDS, Backend, IVFBackend, make_backend
+from fusnet.index.backends import DEFAULT_NPROBE, KINDS, Backend, IVFBackend, make_backend
 from fusnet.index.sources import Item, collect_images
 from fusnet.runtime import atomic_write_text
 
@@ -216,7 +216,7 @@ def _backend_with(directory: Path, meta: dict[str, Any], codes: np.ndarray) -> B
     """The gallery's backend holding ``codes`` (its committed codes)."""
     spec = meta["index"]
     if spec["kind"] == "ivf" and len(codes):
-        backend: Backend = IVFBackend.load(directory, meta["bits"], spec.get("nprobe") or 16)
+        backend: Backend = IVFBackend.load(directory, meta["bits"], spec.get("nprobe") or DEFAULT_NPROBE)
     else:
         backend = make_backend(spec["kind"], meta["bits"], spec.get("nlist"), spec.get("nprobe"))
         if len(codes):
