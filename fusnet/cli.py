@@ -390,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("--kind", default="flat", choices=["flat", "ivf"],
                     help="flat: exact; ivf: approximate faiss IndexBinaryIVF (default: flat)")
     ib.add_argument("--nlist", type=int, help="ivf lists (default: from the gallery size)")
-    ib.add_argument("--nprobe", type=int, help="ivf lists scanned per query (default: 32)")
+    ib.add_argument("--nprobe", type=int, help="ivf lists scanned per query (default: 64)")
     ib.add_argument("--overwrite", action="store_true", help="replace a gallery already in --output")
     ia = idx_cmds.add_parser("add", help="append a folder or CSV of images to a gallery")
     ia.add_argument("dir", help="the gallery directory")
