@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
+from pathlib import Path
 
 import torch
 
 from fusnet.experiments import ExperimentConfig, ensure_run
+from fusnet.experiments.regimes import regime_markdown
 from fusnet.experiments.runs import RunRequest, ablation_variants
 from fusnet.profiles import notebook_parameters
 
@@ -53,8 +56,13 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
                         help="extra RunConfig changes for every run, e.g. optim.lr=0.02")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--table", type=Path, metavar="DIR",
+                        help="train nothing: print the table of the finished runs below DIR")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.table:
+        sys.stdout.write(regime_markdown(args.table) + "\n")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
