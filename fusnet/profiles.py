@@ -39,6 +39,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "07_retrieval_examples",
     "08_proxy_codes",
     "09_baselines",
+    "10_search_your_images",
 )
 """The notebooks in ``notebooks/``, in the order ``fusnet reproduce`` runs them."""
 
@@ -73,6 +74,7 @@ def _profile(
     seeds: list[int],
     method_changes: dict[str, dict[str, Any]],
     method_bits: dict[str, list[int]] | None = None,
+    search: dict[str, Any] | None = None,
     **recipe: Any,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters from one training recipe and the datasets per figure."""
@@ -95,6 +97,7 @@ def _profile(
         "09_baselines": params(datasets=baselines, bits=baseline_bits, methods=baseline_methods,
                                seeds=seeds, method_changes=method_changes,
                                method_bits=method_bits or {}),
+        "10_search_your_images": params(**(search or {})),
     }
 
 
@@ -208,6 +211,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         baseline_bits=[12],
         seeds=[0, 1],
         method_changes=SMOKE_METHOD_CHANGES,
+        search={"dataset": "synthetic", "bits": 48, "photos": "../shared/data/flowers17",
+                "num_gallery": 60, "num_added": 20, "num_queries": 4, "k": 5, "kind": "flat"},
     ),
     "cpu": _profile(
         profile="cpu",
@@ -238,6 +243,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         seeds=[0, 1, 2],
         method_changes=CPU_METHOD_CHANGES,
         method_bits=CPU_METHOD_BITS,
+        search={"dataset": "flowers17", "bits": 48, "photos": "../shared/data/flowers17",
+                "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
     ),
     "paper": _profile(
         profile="paper",
@@ -272,6 +279,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # trunk (through E * A_j) were ~30% off their float32 values in a check on an H100
         # (27 Nov 2026, not committed); the other methods were within 2%.
         method_changes={"dpsh": {"optim.momentum": 0.0}, "semicon": {"amp": False}},
+        # photos None: <--data-root>/flowers17
+        search={"dataset": "cub200", "bits": 48, "photos": None, "num_gallery": 900,
+                "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
     ),
 }
 """profile -> notebook -> papermill parameters (module docstring)."""

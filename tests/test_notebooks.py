@@ -156,3 +156,12 @@ def test_headline_markdown_reads_every_table_from_the_notebooks(smoke):
     baselines = _metrics(smoke, "09_baselines")["results"]["mean_std"][1]
     assert f"| {baselines['method']} | {baselines['mean']:.2f} ± {baselines['std']:.2f} (2) |" in text
     assert "no outputs" in headline_markdown("smoke", root=smoke["root"] / "elsewhere")
+
+
+def test_search_your_images_builds_adds_and_searches(smoke):
+    results = _metrics(smoke, "10_search_your_images")["results"]
+    assert results["gallery_size"] == 80 and results["skipped"] == 0  # 60 indexed + 20 added
+    assert results["queries"] == 4
+    hits = pd.read_csv(smoke["root"] / "10_search_your_images" / "smoke" / "hits.csv")
+    assert len(hits) == 4 * 5 and set(hits["rank"]) == {1, 2, 3, 4, 5}
+    assert not set(hits["query"]) & set(hits["path"])  # queries are new to the gallery

@@ -1,0 +1,122 @@
+"""Notebook 10: a gallery of one's own photos (here Flowers-17's), built, extended and searched.
+
+The notebook exports a trained run (``fusnet.export``), indexes a set of photos
+(``fusnet.index``), adds more, and searches query photos that are in neither; this
+module picks those photos and turns the hits into a table and a contact sheet.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from fusnet.data import build_dataset
+from fusnet.errors import ConfigError
+from fusnet.experiments.config import resolve_path
+from fusnet.index import Hit
+
+PHOTO_SETS: tuple[str, ...] = ("gallery", "added", "queries")
+
+
+def photo_root(photos: str | None, data_root: str | dict | None) -> Path:
+    """The Flowers-17 folder: ``photos`` if given, else ``<data_root>/flowers17``.
+
+    Raises:
+        ConfigError: neither is given.
+    """
+    if photos is not None:
+        return resolve_path(photos)
+    if isinstance(data_root, dict) and "flowers17" in data_root:
+        return resolve_path(data_root["flowers17"])
+    if isinstance(data_root, str):
+        return resolve_path(data_root) / "flowers17"
+    raise ConfigError("notebook 10 needs photos= (a Flowers-17 folder) or --data-root holding flowers17/")
+
+
+def _spread(count: int, total: int) -> np.ndarray:
+    """``count`` indices spread evenly over ``range(total)``."""
+    if not 1 <= count <= total:
+        raise ConfigError(f"asked for {count} photos out of {total}")
+    return np.linspace(0, total - 1, count).round().astype(int)
+
+
+def photo_sets(root: Path, num_gallery: int, num_added: int, num_queries: int) -> dict[str, pd.DataFrame]:
+    """Gallery, added and query photos of Flowers-17 (``path``, ``label`` = class name).
+
+    Gallery and added photos are disjoint, spread evenly over the training split
+    (ordered by class); queries are spread evenly over the test split, so no query is
+    in the gallery.
+    """
+    train = build_dataset("flowers17", root, "train")
+    test = build_dataset("flowers17", root, "test")
+    order = sorted(range(len(train)), key=lambda i: (train.samples[i][1], str(train.samples[i][0])))
+    picked = [order[i] for i in _spread(num_gallery + num_added, len(order))]
+    rng = np.random.default_rng(0)
+    added = set(rng.choice(len(picked), num_added, replace=False).tolist())
+    test_order = sorted(range(len(test)), key=lambda i: (test.samples[i][1], str(test.samples[i][0])))
+
+    def frame(dataset, indices) -> pd.DataFrame:
+        rows = [(str(dataset.samples[i][0]), dataset.class_names[dataset.samples[i][1]]) for i in indices]
+        return pd.DataFrame(rows, columns=["path", "label"])
+
+    return {
+        "gallery": frame(train, [p for j, p in enumerate(picked) if j not in added]),
+        "added": frame(train, [p for j, p in enumerate(picked) if j in added]),
+        "queries": frame(test, [test_order[i] for i in _spread(num_queries, len(test_order))]),
+    }
+
+
+def write_source(frame: pd.DataFrame, path: Path) -> Path:
+    """A CSV (``path,label``) that ``fusnet index build``/``add`` reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerows(frame[["path", "label"]].itertuples(index=False))
+    return path
+
+
+def hits_table(queries: pd.DataFrame, hits: list[list[Hit]]) -> pd.DataFrame:
+    """One row per (query, hit): query path and class, rank, id, distance, hit path and class."""
+    rows = [
+        {"query": q, "query_label": ql, "rank": h.rank, "id": h.id, "distance": h.distance,
+         "path": h.path, "label": h.label, "correct": h.label == ql}
+        for (q, ql), row in zip(queries[["path", "label"]].itertuples(index=False), hits, strict=True)
+        for h in row
+    ]
+    return pd.DataFrame(rows)
+
+
+def precision_at(table: pd.DataFrame, k: int) -> float:
+    """Mean share of same-class hits in the top k, over queries."""
+    return float(table[table["rank"] <= k].groupby("query")["correct"].mean().mean())
+
+
+def _thumb(path: str, size: int) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((size, size)))  # (size, size, 3)
+
+
+def contact_sheet(table: pd.DataFrame, k: int, title: str = "", size: int = 96):
+    """Queries (first column) and their top-k gallery photos, framed green when of the same class.
+
+    Returns:
+        The matplotlib figure (:func:`fusnet.plots.retrieval_figure`).
+    """
+    from fusnet import plots
+
+    top = table[table["rank"] <= k]
+    queries = list(dict.fromkeys(top["query"]))
+    per_query = [top[top["query"] == q].sort_values("rank") for q in queries]
+    return plots.retrieval_figure(
+        queries=[_thumb(q, size) for q in queries],
+        results=[[_thumb(p, size) for p in rows["path"]] for rows in per_query],
+        correct=np.stack([rows["correct"].to_numpy() for rows in per_query]),
+        distances=np.stack([rows["distance"].to_numpy() for rows in per_query]),
+        captions=[rows["query_label"].iloc[0] for rows in per_query],
+        title=title,
+    )
