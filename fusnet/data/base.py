@@ -136,7 +136,12 @@ class ImageListDataset(Dataset):
         labels: (N,) int64 label per item.
         source: the list file the samples came from, named in error messages.
         transform: applied to the PIL image in ``__getitem__``; ``None`` returns it as is.
+        image_backend: "pil" (default) or "tensor": ``load_image`` returns a (3, H, W)
+            uint8 tensor decoded by :func:`fusnet.data.tensor_io.read_image_tensor`, for
+            the transforms of :func:`fusnet.data.tensor_io.build_tensor_transform`.
     """
+
+    image_backend = "pil"
 
     def __init__(
         self,
@@ -191,6 +196,10 @@ class ImageListDataset(Dataset):
         """
         path = self.samples[index][0]
         try:
+            if self.image_backend == "tensor":
+                from fusnet.data.tensor_io import read_image_tensor
+
+                return read_image_tensor(path)
             return load_rgb(path)
         except DataError as exc:
             if not self.skip_bad_images:
