@@ -282,8 +282,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         gallery = index.build(
             args.model, args.source, args.output, kind=args.kind, nlist=args.nlist,
             nprobe=args.nprobe, batch_size=args.batch_size, chunk_size=args.chunk_size,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, uri=args.uri, collection=args.collection,
         )
+    elif args.index_command == "convert":
+        gallery = index.convert(args.dir, args.kind, nlist=args.nlist, nprobe=args.nprobe,
+                                uri=args.uri, collection=args.collection, overwrite=args.overwrite)
     elif args.index_command == "add":
         gallery = index.add(args.dir, args.source, model=args.model, batch_size=args.batch_size,
                             chunk_size=args.chunk_size)
@@ -387,11 +390,20 @@ def build_parser() -> argparse.ArgumentParser:
     ib.add_argument("source", help="a folder of images (recursive; sub-folder = label) or a CSV "
                     "with a path and an optional label column")
     ib.add_argument("--output", required=True, help="the gallery directory")
-    ib.add_argument("--kind", default="flat", choices=["flat", "ivf"],
-                    help="flat: exact; ivf: approximate faiss IndexBinaryIVF (default: flat)")
-    ib.add_argument("--nlist", type=int, help="ivf lists (default: from the gallery size)")
-    ib.add_argument("--nprobe", type=int, help="ivf lists scanned per query (default: 64)")
-    ib.add_argument("--overwrite", action="store_true", help="replace a gallery already in --output")
+    ic = idx_cmds.add_parser("convert", help="move a gallery to another index kind (faiss or "
+                             "Milvus) from its stored codes, no image read again")
+    ic.add_argument("dir", help="the gallery directory")
+    for p in (ib, ic):
+        p.add_argument("--kind", default="flat", choices=["flat", "ivf", "milvus"],
+                       help="flat: exact; ivf: approximate faiss IndexBinaryIVF; milvus: a Milvus "
+                       "collection at --uri (default: flat)")
+        p.add_argument("--nlist", type=int, help="ivf lists (default: from the gallery size); "
+                       "milvus: BIN_IVF_FLAT with this many lists (default: BIN_FLAT)")
+        p.add_argument("--nprobe", type=int, help="lists scanned per query (default: 64)")
+        p.add_argument("--uri", help="milvus: the server, e.g. http://127.0.0.1:19530")
+        p.add_argument("--collection", help="milvus: collection name (default: from the directory)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace a gallery already in --output / a Milvus collection of that name")
     ia = idx_cmds.add_parser("add", help="append a folder or CSV of images to a gallery")
     ia.add_argument("dir", help="the gallery directory")
     ia.add_argument("source", help="a folder of images or a CSV (as for build)")

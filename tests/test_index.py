@@ -180,6 +180,11 @@ def test_cli_build_add_search_json_and_sheet(setup, tmp_path, capsys):
     assert rows[0]["query"] == query and rows[0]["hits"][0]["distance"] == 0
     assert [h["rank"] for h in rows[0]["hits"]] == [1, 2, 3, 4]
     assert sheet.is_file() and sheet.stat().st_size > 1000
+    assert cli_main(["index", "convert", str(out), "--kind", "ivf", "--nlist", "2", "--nprobe", "2"]) == 0
+    assert "21 images" in capsys.readouterr().out and (out / "ivf-21.faiss").is_file()
+    assert cli_main(["index", "search", str(out), query, "--k", "4", "--json"]) == 0
+    approx = json.loads(capsys.readouterr().out)[0]["hits"]  # every list scanned: the exact distances
+    assert [h["distance"] for h in approx] == [h["distance"] for h in rows[0]["hits"]]
 
 
 # --- backends on synthetic codes ----------------------------------------------------------
@@ -215,8 +220,9 @@ def test_ivf_scanning_every_list_finds_the_exact_distances():
 def test_ivf_gallery_persists_and_answers_like_flat(setup, tmp_path):
     index.build(setup["encoder"], setup["photos"], tmp_path / "flat")
     ivf = index.build(setup["encoder"], setup["photos"], tmp_path / "ivf", kind="ivf", nlist=2, nprobe=2)
-    assert (tmp_path / "ivf" / "ivf.faiss").is_file() and ivf.meta["index"]["nlist"] == 2
+    assert (tmp_path / "ivf" / "ivf-16.faiss").is_file() and ivf.meta["index"]["nlist"] == 2
     index.add(tmp_path / "ivf", setup["more"])
+    assert sorted(p.name for p in (tmp_path / "ivf").glob("*.faiss")) == ["ivf-21.faiss"]
     index.add(tmp_path / "flat", setup["more"])
     query = setup["more_paths"][2]
     exact = index.search(tmp_path / "flat", query, k=21)[0]
@@ -230,3 +236,31 @@ def test_ivf_gallery_persists_and_answers_like_flat(setup, tmp_path):
 def test_default_nlist_grows_with_the_gallery():
     assert default_nlist(10) == 1 and default_nlist(39 * 64) == 64
     assert default_nlist(10_000) < default_nlist(1_000_000) == default_nlist(100_000_000) == 1024
+
+
+def test_ivf_commit_killed_before_recording_resumes(setup, tmp_path, monkeypatch):
+    index.build(setup["encoder"], setup["photos"], tmp_path / "g", kind="ivf", nlist=2)
+
+    def killed(directory, meta):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gallery_module, "_write_meta", killed)
+    with pytest.raises(KeyboardInterrupt):  # codes, items and ivf-21.faiss written, gallery.json not
+        index.add(tmp_path / "g", setup["more"])
+    monkeypatch.undo()
+    with pytest.raises(DataError, match="interrupted"):
+        index.search(tmp_path / "g", setup["more_paths"][0])
+    g = index.add(tmp_path / "g", setup["more"])
+    assert g.count == 21 and g.backend.ntotal == 21 and g.meta["index"]["file"] == "ivf-21.faiss"
+
+
+def test_convert_between_flat_and_ivf_keeps_the_hits(setup, tmp_path):
+    flat = index.build(setup["encoder"], setup["photos"], tmp_path / "g")
+    query = setup["more_paths"][0]
+    exact = index.search(tmp_path / "g", query, k=16)[0]
+    moved = index.convert(tmp_path / "g", "ivf", nlist=2, nprobe=2)
+    assert moved.meta["index"]["kind"] == "ivf" and moved.count == flat.count
+    assert index.search(tmp_path / "g", query, k=16)[0] == exact  # every list scanned, all 16 hits
+    back = index.convert(tmp_path / "g", "flat")
+    assert back.meta["index"] == {"kind": "flat"} and not list((tmp_path / "g").glob("*.faiss"))
+    assert index.search(tmp_path / "g", query, k=16)[0] == exact

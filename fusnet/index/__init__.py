@@ -12,7 +12,7 @@ jobs), ``fusnet.index.backends`` the search backends (faiss flat / ivf).
 """
 
 from fusnet.index.backends import KINDS
-from fusnet.index.gallery import Gallery, Hit, add, build, search
+from fusnet.index.gallery import Gallery, Hit, add, build, convert, search
 from fusnet.index.sources import collect_images
 
-__all__ = ["KINDS", "Gallery", "Hit", "add", "build", "collect_images", "search"]
+__all__ = ["KINDS", "Gallery", "Hit", "add", "build", "collect_images", "convert", "search"]

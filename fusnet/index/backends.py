@@ -13,6 +13,10 @@ by Hamming distance; results are sorted by distance, then by id.
   equal-distance codes it returns depends on the lists scanned; the returned
   hits are sorted by (distance, id). Defaults from the measured recall/speed
   curve in ``benchmarks/README.md`` (:func:`default_nlist`, ``DEFAULT_NPROBE``).
+  Saved as ``ivf-<count>.faiss``: the file of the committed count is the one
+  ``gallery.json`` names, so a commit killed half-way leaves the old one valid.
+* ``milvus``: a Milvus collection (``fusnet.index.milvus_backend``), local or a
+  cluster, the same code for both.
 """
 
 from __future__ import annotations
@@ -29,12 +33,11 @@ from fusnet.retrieval import HammingIndex
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("flat", "ivf")
+KINDS: tuple[str, ...] = ("flat", "ivf", "milvus")
 DEFAULT_NPROBE = 64
 """Lists scanned per query by the ``ivf`` kind unless told: with 1024 lists, recall@100
 0.994-0.997 at 15-23x the exact index's queries/s on 10 and 100 million codes
 (benchmarks/README.md)."""
-IVF_FILE = "ivf.faiss"
 # k-means samples per list when training the ivf index (faiss's default cap is 256).
 _TRAIN_PER_LIST = 64
 
@@ -167,18 +170,21 @@ class IVFBackend:
         distances, ids = self.index.search(_pad8(packed), min(k, self.ntotal))
         return sort_hits(distances.astype(np.int32), ids.astype(np.int64))
 
+    def file_name(self) -> str:
+        """``ivf-<ntotal>.faiss``."""
+        return f"ivf-{self.ntotal}.faiss"
+
     def save(self, directory: Path) -> None:
         import faiss
 
-        tmp = directory / f".{IVF_FILE}.tmp"
+        tmp = directory / f".{self.file_name()}.tmp"
         faiss.write_index_binary(self.index, str(tmp))
-        tmp.replace(directory / IVF_FILE)
+        tmp.replace(directory / self.file_name())
 
     @classmethod
-    def load(cls, directory: Path, bits: int, nprobe: int) -> IVFBackend:
+    def load(cls, path: Path, bits: int, nprobe: int) -> IVFBackend:
         import faiss
 
-        path = directory / IVF_FILE
         if not path.is_file():
             raise DataError(f"{path} is missing: rebuild the gallery (`fusnet index build ... --overwrite`)")
         backend = cls(bits, nprobe=nprobe)
@@ -187,13 +193,51 @@ class IVFBackend:
         return backend
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "nlist": self.nlist, "nprobe": self.nprobe}
+        return {"kind": self.kind, "nlist": self.nlist, "nprobe": self.nprobe,
+                "file": self.file_name() if self.index is not None else None}
 
 
-def make_backend(kind: str, bits: int, nlist: int | None = None, nprobe: int | None = None) -> Backend:
-    """A new, empty backend of a kind in :data:`KINDS`."""
+def make_backend(spec: dict[str, Any], bits: int) -> Backend:
+    """A new, empty faiss backend from an index spec (``gallery.json``'s ``index``).
+
+    Milvus collections are made by :func:`open_backend` (``MilvusBackend.connect``).
+    """
+    kind = spec.get("kind")
     if kind == "flat":
         return FlatBackend(bits)
     if kind == "ivf":
-        return IVFBackend(bits, nlist, nprobe or DEFAULT_NPROBE)
+        return IVFBackend(bits, spec.get("nlist"), spec.get("nprobe") or DEFAULT_NPROBE)
     raise ConfigError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
+
+
+def open_backend(directory: Path, spec: dict[str, Any], bits: int, codes: np.ndarray,
+                 repair: bool = False) -> Backend:
+    """The backend of a gallery holding its committed ``codes`` ((count, nbytes) uint8).
+
+    Args:
+        directory: the gallery directory.
+        spec: ``gallery.json``'s ``index``.
+        bits: code length.
+        codes: the committed codes (row = id).
+        repair: drop what an interrupted commit left in a server-side backend (ids >= count).
+
+    Raises:
+        DataError: the index does not hold exactly the committed codes.
+    """
+    kind = spec.get("kind")
+    if kind == "ivf" and len(codes):
+        backend: Backend = IVFBackend.load(directory / spec["file"], bits, spec.get("nprobe") or DEFAULT_NPROBE)
+    elif kind == "milvus":
+        from fusnet.index.milvus_backend import MilvusBackend
+
+        backend = MilvusBackend.connect(spec, bits, count=len(codes), repair=repair)
+    else:
+        backend = make_backend(spec, bits)
+        if len(codes):
+            backend.add(codes)
+    if backend.ntotal != len(codes):
+        raise DataError(
+            f"{directory}: its {kind} index holds {backend.ntotal} codes but codes.npy "
+            f"{len(codes)}: the gallery is damaged; build it again"
+        )
+    return backend

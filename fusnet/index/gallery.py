@@ -6,7 +6,9 @@ A gallery directory holds::
     codes.npy      (count, ceil(bits / 8)) uint8 packed codes; row = id
     items.csv      id,path,label of every coded image
     skipped.csv    path,reason of every image that could not be read (skipped)
-    ivf.faiss      the approximate index (kind "ivf" only)
+    ivf-N.faiss    the approximate index over N codes (kind "ivf" only)
+
+(kind "milvus": the codes are also in a Milvus collection, ``fusnet.index.milvus_backend``)
 
 A build or an add is a *job*: ``job.json`` lists its images, and the codes of every
 ``chunk_size`` images are written to ``chunks/`` as they are done. Running the same
@@ -32,7 +34,7 @@ from tqdm.auto import tqdm
 
 from fusnet.errors import DataError
 from fusnet.export import Encoder, load, open_image
-from fusnet.index.backends import DEFAULT_NPROBE, KINDS, Backend, IVFBackend, make_backend
+from fusnet.index.backends import KINDS, Backend, open_backend
 from fusnet.index.sources import Item, collect_images
 from fusnet.runtime import atomic_write_text
 
@@ -171,7 +173,7 @@ def _commit(directory: Path, meta: dict[str, Any], job: dict[str, Any], chunk_fi
         )
     old = np.load(directory / CODES)[:count] if count else fresh[:0]
     codes = np.concatenate([old, fresh])  # (count + m, nbytes)
-    backend = _backend_with(directory, meta, old)
+    backend = open_backend(directory, meta["index"], meta["bits"], old, repair=True)
     if len(fresh):
         backend.add(fresh)
     tmp = directory / f".{CODES}.tmp.npy"
@@ -186,6 +188,7 @@ def _commit(directory: Path, meta: dict[str, Any], job: dict[str, Any], chunk_fi
                 skipped=meta.get("skipped", 0) + len(skipped))
     _write_meta(directory, meta)
     _clean_job(directory)
+    _remove_stale_files(directory, meta)
     logger.info("%s: %d images indexed (%d skipped), %d in the gallery",
                 directory, len(fresh), len(skipped), len(codes))
 
@@ -212,29 +215,39 @@ def _clean_job(directory: Path) -> None:
     (directory / JOB).unlink(missing_ok=True)
 
 
-def _backend_with(directory: Path, meta: dict[str, Any], codes: np.ndarray) -> Backend:
-    """The gallery's backend holding ``codes`` (its committed codes)."""
-    spec = meta["index"]
-    if spec["kind"] == "ivf" and len(codes):
-        backend: Backend = IVFBackend.load(directory, meta["bits"], spec.get("nprobe") or DEFAULT_NPROBE)
-    else:
-        backend = make_backend(spec["kind"], meta["bits"], spec.get("nlist"), spec.get("nprobe"))
-        if len(codes):
-            backend.add(codes)
-    if backend.ntotal != len(codes):
-        raise DataError(
-            f"{directory}: its {spec['kind']} index holds {backend.ntotal} codes but codes.npy "
-            f"{len(codes)}: the gallery is damaged; build it again"
-        )
-    return backend
+def _remove_stale_files(directory: Path, meta: dict[str, Any]) -> None:
+    """ivf files of earlier counts (the committed one is named in ``gallery.json``)."""
+    for path in directory.glob("ivf-*.faiss"):
+        if path.name != meta["index"].get("file"):
+            path.unlink(missing_ok=True)
 
 
 # --- the three operations ----------------------------------------------------------------------
 
 
+def index_spec(directory: Path, kind: str, nlist: int | None = None, nprobe: int | None = None,
+               uri: str | None = None, collection: str | None = None) -> dict[str, Any]:
+    """``gallery.json``'s ``index`` for a kind and its options."""
+    if kind not in KINDS:
+        raise DataError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind == "milvus":
+        from fusnet.index.milvus_backend import milvus_spec
+
+        return milvus_spec(directory, uri, collection, nlist, nprobe)
+    return {"kind": kind, "nlist": nlist, "nprobe": nprobe}
+
+
+def _prepare(spec: dict[str, Any], overwrite: bool) -> None:
+    if spec["kind"] == "milvus":
+        from fusnet.index.milvus_backend import MilvusBackend
+
+        MilvusBackend.prepare(spec, overwrite)
+
+
 def build(model: Encoder | str | Path, source: str | Path, output: str | Path, kind: str = "flat",
           nlist: int | None = None, nprobe: int | None = None, batch_size: int = 32,
-          chunk_size: int = 512, overwrite: bool = False) -> Gallery:
+          chunk_size: int = 512, overwrite: bool = False, uri: str | None = None,
+          collection: str | None = None) -> Gallery:
     """Encode every image of a folder or CSV file into a new gallery directory.
 
     Rerunning the same call after an interruption resumes it.
@@ -244,18 +257,21 @@ def build(model: Encoder | str | Path, source: str | Path, output: str | Path, k
         source: a folder of images (recursive; sub-folder = label) or a CSV with
             ``path`` and optional ``label`` columns.
         output: the gallery directory (created).
-        kind: "flat" (exact) or "ivf" (approximate, faiss ``IndexBinaryIVF``).
-        nlist: ivf lists (None: from the gallery's size).
-        nprobe: ivf lists scanned per query (None: the default).
+        kind: "flat" (exact), "ivf" (approximate, faiss ``IndexBinaryIVF``) or
+            "milvus" (a Milvus collection at ``uri``).
+        nlist: ivf lists (None: from the gallery's size); with "milvus", a
+            ``BIN_IVF_FLAT`` index of that many lists (None: ``BIN_FLAT``).
+        nprobe: lists scanned per query (None: the default).
         batch_size: images per forward pass.
         chunk_size: images per saved chunk (the unit of resumption).
-        overwrite: replace a gallery already in ``output``.
+        overwrite: replace a gallery already in ``output`` (and a Milvus collection).
+        uri: the Milvus server ("milvus" only), e.g. ``http://127.0.0.1:19530``.
+        collection: the Milvus collection (None: named after the directory).
 
     Returns:
         The opened gallery.
     """
-    if kind not in KINDS:
-        raise DataError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
+    spec = index_spec(Path(output), kind, nlist, nprobe, uri, collection)
     encoder = model if isinstance(model, Encoder) else load(model)
     items = collect_images(source)
     directory = Path(output)
@@ -274,10 +290,11 @@ def build(model: Encoder | str | Path, source: str | Path, output: str | Path, k
             return Gallery.open(directory)
         else:
             raise DataError(f"{directory} exists and is not a gallery: choose an empty or new folder")
+    _prepare(spec, overwrite)
     directory.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT, "version": VERSION, "bits": encoder.bits, "model_id": encoder.model_id,
-        "model": str(encoder.path.resolve()), "index": {"kind": kind, "nlist": nlist, "nprobe": nprobe},
+        "model": str(encoder.path.resolve()), "index": spec,
         "count": 0, "skipped": 0, "jobs_done": [],
     }
     _write_meta(directory, meta)
@@ -338,6 +355,34 @@ def search(directory: str | Path, images: Any, k: int = 10, model: Encoder | str
     return hits
 
 
+def convert(directory: str | Path, kind: str, nlist: int | None = None, nprobe: int | None = None,
+            uri: str | None = None, collection: str | None = None, overwrite: bool = False) -> Gallery:
+    """Move a gallery to another index kind (faiss flat or ivf, Milvus) from its ``codes.npy``.
+
+    No image is read again. The new index is complete before ``gallery.json`` names
+    it; a Milvus collection the gallery leaves is kept (drop it on the server).
+
+    Args:
+        directory: a gallery.
+        kind, nlist, nprobe, uri, collection: as for :func:`build`.
+        overwrite: replace an existing Milvus collection of that name.
+
+    Returns:
+        The opened gallery.
+    """
+    gallery = Gallery.open(directory)
+    spec = index_spec(gallery.directory, kind, nlist, nprobe, uri, collection)
+    _prepare(spec, overwrite)
+    backend = open_backend(gallery.directory, spec, gallery.bits, gallery.codes[:0])
+    backend.add(gallery.codes)
+    backend.save(gallery.directory)
+    meta = {**gallery.meta, "index": backend.describe()}
+    _write_meta(gallery.directory, meta)
+    _remove_stale_files(gallery.directory, meta)
+    logger.info("%s: %d codes moved to a %s index", gallery.directory, gallery.count, kind)
+    return Gallery.open(directory)
+
+
 class Gallery:
     """An opened gallery: its codes, items and search backend (use :meth:`open`)."""
 
@@ -382,7 +427,7 @@ class Gallery:
             )
         if nprobe is not None:
             meta = {**meta, "index": {**meta["index"], "nprobe": nprobe}}
-        return cls(directory, meta, codes, items, _backend_with(directory, meta, codes))
+        return cls(directory, meta, codes, items, open_backend(directory, meta["index"], meta["bits"], codes))
 
     def search_codes(self, packed: np.ndarray, k: int = 10) -> list[list[Hit]]:
         """Hits for packed query codes, (nq, ceil(bits / 8)) uint8."""
