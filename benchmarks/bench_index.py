@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from machine import machine_info  # benchmarks/ is the script's folder
 
-from fusnet.index.backends import FlatBackend, IVFBackend, _pad8
+from fusnet.index.backends import FlatBackend, IVFBackend, pad_to_words
 
 BITS = 48
 CLASSES = 200
@@ -136,7 +136,7 @@ def _others(db, queries, d_exact, i_exact, qps_flat, rows) -> None:
     import faiss
 
     n = len(db)
-    padded, q = _pad8(db), _pad8(queries)
+    padded, q = pad_to_words(db), pad_to_words(queries)
     start = time.perf_counter()
     hnsw = faiss.IndexBinaryHNSW(64, 32)
     hnsw.add(padded)

@@ -53,7 +53,7 @@ def default_nlist(count: int) -> int:
     return 1 << max(0, min(10, int(math.log2(max(1, count // 39)))))
 
 
-def _pad8(packed: np.ndarray) -> np.ndarray:
+def pad_to_words(packed: np.ndarray) -> np.ndarray:
     """Zero-pad rows to a multiple of 8 bytes (faiss's fast 64-bit kernels; distances unchanged)."""
     nbytes = packed.shape[1]
     width = -(-nbytes // 8) * 8
@@ -145,7 +145,7 @@ class IVFBackend:
         """Add codes; the first call trains the lists on them (a sample of them)."""
         import faiss
 
-        padded = _pad8(packed)  # (n, 8 * words)
+        padded = pad_to_words(packed)  # (n, 8 * words)
         if self.index is None:
             nlist = self.nlist or default_nlist(len(padded))
             if len(padded) < nlist:
@@ -167,7 +167,7 @@ class IVFBackend:
 
     def search(self, packed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self.index.nprobe = min(self.nprobe, self.nlist or 1)
-        distances, ids = self.index.search(_pad8(packed), min(k, self.ntotal))
+        distances, ids = self.index.search(pad_to_words(packed), min(k, self.ntotal))
         return sort_hits(distances.astype(np.int32), ids.astype(np.int64))
 
     def file_name(self) -> str:
