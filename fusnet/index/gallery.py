@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from fusnet.errors import DataError
@@ -348,7 +349,9 @@ def search(directory: str | Path, images: Any, k: int = 10, model: Encoder | str
         sheet = Path(sheet)
         for number, (query, row) in enumerate(zip(queries, hits, strict=True), 1):
             target = sheet if len(queries) == 1 else sheet.with_name(f"{sheet.stem}-{number}{sheet.suffix}")
-            shown = query if not isinstance(query, str | Path) else open_image(Path(query))
+            shown = open_image(Path(query)) if isinstance(query, str | Path) else query
+            if not isinstance(shown, Image.Image):
+                raise ValueError("a contact sheet needs the queries as image files or PIL images")
             found = [open_image(Path(h.path)) for h in row]
             captions = [{"class_name": h.label or Path(h.path).name, "distance": h.distance} for h in row]
             save_contact_sheet(shown, found, captions, target)
