@@ -40,6 +40,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "08_proxy_codes",
     "09_baselines",
     "10_search_your_images",
+    "11_regimes",
 )
 """The notebooks in ``notebooks/``, in the order ``fusnet reproduce`` runs them."""
 
@@ -47,6 +48,23 @@ PAPER_BITS = [12, 24, 32, 48]
 ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
 METHODS = ["multifusnet", "dpsh", "hashnet", "adsh", "semicon", "exchnet"]
 """Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.baselines``."""
+FINE_TUNE: dict[str, Any] = {"optim.backbone_lr_scale": 0.2, "optim.schedule": "cosine",
+                             "optim.warmup_epochs": 1}
+"""What every fine-tuning regime changes besides its mode: backbone stages at a fifth of the
+head's rate, cosine schedule after one warm-up epoch (ours; ``results/regimes/``)."""
+REGIMES: dict[str, dict[str, Any]] = {
+    "frozen": {"mode": "frozen"},
+    "top2": {"mode": "top", "top_stages": 2, **FINE_TUNE},
+    "top2-views4": {"mode": "top", "top_stages": 2, **FINE_TUNE, "data.cached_views": 4,
+                    "data.augment": "mild"},
+    "top1-views4": {"mode": "top", "top_stages": 1, **FINE_TUNE, "data.cached_views": 4,
+                    "data.augment": "mild"},
+    "full-mild": {"mode": "full", **FINE_TUNE, "data.augment": "mild"},
+    "full-paper": {"mode": "full", **FINE_TUNE, "data.augment": "paper"},
+}
+"""Training regimes by name (notebook 11, ``scripts/regime_runs.py``): RunConfig changes."""
+REGIME_CONFIGURATIONS = ["baseline", "cascading+fusion+attention"]
+"""Notebook 11 compares Table 6's row-1 baseline with the full model in each regime."""
 CONFIGURATIONS = [
     "baseline",
     "cascading",
@@ -75,6 +93,8 @@ def _profile(
     method_changes: dict[str, dict[str, Any]],
     method_bits: dict[str, list[int]] | None = None,
     search: dict[str, Any] | None = None,
+    regimes: dict[str, dict[str, Any]] | None = None,
+    regime_bits: list[int] | None = None,
     **recipe: Any,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters from one training recipe and the datasets per figure."""
@@ -98,6 +118,8 @@ def _profile(
                                seeds=seeds, method_changes=method_changes,
                                method_bits=method_bits or {}),
         "10_search_your_images": params(**(search or {})),
+        "11_regimes": params(datasets=ablation, bits=regime_bits or ablation_bits,
+                             regimes=regimes or {}, configurations=REGIME_CONFIGURATIONS),
     }
 
 
@@ -182,6 +204,24 @@ without SEMICON and ExchNet; their 12 runs took another hour, two at a time
 (``scripts/baselines_parallel.py``), and would take longer one after another inside the
 notebook."""
 
+SMOKE_REGIMES: dict[str, dict[str, Any]] = {
+    "frozen": REGIMES["frozen"],
+    "top2": REGIMES["top2"],
+    "top2-views2": {**REGIMES["top2-views4"], "data.cached_views": 2},
+    "full-mild": REGIMES["full-mild"],
+}
+"""Notebook 11 in the smoke profile: each kind of regime once, on the synthetic set."""
+
+CPU_REGIMES: dict[str, dict[str, Any]] = {
+    "frozen": REGIMES["frozen"],
+    "top2-views4": {**REGIMES["top2-views4"], "optim.lr": 0.2},
+}
+"""Notebook 11 in the cpu profile. The top-stage regime's lr 0.2 (head; 0.04 for the two
+backbone stages) was the best of 0.02 / 0.05 / 0.1 / 0.2 on the CUB validation split at 48
+bits, for the baseline and for the full model alike (a sweep on a lent GPU,
+``results/regimes/gpu/``); the test split played no part. End-to-end training (the
+paper's regime) is about 4.7 images/s here, over 2 hours a run: not in this profile."""
+
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
         profile="smoke",
@@ -213,6 +253,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         method_changes=SMOKE_METHOD_CHANGES,
         search={"dataset": "synthetic", "bits": 48, "photos": "../shared/data/flowers17",
                 "num_gallery": 60, "num_added": 20, "num_queries": 4, "k": 5, "kind": "flat"},
+        regimes=SMOKE_REGIMES,
+        regime_bits=[12],
     ),
     "cpu": _profile(
         profile="cpu",
@@ -245,6 +287,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         method_bits=CPU_METHOD_BITS,
         search={"dataset": "flowers17", "bits": 48, "photos": "../shared/data/flowers17",
                 "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
+        regimes=CPU_REGIMES,
+        regime_bits=[48],
     ),
     "paper": _profile(
         profile="paper",
@@ -282,6 +326,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # photos None: <--data-root>/flowers17
         search={"dataset": "cub200", "bits": 48, "photos": None, "num_gallery": 900,
                 "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
+        regimes={name: REGIMES[name] for name in ("frozen", "top2-views4", "full-paper")},
     ),
 }
 """profile -> notebook -> papermill parameters (module docstring)."""

@@ -741,8 +741,9 @@ class Trainer:
                  "class_names": self.data.class_names},
                 self.output_dir / "model.pt",
             )
-            runtime.write_json(self.output_dir / "metrics.json", metrics)
+            # metrics.json last: its presence is what marks a run finished (is_finished).
             runtime.write_json(self.output_dir / "manifest.json", self._manifest(wall_seconds))
+            runtime.write_json(self.output_dir / "metrics.json", metrics)
         logger.info(
             "%d bits: test mAP %.4f (index ties), %.4f (tie-aware)",
             config.model.bits, test["map"], test["map_tie_aware"],

@@ -24,22 +24,12 @@ import torch
 from fusnet.experiments import ExperimentConfig, ensure_run
 from fusnet.experiments.regimes import regime_markdown
 from fusnet.experiments.runs import RunRequest, ablation_variants
-from fusnet.profiles import notebook_parameters
+from fusnet.profiles import REGIMES, notebook_parameters
 
 NOTEBOOK = "03_ablation"  # the cpu profile's recipe and datasets for Table 6
 
-_FINE_TUNE = {"optim.backbone_lr_scale": 0.2, "optim.schedule": "cosine", "optim.warmup_epochs": 1}
-ARMS: dict[str, dict] = {
-    "frozen": {},
-    "top2": {"mode": "top", "top_stages": 2, **_FINE_TUNE},
-    "top2-views4": {"mode": "top", "top_stages": 2, **_FINE_TUNE,
-                    "data.cached_views": 4, "data.augment": "mild"},
-    "top1-views4": {"mode": "top", "top_stages": 1, **_FINE_TUNE,
-                    "data.cached_views": 4, "data.augment": "mild"},
-    "full-mild": {"mode": "full", **_FINE_TUNE, "data.augment": "mild"},
-    "full-paper": {"mode": "full", **_FINE_TUNE, "data.augment": "paper"},
-}
-"""Arm name -> RunConfig changes (the cpu profile's recipe otherwise)."""
+ARMS = REGIMES
+"""Arm name -> RunConfig changes (``fusnet.profiles.REGIMES``; the profile's recipe otherwise)."""
 
 CONFIGURATIONS = {"baseline": "baseline", "full": "cascading+fusion+attention"}
 

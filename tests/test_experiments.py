@@ -322,7 +322,9 @@ def test_retrieval_examples_marks_right_and_wrong():
 
 def test_select_notebooks():
     assert rep.select_notebooks(["03", "01_main_results.ipynb"]) == ["01_main_results", "03_ablation"]
-    assert len(rep.select_notebooks(None)) == 9
+    from fusnet.profiles import NOTEBOOKS
+
+    assert rep.select_notebooks(None) == list(NOTEBOOKS) and len(NOTEBOOKS) == 11
     with pytest.raises(ConfigError, match="matches"):
         rep.select_notebooks(["0"])
     with pytest.raises(ConfigError, match="nothing"):

@@ -11,11 +11,20 @@ figure of the comparison is always built from what the runs recorded, never type
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from fusnet.experiments.runs import ABLATION_CONFIGURATIONS
+from fusnet.errors import ConfigError
+from fusnet.experiments.runs import (
+    ABLATION_CONFIGURATIONS,
+    RunRecord,
+    RunRequest,
+    ablation_variants,
+)
 
 _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
             "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
@@ -91,3 +100,73 @@ def regime_markdown(root: Path) -> str:
         table[column] = table[column].astype(float) * 100
     table["train_seconds"] = table["train_seconds"].astype(float).round(0)
     return to_markdown(table.set_index(["regime", "configuration"]))
+
+
+def regime_requests(
+    datasets: Sequence[str], bits: Sequence[int], regimes: Mapping[str, Mapping[str, Any]],
+    configurations: Sequence[str],
+) -> list[RunRequest]:
+    """One run per (dataset, bits, regime, configuration), labelled ``regime/configuration``.
+
+    Args:
+        datasets: the experiment's dataset names.
+        bits: code lengths.
+        regimes: regime name -> RunConfig changes (dotted), e.g. ``{"mode": "top", ...}``.
+        configurations: Table 6 configuration names (``ABLATION_CONFIGURATIONS``).
+
+    Raises:
+        ConfigError: an unknown configuration.
+    """
+    unknown = [c for c in configurations if c not in ABLATION_CONFIGURATIONS]
+    if unknown:
+        raise ConfigError(f"unknown configurations {unknown}; choose from "
+                          f"{list(ABLATION_CONFIGURATIONS)}")
+    switches = ablation_variants(configurations)
+    return [
+        RunRequest(dataset, int(k), f"{regime}/{configuration}",
+                   {**switches[configuration], **dict(changes)})
+        for dataset in datasets for k in bits
+        for regime, changes in regimes.items() for configuration in configurations
+    ]
+
+
+def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per run of :func:`regime_requests`: validation and test mAP (%), the selected
+    epoch, the learned task weights there, training time and speed."""
+    rows = []
+    for r in records:
+        regime, _, configuration = r.label.partition("/")
+        selected = r.metrics["selection"].get("epoch")
+        epoch = next((h for h in r.metrics["history"] if h["epoch"] == selected),
+                     r.metrics["history"][-1])
+        rows.append({
+            "dataset": r.dataset, "bits": r.bits, "regime": regime,
+            "configuration": configuration,
+            "val_map": 100.0 * r.metrics["selection"].get("val_map", math.nan),
+            "test_map": 100.0 * r.map_index_ties,
+            "epoch": selected,
+            "alpha1": epoch.get("alpha1", math.nan), "alpha2": epoch.get("alpha2", math.nan),
+            "train_minutes": r.manifest.get("train_seconds", math.nan) / 60.0,
+            "images_per_second": r.manifest.get("train_images_per_second", math.nan),
+        })
+    return pd.DataFrame(rows)
+
+
+def regime_figure(summary: pd.DataFrame) -> Any:
+    """Test mAP (%) per regime, one bar per configuration, a panel per (dataset, bits)."""
+    import matplotlib.pyplot as plt
+
+    panels = summary[["dataset", "bits"]].drop_duplicates().itertuples(index=False)
+    panels = list(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, (dataset, bits) in zip(axes[0], panels, strict=True):
+        part = summary[(summary["dataset"] == dataset) & (summary["bits"] == bits)]
+        table = part.pivot_table(index="regime", columns="configuration", values="test_map",
+                                 sort=False)
+        table.plot.bar(ax=ax, rot=0, width=0.75)
+        ax.set_title(f"{dataset}, {bits} bits")
+        ax.set_ylabel("test mAP (%)")
+        ax.set_xlabel("")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
