@@ -144,6 +144,17 @@ def test_rotate_nearest_equals_torchvision(angle: float, shape: tuple[int, int, 
     assert differ.sum().item() <= max(1, 1e-4 * differ.numel())
 
 
+def test_rotate_and_flip_in_one_gather() -> None:
+    torch.manual_seed(3)
+    image = torch.randint(0, 256, (3, 237, 237), dtype=torch.uint8)  # (3, H, W)
+    crop = image.permute(1, 2, 0).contiguous().permute(2, 0, 1)[:, 5:229, 9:233]  # channels-last view
+    for angle in (-21.3, 4.4):
+        expected = F.horizontal_flip(F.rotate(crop, angle))  # (3, 224, 224)
+        got = rotate_nearest(crop, angle, hflip=True)
+        assert got.is_contiguous()
+        assert (got != expected).any(0).sum().item() <= 5  # half-pixel ties, as above
+
+
 def test_bad_files_give_a_clear_error(tmp_path: Path, cub_photos: list[Path]) -> None:
     data = cub_photos[0].read_bytes()
     truncated = tmp_path / "truncated.jpg"

@@ -27,18 +27,22 @@ Two kernel sets (``kernels``):
 * ``"v2"``: torchvision's own v2 transforms, all on uint8 until the final
   ``ToDtype`` + ``Normalize``.
 * ``"fast"`` (default): the same random parameters, drawn from torch's generator in the
-  same order as the v2 transforms draw them (the subclasses below reuse their
-  ``make_params``), with cheaper kernels for the two slow steps of the paper's recipe:
-  the nearest-neighbour rotation is one index gather on the uint8 image (pixel for
-  pixel what v2's ``grid_sample`` gives, but for rare pixels within float error of a
-  half-pixel position), and the colour jitter runs on float32 in [0, 1] (converted once, right
-  before it) with a direct HSV hue rotation instead of v2's full RGB -> HSV -> RGB
-  round trip. On uint8, v2's jitter rounds down to uint8 after each of its four steps;
-  the float jitter does not, so the two differ by up to a few grey levels.
+  same order as the v2 transforms draw them (the classes below reuse their
+  ``make_params``; torchvision >= 0.21), with cheaper kernels for the slow steps. The
+  random crop, the nearest-neighbour rotation and the flip are one crop view and one
+  index gather on the uint8 image: pixel for pixel what v2's ``grid_sample`` gives, but
+  for rare pixels within float error of a half-pixel position. The colour jitter converts to float32 in [0, 1] once, runs there with a
+  direct HSV hue rotation instead of v2's full RGB -> HSV -> RGB round trip, and
+  normalises at the end; the test transform converts and normalises in one
+  multiply-subtract. On uint8, v2's jitter rounds down to uint8 after each of its four
+  steps; the float jitter does not, so the two differ by 1-2 grey levels on average.
 
-Differences from the PIL path, all small: libjpeg builds and the resize kernels are not
-the same (PIL resizes in 8-bit fixed point), and the random parameters are drawn by
-different code, so a seed does not give the same augmentation in both paths.
+Differences from the PIL path: for the test transform, none worth naming on the CUB
+photos (decoding gives identical pixels, Pillow and torchvision both using
+libjpeg-turbo; torch's antialiased uint8 bilinear resize is a port of Pillow's
+fixed-point one, so isolated pixels differ by one grey level). For the training
+transforms the random parameters are drawn by different code, so a seed does not give
+the same augmentation in both paths, and the jitter kernels differ as above.
 tests/test_tensor_io.py measures the test-transform difference on real photos.
 """
 
@@ -91,22 +95,20 @@ def read_image_tensor(path: str | Path) -> torch.Tensor:
     """
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            head = handle.read(len(JPEG_MAGIC))
-    except FileNotFoundError:
-        raise DataError(
-            f"image {path} is missing; re-download the dataset, or build it with "
-            f"skip_bad_images=True to drop missing and corrupt images"
-        ) from None
-    except OSError as exc:
+        data = read_file(str(path))  # (num_bytes,) uint8
+    except Exception as exc:  # torchvision raises RuntimeError for missing or empty files
+        if not path.exists():
+            raise DataError(
+                f"image {path} is missing; re-download the dataset, or build it with "
+                f"skip_bad_images=True to drop missing and corrupt images"
+            ) from None
         raise DataError(f"cannot read image {path} ({type(exc).__name__}: {exc})") from exc
-    if head != JPEG_MAGIC:
+    if data[: len(JPEG_MAGIC)].numpy().tobytes() != JPEG_MAGIC:
         logger.debug("%s is not a JPEG file; decoding it with PIL", path)
         array = np.asarray(load_rgb(path))  # (H, W, 3) uint8
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
     try:
-        data = read_file(str(path))  # (num_bytes,) uint8
-        return decode_jpeg(data, mode=ImageReadMode.RGB)  # (3, H, W) uint8
+        return decode_jpeg(data, mode=ImageReadMode.RGB)  # (3, H, W) uint8, channels-last strides
     except Exception as exc:  # torchvision raises RuntimeError on corrupt or truncated data
         raise DataError(
             f"cannot decode image {path} ({type(exc).__name__}: {exc}); replace the file "
@@ -162,7 +164,7 @@ class _RotationGrid:
 _GRID = _RotationGrid()
 
 
-def rotate_nearest(image: torch.Tensor, angle: float) -> torch.Tensor:
+def rotate_nearest(image: torch.Tensor, angle: float, hflip: bool = False) -> torch.Tensor:
     """Rotate about the centre, nearest neighbour, same size, zero fill, as one gather.
 
     Gives what ``torchvision.transforms.v2.functional.rotate(image, angle)`` gives
@@ -172,27 +174,35 @@ def rotate_nearest(image: torch.Tensor, angle: float) -> torch.Tensor:
     in pixel units, rounded half to even as ``grid_sample`` does, and gathered from the
     image padded with one zero pixel (coordinates outside the image are clamped onto
     that border). The two round differently scaled coordinates, so a source coordinate
-    within float error of a half pixel can go to the neighbouring pixel: 0-2 of the
-    50,176 pixels of a 224 px image differ in tests; a quarter turn of an image whose
-    W - H is odd puts every coordinate on a half pixel and differs much more.
+    within float error of a half pixel can go to the neighbouring pixel: 66 of 10
+    million pixels differed over 200 random angles in [-30, 30] at 224 px; a quarter
+    turn of an image whose W - H is odd puts every coordinate on a half pixel and
+    differs much more.
 
     Args:
-        image: (C, H, W) tensor of any dtype.
+        image: (C, H, W) tensor of any dtype, any strides.
         angle: counter-clockwise angle in degrees.
+        hflip: also flip the result left-right (in the same gather).
 
     Returns:
-        (C, H, W) rotated tensor, same dtype.
+        (C, H, W) rotated (and flipped) contiguous tensor, same dtype.
     """
     channels, height, width = image.shape
     xs, ys = _GRID(height, width)  # (1, W), (H, 1)
+    if hflip:  # output column j shows rotated column W - 1 - j: mirror the centred grid
+        xs = -xs
     rad = np.deg2rad(angle)
     cos, sin = float(np.cos(rad)), float(np.sin(rad))
-    # inverse rotation of each output pixel centre, in input pixel coordinates, then
-    # shifted by the one-pixel zero border: anything outside the image lands on it
-    src_x = (xs * cos - ys * sin).add_(width * 0.5 - 0.5).round_().clamp_(-1, width).add_(1.0)
-    src_y = (xs * sin + ys * cos).add_(height * 0.5 - 0.5).round_().clamp_(-1, height).add_(1.0)
-    index = src_y.mul_(width + 2).add_(src_x).view(-1).to(torch.int64)  # (H*W,)
-    padded = torch.nn.functional.pad(image, (1, 1, 1, 1)).view(channels, -1)  # (C, (H+2)*(W+2))
+    # inverse rotation of each output pixel centre, in input pixel coordinates, clamped
+    # onto the one-pixel zero border: anything outside the image lands on it (the order
+    # of the float operations decides near-ties; this one matches torchvision best)
+    src_x = (xs * cos - ys * sin).add_(width * 0.5 - 0.5).round_().clamp_(-1, width)  # (H, W)
+    src_y = (xs * sin + ys * cos).add_(height * 0.5 - 0.5).round_().clamp_(-1, height)  # (H, W)
+    # flat index into the padded image: (y + 1) * (W + 2) + (x + 1)
+    index = src_y.mul_(width + 2).add_(src_x).add_(width + 3).view(-1).to(torch.int64)  # (H*W,)
+    padded = image.new_zeros((channels, height + 2, width + 2))  # (C, H+2, W+2) contiguous
+    padded[:, 1:-1, 1:-1] = image  # one copy, whatever the input's strides (channels-last)
+    padded = padded.view(channels, -1)  # (C, (H+2)*(W+2))
     out = image.new_empty((channels, height * width))  # (C, H*W)
     for c in range(channels):  # one 1-D gather per channel: far faster than a 2-D index_select
         torch.index_select(padded[c], 0, index, out=out[c])
@@ -227,8 +237,8 @@ def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
 
     Same result as ``v2.functional.adjust_hue`` (to float rounding), computed directly:
     value (max) and chroma (max - min) are unchanged by a hue rotation, and each output
-    channel is ``max - chroma * clamp(min(k, 4 - k), 0, 1)`` with
-    ``k = (n + 6 * hue) mod 6`` and n = 5, 3, 1 for R, G, B.
+    channel is ``min + chroma * clamp(|((h + n) mod 6) - 3| - 1, 0, 1)`` for the rotated
+    hue h in sixths of a turn and n = 0, 4, 2 for R, G, B.
 
     Args:
         image: (3, H, W) float tensor in [0, 1].
@@ -250,41 +260,88 @@ def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
     hue = (g - b).mul_(is_r)  # (H, W)
     hue = hue.addcmul_((b - r).add_(chroma, alpha=2.0), is_g)
     hue = hue.addcmul_((r - g).add_(chroma, alpha=4.0), is_b).mul_(inv)  # (H, W) in [-1, 5)
-    hue = hue.add_(6.0 * factor + 6.0)
-    hue = hue.sub_(torch.floor(hue * (1.0 / 6.0)).mul_(6.0))  # (H, W) in [0, 6)
-    k = hue[None] + _HUE_OFFSETS  # (3, H, W) in [1, 11)
-    k = k.sub_(torch.floor(k * (1.0 / 6.0)).mul_(6.0))  # (3, H, W) k mod 6
-    ramp = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)  # (3, H, W) min(k, 4-k) in [0, 1]
-    return ramp.mul_(chroma).neg_().add_(maxc)  # (3, H, W) max - chroma * ramp
+    hue = hue.add_(6.0 * factor)  # (H, W) in [-4, 8): the shifted hue, not yet wrapped
+    # channel n of the HSV -> RGB map is min + chroma * clamp(tri(hue + n) - 1, 0, 1) with
+    # n = 0, 4, 2 for R, G, B and tri(t) = |(t mod 6) - 3|, which for t in [-12, 12] is
+    # ||t| - 6| - 3| (the triangle wave is even with period 6): no wrap-around needed
+    tri = (hue[None] + _HUE_OFFSETS).abs_().sub_(6.0).abs_().sub_(3.0).abs_()  # (3, H, W)
+    ramp = tri.sub_(1.0).clamp_(0.0, 1.0)  # (3, H, W)
+    return ramp.mul_(chroma).add_(maxc - chroma)  # (3, H, W)
 
 
-_HUE_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)  # (3, 1, 1) n of R, G, B
+_HUE_OFFSETS = torch.tensor([0.0, 4.0, 2.0]).view(3, 1, 1)  # (3, 1, 1) n of R, G, B
 
 
-class FastRandomRotation(v2.RandomRotation):
-    """``v2.RandomRotation`` (nearest, zero fill) with the gather kernel :func:`rotate_nearest`.
+class FastCropRotateFlip(v2.Transform):
+    """``RandomCrop``, ``RandomRotation`` (nearest, zero fill) and ``RandomHorizontalFlip``
+    of v2 in a row, as one transform: a crop view and one gather (:func:`rotate_nearest`).
 
-    Same parameters and the same random draw as the parent; only plain (C, H, W) tensors.
+    Draws what the three v2 transforms in a ``Compose`` draw, in the same order (crop
+    offsets, angle, flip coin), with their own ``make_params``. Plain (C, H, W) tensors only.
+
+    Args:
+        size: side of the square crop.
+        degrees: rotation range, ``[-degrees, degrees]``.
+        flip_p: probability of the horizontal flip.
     """
 
+    def __init__(self, size: int, degrees: float, flip_p: float) -> None:
+        super().__init__()
+        self.crop = v2.RandomCrop(size)
+        self.rotation = v2.RandomRotation(degrees)
+        self.flip_p = flip_p
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Crop box, angle and flip, drawn as the three v2 transforms draw them."""
+        params = dict(self.crop.make_params(flat_inputs))
+        params.update(self.rotation.make_params(flat_inputs))
+        params["hflip"] = bool(torch.rand(1) < self.flip_p)  # v2 skips the flip if rand >= p
+        return params
+
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        """Rotate ``inpt`` by ``params["angle"]`` degrees."""
-        return rotate_nearest(inpt, params["angle"])
+        """Crop, rotate and flip ``inpt`` as ``params`` say."""
+        if params["needs_pad"]:
+            raise ConfigError(f"crop {self.crop.size} is larger than the image {tuple(inpt.shape[-2:])}")
+        top, left = params["top"], params["left"]
+        crop = inpt[..., top : top + params["height"], left : left + params["width"]]  # view
+        return rotate_nearest(crop, params["angle"], hflip=params["hflip"])  # (C, S, S)
 
 
 class FastColorJitter(v2.ColorJitter):
-    """``v2.ColorJitter`` on a (3, H, W) float image in [0, 1], with cheaper kernels.
+    """``v2.ColorJitter`` computed on float32, with cheaper kernels, optionally normalising.
 
     Same random draw (order of the four steps and the factors) as the parent; the
-    brightness, contrast and saturation steps are v2's formulas done in place, the hue
-    step is :func:`adjust_hue`. Float input only (convert with ``v2.ToDtype`` first).
+    brightness, contrast and saturation steps are v2's float formulas done in place, the
+    hue step is :func:`adjust_hue`. A uint8 input is first converted to float in [0, 1]
+    (as ``v2.ToDtype(torch.float32, scale=True)`` does), so v2's rounding to uint8 after
+    every step does not happen. With ``mean`` and ``std`` the result is also normalised
+    (as ``v2.Normalize``), saving a pass over the image.
     """
 
+    def __init__(
+        self,
+        brightness: float | None = None,
+        contrast: float | None = None,
+        saturation: float | None = None,
+        hue: float | None = None,
+        *,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
+        super().__init__(brightness, contrast, saturation, hue)
+        if (mean is None) != (std is None):
+            raise ConfigError("FastColorJitter needs both mean and std, or neither")
+        self.norm = None
+        if mean is not None and std is not None:
+            self.norm = (torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1))
+
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        """Apply the four jitter steps of ``params`` in their drawn order."""
+        """Apply the four jitter steps of ``params`` in their drawn order (then normalise)."""
+        # one contiguous float copy: decode_jpeg and the uint8 resize give channels-last
+        # strides, and the per-channel kernels below are several times slower on those
+        out = torch.empty(inpt.shape, dtype=torch.float32).copy_(inpt)  # (3, H, W)
         if not inpt.is_floating_point():
-            raise TypeError(f"FastColorJitter needs a float image in [0, 1], got {inpt.dtype}")
-        out = inpt.clone()
+            out = out.div_(255.0)
         for fn_id in params["fn_idx"].tolist():
             if fn_id == 0 and params["brightness_factor"] is not None:
                 out = adjust_brightness_(out, params["brightness_factor"])
@@ -294,6 +351,8 @@ class FastColorJitter(v2.ColorJitter):
                 out = adjust_saturation_(out, params["saturation_factor"])
             elif fn_id == 3 and params["hue_factor"] is not None and params["hue_factor"] != 0:
                 out = adjust_hue(out, params["hue_factor"])
+        if self.norm is not None:
+            out = out.sub_(self.norm[0]).div_(self.norm[1])  # (3, H, W)
         return out
 
 
@@ -310,7 +369,8 @@ class ToNormalizedFloat(torch.nn.Module):
         """(3, H, W) uint8 -> (3, H, W) normalised float32."""
         if image.dtype != torch.uint8:
             raise TypeError(f"ToNormalizedFloat needs a uint8 image, got {image.dtype}")
-        return image.to(torch.float32).mul_(self.scale).sub_(self.shift)  # (3, H, W)
+        out = torch.empty(image.shape, dtype=torch.float32)  # (3, H, W) contiguous, whatever
+        return out.copy_(image).mul_(self.scale).sub_(self.shift)  # the input's strides
 
 
 # ---------------------------------------------------------------------------- recipes
@@ -356,6 +416,11 @@ def build_tensor_transform(
     if train and augment not in ("paper", "mild"):
         raise ConfigError(f"augment must be 'paper' or 'mild', got {augment!r}")
     fast = kernels == "fast"
+    if fast and not hasattr(v2.Transform, "make_params"):  # public from torchvision 0.21
+        raise ConfigError(
+            "kernels='fast' needs torchvision >= 0.21 (v2 Transform.make_params and "
+            "transform); use kernels='v2' or upgrade torchvision"
+        )
     bilinear = v2.InterpolationMode.BILINEAR
     resize = v2.Resize(resize_size(image_size), interpolation=bilinear, antialias=True)
     to_float = v2.ToDtype(torch.float32, scale=True)
@@ -370,9 +435,12 @@ def build_tensor_transform(
         ]
         jitter = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
     else:
-        rotation = FastRandomRotation(30) if fast else v2.RandomRotation(30)
-        head = [resize, v2.RandomCrop(image_size), rotation, v2.RandomHorizontalFlip(p=0.7)]
+        if fast:
+            head = [resize, FastCropRotateFlip(image_size, 30, 0.7)]
+        else:
+            head = [resize, v2.RandomCrop(image_size), v2.RandomRotation(30),
+                    v2.RandomHorizontalFlip(p=0.7)]
         jitter = {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5, "hue": 0.5}
     if fast:
-        return v2.Compose([*head, to_float, FastColorJitter(**jitter), normalize])
+        return v2.Compose([*head, FastColorJitter(**jitter, mean=mean, std=std)])
     return v2.Compose([*head, v2.ColorJitter(**jitter), to_float, normalize])
