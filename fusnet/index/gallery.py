@@ -420,7 +420,7 @@ class Gallery:
             )
         if meta["count"] == 0:
             raise DataError(f"{directory} holds no image: add some with `fusnet index add`")
-        codes = np.load(directory / CODES)
+        codes = np.load(directory / CODES, mmap_mode="r")  # read on demand: ivf and milvus need no copy
         with (directory / ITEMS).open(newline="") as handle:
             items = [(row[1], row[2]) for row in list(csv.reader(handle))[1:]]
         if not len(codes) == len(items) == meta["count"]:
