@@ -165,3 +165,18 @@ def test_search_your_images_builds_adds_and_searches(smoke):
     hits = pd.read_csv(smoke["root"] / "10_search_your_images" / "smoke" / "hits.csv")
     assert len(hits) == 4 * 5 and set(hits["rank"]) == {1, 2, 3, 4, 5}
     assert not set(hits["query"]) & set(hits["path"])  # queries are new to the gallery
+
+
+def test_regimes_trains_both_configurations_in_each_regime(smoke):
+    from fusnet.profiles import PROFILES
+
+    params = PROFILES["smoke"]["11_regimes"]
+    metrics = _metrics(smoke, "11_regimes")
+    runs = metrics["results"]["runs"]
+    expected = {(regime, c) for regime in params["regimes"] for c in params["configurations"]}
+    assert {(r["regime"], r["configuration"]) for r in runs} == expected
+    assert set(metrics["results"]["full_minus_baseline"]) == {
+        f"synthetic/12/{regime}" for regime in params["regimes"]}
+    modes = {json.loads((smoke["root"] / r["path"] / "config.json").read_text())["mode"]
+             for r in metrics["runs"]}
+    assert modes == {"frozen", "top", "full"}

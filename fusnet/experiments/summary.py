@@ -42,6 +42,15 @@ def _attention(results: dict[str, Any]) -> pd.DataFrame:
     return _pivot(results["map"], "attention")
 
 
+def _regimes(results: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(results["runs"])
+    frame["val / test"] = [f"{v:.2f} / {t:.2f}" for v, t in zip(frame["val_map"],
+                                                                frame["test_map"], strict=True)]
+    frame["train min"] = frame["train_minutes"].round(1)
+    return frame.set_index(["dataset", "bits", "regime", "configuration"])[
+        ["val / test", "epoch", "train min"]]
+
+
 def _paired(test: pd.Series | None) -> str:
     if test is None:
         return ""
@@ -90,6 +99,8 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "03_ablation": ("Ablation (Table 6): test mAP (%) per configuration", _ablation),
     "04_attention": ("Attention in the fusion module (Fig. 9): test mAP (%)", _attention),
     "09_baselines": ("Baselines side by side, same data, backbone and budget", _baselines),
+    "11_regimes": ("Training regimes: Table 6 row 1 (baseline) vs the full model, "
+                   "validation / test mAP (%)", _regimes),
 }
 """Notebook -> (title, table builder from its ``metrics.json`` results)."""
 
