@@ -36,7 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import PIL
+import PIL.features
 import torch
+import torchvision
 from machine import machine_info  # benchmarks/ is the script's folder
 from scipy import stats
 
@@ -131,6 +134,8 @@ def main() -> int:
     step = max(1, len(samples) // args.images)
     files = [path for path, _ in samples[::step]][: args.images]
     info = machine_info()
+    info.update(torchvision=torchvision.__version__, pillow=PIL.__version__,
+                libjpeg_turbo=PIL.features.version("libjpeg_turbo"))
     sys.stdout.write(f"machine: {json.dumps(info)}\n")
     sys.stdout.write(
         f"{len(files)} CUB photos from {args.root} (every {step}th of the train split), "
