@@ -17,10 +17,11 @@ from fusnet.data.base import ImageListDataset
 from fusnet.data.tensor_io import (
     FastColorJitter,
     adjust_hue,
+    build_image_transform,
     build_tensor_transform,
     read_image_tensor,
     rotate_nearest,
-    use_tensor_backend,
+    set_image_backend,
 )
 from fusnet.data.transforms import IMAGENET_STD
 from fusnet.errors import ConfigError, DataError
@@ -48,7 +49,9 @@ def test_test_transform_matches_pil_on_real_photos(
     # and torch's antialiased uint8 bilinear resize is a port of PIL's fixed-point one,
     # so only isolated pixels differ, by one grey level (rounding): mean abs difference
     # 4e-6 grey levels, max 1. The bounds leave room for float error only, not for a
-    # different resize (a non-antialiased or float resize moves the mean by ~0.3-1 level).
+    # different resize: measured on CUB photos, resizing on float instead of uint8 gives
+    # a mean of 0.2-0.3 grey levels, bicubic 0.3-1.4, 238 px instead of 237 2-9.
+    # Antialiasing changes nothing here: 227 -> 237 (or 356) px is an upsampling.
     pil_tf = build_transform(size, train=False)
     tensor_tf = build_tensor_transform(size, train=False, kernels=kernels)
     for path in cub_photos:
@@ -87,6 +90,8 @@ def test_train_transform_shape_dtype_range_and_seed(
         pixels = x * std + mean  # (3, 224, 224) back in [0, 1]
         assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
     assert not torch.equal(first[0], first[1])  # the draws do differ between calls
+    torch.manual_seed(0)
+    assert torch.equal(pickle.loads(pickle.dumps(tf))(image), first[0])  # as in a worker
     assert torch.equal(image, read_image_tensor(cub_photos[0]))  # input left untouched
 
 
@@ -168,6 +173,17 @@ def test_bad_files_give_a_clear_error(tmp_path: Path, cub_photos: list[Path]) ->
             read_image_tensor(path)
 
 
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grey_and_cmyk_jpegs_decode_to_the_rgb_pil_gives(tmp_path: Path, mode: str) -> None:
+    ramp = (np.add.outer(np.arange(40), np.arange(50)) * 2).astype(np.uint8)  # (H, W)
+    rgb = np.stack([ramp, 255 - ramp, ramp // 2], axis=-1)  # (H, W, 3)
+    image = Image.fromarray(ramp) if mode == "L" else Image.fromarray(rgb).convert("CMYK")
+    image.save(tmp_path / "x.jpg", quality=95)
+    got = read_image_tensor(tmp_path / "x.jpg")  # (3, H, W)
+    expected = torch.from_numpy(np.array(load_rgb(tmp_path / "x.jpg"))).permute(2, 0, 1)
+    assert got.shape == (3, 40, 50) and torch.equal(got, expected)
+
+
 def test_non_jpeg_files_fall_back_to_pil(tmp_path: Path) -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)  # (H, W, 3)
     Image.fromarray(rgb).save(tmp_path / "a.png")
@@ -183,8 +199,8 @@ def test_dataset_backend_switch(cub100_root: Path) -> None:
     pil = build_dataset("cub200", cub100_root, "test", build_transform(224, train=False))
     assert pil.image_backend == "pil"  # the default is unchanged
     assert isinstance(pil.load_image(0), Image.Image)
-    tensor = use_tensor_backend(
-        build_dataset("cub200", cub100_root, "test"), build_tensor_transform(224, train=False)
+    tensor = set_image_backend(
+        build_dataset("cub200", cub100_root, "test"), "tensor", build_tensor_transform(224, train=False)
     )
     x, y = tensor[0]
     assert isinstance(tensor.load_image(0), torch.Tensor)
@@ -194,6 +210,11 @@ def test_dataset_backend_switch(cub100_root: Path) -> None:
     assert sub.image_backend == "tensor"
     clone = pickle.loads(pickle.dumps(tensor))  # what DataLoader workers get
     assert torch.equal(clone[0][0], x)
+    flagged = build_dataset("cub200", cub100_root, "test")
+    for backend in ("pil", "tensor"):  # one flag picks loader and transform together
+        set_image_backend(flagged, backend, build_image_transform(224, False, image_backend=backend))
+        image, _ = flagged[0]
+        assert ((image - x) * GREY_LEVELS).abs().max().item() <= 1.0 + 1e-3
 
 
 class _Generated(ImageListDataset):
@@ -206,7 +227,12 @@ class _Generated(ImageListDataset):
 def test_backend_refuses_generated_datasets_and_bad_options() -> None:
     generated = _Generated("gen", "train", [(Path("x.png"), 0)], ["a"])
     with pytest.raises(ConfigError, match="tensor backend"):
-        use_tensor_backend(generated, None)
+        set_image_backend(generated, "tensor", None)
+    assert set_image_backend(generated, "pil", None).image_backend == "pil"
+    with pytest.raises(ConfigError, match="image_backend"):
+        set_image_backend(generated, "cv2", None)
+    with pytest.raises(ConfigError, match="image_backend"):
+        build_image_transform(224, image_backend="cv2")
     with pytest.raises(ConfigError, match="kernels"):
         build_tensor_transform(224, kernels="numba")
     with pytest.raises(ConfigError, match="augment"):

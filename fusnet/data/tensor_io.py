@@ -17,10 +17,12 @@ by default:
 Use it on a dataset with::
 
     dataset = build_dataset("cub200", root, "train")
-    use_tensor_backend(dataset, build_tensor_transform(224, train=True))
+    set_image_backend(dataset, "tensor", build_tensor_transform(224, train=True))
 
-or ``dataset.image_backend = "tensor"`` and
-``build_transform(..., backend="tensor")``.
+or, with one ``image_backend`` flag ("pil" | "tensor") for both::
+
+    transform = build_image_transform(224, train=True, image_backend=flag)
+    set_image_backend(dataset, flag, transform)
 
 Two kernel sets (``kernels``):
 
@@ -31,11 +33,17 @@ Two kernel sets (``kernels``):
   ``make_params``; torchvision >= 0.21), with cheaper kernels for the slow steps. The
   random crop, the nearest-neighbour rotation and the flip are one crop view and one
   index gather on the uint8 image: pixel for pixel what v2's ``grid_sample`` gives, but
-  for rare pixels within float error of a half-pixel position. The colour jitter converts to float32 in [0, 1] once, runs there with a
-  direct HSV hue rotation instead of v2's full RGB -> HSV -> RGB round trip, and
-  normalises at the end; the test transform converts and normalises in one
-  multiply-subtract. On uint8, v2's jitter rounds down to uint8 after each of its four
-  steps; the float jitter does not, so the two differ by 1-2 grey levels on average.
+  for rare pixels within float error of a half-pixel position. The colour jitter
+  converts to float32 in [0, 1] once, runs there with a direct HSV hue rotation instead
+  of v2's full RGB -> HSV -> RGB round trip, and normalises at the end; the test
+  transform converts and normalises in one multiply-subtract. On uint8, v2's jitter
+  rounds down to uint8 after each of its four steps; the float jitter does not, so the
+  two differ by 1-2 grey levels on average.
+
+Speed (benchmarks/bench_input.py, CUB photos, one thread): the fast kernels load and
+transform about 2.0-2.4x as many images per second as the PIL path at 224 px; v2's own
+kernels are slower than PIL for the paper recipe (0.63x). torchvision 0.29 deprecates
+its image decoders in favour of TorchCodec (a ``DeprecationWarning`` per call).
 
 Differences from the PIL path: for the test transform, none worth naming on the CUB
 photos (decoding gives identical pixels, Pillow and torchvision both using
@@ -59,7 +67,13 @@ from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
 from fusnet.data.base import ImageListDataset, load_rgb
-from fusnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PAPER_IMAGE_SIZE, resize_size
+from fusnet.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PAPER_IMAGE_SIZE,
+    build_transform,
+    resize_size,
+)
 from fusnet.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -117,30 +131,57 @@ def read_image_tensor(path: str | Path) -> torch.Tensor:
         ) from exc
 
 
-def use_tensor_backend(
-    dataset: ImageListDataset, transform: Callable[[torch.Tensor], Any] | None
+def set_image_backend(
+    dataset: ImageListDataset, image_backend: str, transform: Callable[[Any], Any] | None
 ) -> ImageListDataset:
-    """Switch a dataset to decoded uint8 tensors and a tensor transform (in place).
+    """Choose how a dataset loads its images, and the transform that fits (in place).
 
     Args:
         dataset: any :class:`~fusnet.data.base.ImageListDataset`.
-        transform: takes the (3, H, W) uint8 tensor of :func:`read_image_tensor`, e.g.
-            from :func:`build_tensor_transform`; ``None`` returns that tensor.
+        image_backend: "pil" (PIL RGB images, the default of every dataset) or "tensor"
+            ((3, H, W) uint8 tensors from :func:`read_image_tensor`).
+        transform: takes what the backend loads, e.g. from
+            :func:`build_image_transform` with the same ``image_backend``; ``None``
+            returns the loaded image.
 
     Returns:
         The same dataset, for chaining.
 
     Raises:
-        ConfigError: the dataset does not read image files (e.g. the synthetic one).
+        ConfigError: unknown backend, or "tensor" for a dataset that does not read image
+            files (e.g. the synthetic one).
     """
-    if type(dataset).load_image is not ImageListDataset.load_image:
+    if image_backend not in IMAGE_BACKENDS:
+        raise ConfigError(f"image_backend must be one of {IMAGE_BACKENDS}, got {image_backend!r}")
+    if image_backend == "tensor" and type(dataset).load_image is not ImageListDataset.load_image:
         raise ConfigError(
             f"{type(dataset).__name__} makes its images itself (its own load_image) instead "
             f"of reading image files; the tensor backend applies only to datasets of files"
         )
-    dataset.image_backend = "tensor"
+    dataset.image_backend = image_backend
     dataset.transform = transform
     return dataset
+
+
+def build_image_transform(
+    image_size: int = PAPER_IMAGE_SIZE,
+    train: bool = True,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    augment: str = "paper",
+    image_backend: str = "pil",
+) -> Callable[[Any], torch.Tensor]:
+    """:func:`~fusnet.data.transforms.build_transform` ("pil") or
+    :func:`build_tensor_transform` ("tensor", fast kernels), by one flag.
+
+    Raises:
+        ConfigError: unknown backend (and whatever the chosen builder raises).
+    """
+    if image_backend not in IMAGE_BACKENDS:
+        raise ConfigError(f"image_backend must be one of {IMAGE_BACKENDS}, got {image_backend!r}")
+    if image_backend == "tensor":
+        return build_tensor_transform(image_size, train, mean, std, augment)
+    return build_transform(image_size, train, mean, std, augment)
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -212,7 +253,8 @@ def rotate_nearest(image: torch.Tensor, angle: float, hflip: bool = False) -> to
 def _grey(image: torch.Tensor) -> torch.Tensor:
     """(1, H, W) luma of a (3, H, W) float image."""
     r, g, b = image.unbind(0)  # (H, W) each
-    return (r * _GREY_WEIGHTS[0]).add_(g, alpha=_GREY_WEIGHTS[1]).add_(b, alpha=_GREY_WEIGHTS[2])[None]
+    grey = (r * _GREY_WEIGHTS[0]).add_(g, alpha=_GREY_WEIGHTS[1])  # (H, W)
+    return grey.add_(b, alpha=_GREY_WEIGHTS[2])[None]  # (1, H, W)
 
 
 def adjust_brightness_(image: torch.Tensor, factor: float) -> torch.Tensor:
@@ -301,7 +343,9 @@ class FastCropRotateFlip(v2.Transform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         """Crop, rotate and flip ``inpt`` as ``params`` say."""
         if params["needs_pad"]:
-            raise ConfigError(f"crop {self.crop.size} is larger than the image {tuple(inpt.shape[-2:])}")
+            raise ConfigError(
+                f"crop {self.crop.size} is larger than the image {tuple(inpt.shape[-2:])}"
+            )
         top, left = params["top"], params["left"]
         crop = inpt[..., top : top + params["height"], left : left + params["width"]]  # view
         return rotate_nearest(crop, params["angle"], hflip=params["hflip"])  # (C, S, S)
@@ -363,7 +407,8 @@ class ToNormalizedFloat(torch.nn.Module):
         super().__init__()
         std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)  # (3, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std_t))  # (3, 1, 1)
-        self.register_buffer("shift", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1) / std_t)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)  # (3, 1, 1)
+        self.register_buffer("shift", mean_t / std_t)  # (3, 1, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) uint8 -> (3, H, W) normalised float32."""
@@ -430,7 +475,9 @@ def build_tensor_transform(
         return v2.Compose([resize, v2.CenterCrop(image_size), *tail])
     if augment == "mild":
         head = [
-            v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), interpolation=bilinear, antialias=True),
+            v2.RandomResizedCrop(
+                image_size, scale=(0.35, 1.0), interpolation=bilinear, antialias=True
+            ),
             v2.RandomHorizontalFlip(p=0.5),
         ]
         jitter = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
