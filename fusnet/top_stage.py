@@ -39,12 +39,15 @@ class TopStageNet(nn.Module):
         super().__init__()
         self.frozen_levels = 3 - top_stages
         self.stages = nn.ModuleList(model.backbone.stages()[self.frozen_levels :])
+        # channels_last: 1.5x faster training steps of EfficientNet-Lite0's top stages on
+        # 2 CPU cores (depthwise convolutions), the same values up to rounding.
+        self.stages.to(memory_format=torch.channels_last)
         self.head = model.head
 
     def forward(self, frozen: list[Tensor], **kwargs: object) -> object:
         """Head outputs from the cached lower maps ``frozen`` (each (B, C_i, H_i, W_i))."""
         levels = list(frozen)
-        x = frozen[-1]
+        x = frozen[-1].contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
         for stage in self.stages:
             x = stage(x)  # (B, C_next, H / 2, W / 2)
             levels.append(x)
