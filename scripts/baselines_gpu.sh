@@ -9,22 +9,10 @@
 # `run` puts the photos where the cpu profile expects them (../shared/data), then runs
 # scripts/baselines_parallel.py (lr sweep on the validation split, then the grid) and packs
 # the runs' config/metrics/manifest (no weights, no codes) into $OUT/runs.tar.gz.
-set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=/tmp/fusnet-stage
-mkdir -p "$stage"
-for part in .gpu/p*; do [ -d "$part" ] && cp -r "$part"/. "$stage"/; done
-du -sh "$stage"
-[ "${1:-stage}" = stage ] && exit 0
+source scripts/gpu_stage.sh "${1:-stage}"
 shift
-for dataset in "$stage"/data/*; do  # never over a folder that is already there
-  [ -e "../shared/data/$(basename "$dataset")" ] || { mkdir -p ../shared/data && cp -r "$dataset" ../shared/data/; }
-done
-export PYTHONPATH="$PWD:$stage/site" PYTHONUNBUFFERED=1 FUSNET_CACHE_DIR=/tmp/fusnet-cache
-out="${OUT:-/tmp/fusnet-out}"; root=/tmp/fusnet-results; mkdir -p "$out"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-  python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"; } \
-  | tee "$out/machine.txt"
+root=/tmp/fusnet-results
 timeout "${LIMIT_S:-540}" python3 scripts/baselines_parallel.py --output-root "$root" \
   --device "${DEVICE:-cuda}" "$@" 2>&1 | grep -vE "it/s|s/it|attention trunk" | tee "$out/baselines_gpu.log"
 tar -czf "$out/runs.tar.gz" -C "$root" --exclude=model.pt --exclude=codes.npz \

@@ -9,23 +9,9 @@
 # There: carry .gpu/p1 and run `bash scripts/regimes_gpu.sh stage`; then, while the machine
 # is warm, carry .gpu/p2 and run `FUSNET_GIT_COMMIT=<commit> bash scripts/regimes_gpu.sh run`.
 # Packs the runs' config/metrics/manifest (no weights, codes or caches) into $OUT/runs.tar.gz.
-set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=/tmp/fusnet-stage
-mkdir -p "$stage"
-for part in .gpu/p*; do [ -d "$part" ] && cp -r "$part"/. "$stage"/; done
-du -sh "$stage"
-[ "${1:-stage}" = stage ] && exit 0
-mkdir -p ../shared/data
-for dataset in "$stage"/data/*; do
-  [ -e "../shared/data/$(basename "$dataset")" ] || cp -r "$dataset" ../shared/data/
-done
-export PYTHONPATH="$PWD:$stage/site" PYTHONUNBUFFERED=1 FUSNET_CACHE_DIR=/tmp/fusnet-cache \
-  FUSNET_OUTPUT_ROOT=/tmp/fusnet-results
-out="${OUT:-/tmp/fusnet-out}"; mkdir -p "$out"
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-  python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
-  nproc; } | tee "$out/machine.txt"
+source scripts/gpu_stage.sh "${1:-stage}"
+export FUSNET_OUTPUT_ROOT=/tmp/fusnet-results
 budget=${BUDGET_S:-500}
 gpu_set=(device='"cuda"' data.num_workers=12 data.eval_batch_size=256)
 run() {  # run LIMIT_S ARGS...: one regime_runs.py call, skipped once the budget is spent
