@@ -9,11 +9,12 @@ the cost that end-to-end or top-stage fine-tuning pays per image.
 
 The configurations are timed in interleaved rounds (one batch each per round, after one
 warm-up batch each) so that a change in the machine's load hits them all alike. Each batch is
-timed twice: wall clock, and the CPU time of this thread (user + system, ``time.thread_time``;
-with one torch thread all the work runs on it). On a core shared with other jobs the wall
+timed twice: wall clock, and the CPU time of this thread (user + system, from
+``getrusage(RUSAGE_THREAD)``; with one torch thread all the work runs on it). On a core shared with other jobs the wall
 clock also counts the time they ran, so the CPU-time rate (images per CPU-second) is the
 measure of cost and the one the ratios to Lite0 at 224 px use; the table gives medians over
-rounds and the spread ((max - min) / median) of the CPU times.
+rounds, the spread ((max - min) / median) of the CPU times and the share of system time in
+them (page faults of the large activation buffers, mostly).
 
     taskset -c 1 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \\
         python benchmarks/bench_backbones.py [--rounds 5] [--threads 1] [--backward]
@@ -22,6 +23,7 @@ rounds and the spread ((max - min) / median) of the CPU times.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -46,9 +48,15 @@ def configurations() -> list[tuple[str, int]]:
     return sorted(pairs, key=lambda pair: (LITES.index(pair[0]), pair[1]))
 
 
-def time_batch(backbone: Backbone, x: torch.Tensor, backward: bool) -> tuple[float, float]:
-    """(wall, CPU) seconds for one forward pass (no grad) or one forward + backward of ``x``."""
-    start, start_cpu = time.perf_counter(), time.thread_time()
+def _thread_cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of the calling thread so far."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime, usage.ru_stime
+
+
+def time_batch(backbone: Backbone, x: torch.Tensor, backward: bool) -> tuple[float, float, float]:
+    """(wall, CPU, system) seconds of one forward pass (no grad) or one forward + backward."""
+    start, (user0, sys0) = time.perf_counter(), _thread_cpu()
     if backward:
         backbone.zero_grad(set_to_none=True)
         feats = backbone(x)  # [(B, C1, H/8, W/8), (B, C2, H/16, W/16), (B, C3, H/32, W/32)]
@@ -56,7 +64,9 @@ def time_batch(backbone: Backbone, x: torch.Tensor, backward: bool) -> tuple[flo
     else:
         with torch.no_grad():
             backbone(x)
-    return time.perf_counter() - start, time.thread_time() - start_cpu
+    wall = time.perf_counter() - start
+    user1, sys1 = _thread_cpu()
+    return wall, (user1 - user0) + (sys1 - sys0), sys1 - sys0
 
 
 def run(rounds: int, batch: int, backward: bool) -> list[dict[str, object]]:
@@ -69,14 +79,15 @@ def run(rounds: int, batch: int, backward: bool) -> list[dict[str, object]]:
     inputs = {size: torch.randn(batch, 3, size, size) for _, size in pairs}  # (B, 3, S, S)
     for name, size in pairs:  # warm-up: allocator, oneDNN primitives
         time_batch(models[name], inputs[size], backward)
-    times: dict[tuple[str, int], list[tuple[float, float]]] = {pair: [] for pair in pairs}
+    times: dict[tuple[str, int], list[tuple[float, float, float]]] = {pair: [] for pair in pairs}
     for _ in range(rounds):
         for name, size in pairs:
             times[(name, size)].append(time_batch(models[name], inputs[size], backward))
     rows = []
     for name, size in pairs:
-        wall = [w for w, _ in times[(name, size)]]
-        cpu = [c for _, c in times[(name, size)]]
+        wall = [w for w, _, _ in times[(name, size)]]
+        cpu = [c for _, c, _ in times[(name, size)]]
+        system = sum(t for _, _, t in times[(name, size)])
         median_cpu = statistics.median(cpu)
         rows.append(
             {
@@ -86,6 +97,7 @@ def run(rounds: int, batch: int, backward: bool) -> list[dict[str, object]]:
                 "img_s_wall": batch / statistics.median(wall),
                 "img_per_cpu_s": batch / median_cpu,
                 "spread": (max(cpu) - min(cpu)) / median_cpu,
+                "sys_share": system / sum(cpu),
             }
         )
     return rows
@@ -117,13 +129,13 @@ def main() -> int:
         reference = rows[0]["img_per_cpu_s"]
         out.write(
             f"\n{what}\n{'backbone':<20}{'px':>5}{'params M':>10}{'img/CPU-s':>11}"
-            f"{'vs lite0@224':>14}{'spread':>8}{'img/s wall':>12}\n"
+            f"{'vs lite0@224':>14}{'spread':>8}{'sys':>6}{'img/s wall':>12}\n"
         )
         for row in rows:
             out.write(
                 f"{row['backbone']:<20}{row['size']:>5}{row['params_M']:>10.2f}"
                 f"{row['img_per_cpu_s']:>11.1f}{row['img_per_cpu_s'] / reference:>14.2f}"
-                f"{row['spread']:>8.0%}{row['img_s_wall']:>12.1f}\n"
+                f"{row['spread']:>8.0%}{row['sys_share']:>6.0%}{row['img_s_wall']:>12.1f}\n"
             )
         out.flush()
     out.write(f"\nload average after: {machine_info()['load_average']}\n")
