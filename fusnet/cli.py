@@ -124,12 +124,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from fusnet.checkpoints import load_model
     from fusnet.data import build_dataset
     from fusnet.data.transforms import build_transform
     from fusnet.evaluate import encode_dataset
     from fusnet.retrieval import pack_codes
+    from fusnet.run_data import dataset_kwargs
     from fusnet.runtime import atomic_savez, resolve_device
-    from fusnet.train import dataset_kwargs, load_model
 
     device = resolve_device(args.device)
     model, config = load_model(args.model, device)

@@ -7,7 +7,7 @@ dataset: the weights, the run's config, the class names, the class proxy codes
 (a hash of the weights that a gallery index records, so it can refuse codes from
 another model).
 
-The file is a fusnet checkpoint (``fusnet.train.load_model`` rebuilds the network
+The file is a fusnet checkpoint (``fusnet.checkpoints.load_model`` rebuilds the network
 from it, so ``fusnet encode --model model.fusnet`` works as well) with an
 ``export`` section. :func:`load` reads it with ``torch.load(weights_only=True)``
 and returns an :class:`Encoder`::
@@ -31,13 +31,13 @@ from PIL import Image
 from torch import Tensor, nn
 
 from fusnet import __version__
+from fusnet.checkpoints import load_checkpoint, load_model
 from fusnet.config import RunConfig
 from fusnet.data.transforms import build_transform, resize_size
 from fusnet.errors import CheckpointError, DataError
 from fusnet.evaluate import sign_codes
 from fusnet.retrieval import pack_codes
 from fusnet.runtime import atomic_torch_save, resolve_device
-from fusnet.train import load_checkpoint, load_model
 
 logger = logging.getLogger(__name__)
 

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fusnet.checkpoints import load_model
 from fusnet.data import build_dataset
 from fusnet.data.transforms import build_transform
 from fusnet.errors import DataError
 from fusnet.evaluate import load_codes
 from fusnet.retrieval import hamming_topk, pack_codes
+from fusnet.run_data import dataset_kwargs
 from fusnet.runtime import resolve_device
-from fusnet.train import dataset_kwargs, load_model
 
 logger = logging.getLogger(__name__)
 

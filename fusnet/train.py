@@ -16,11 +16,13 @@ Model selection uses the validation split carved from the training split
 ``config.method`` other than "multifusnet" trains a baseline from ``fusnet.baselines``
 through the same loop: its network and loss come from the method object, whose buffers
 (e.g. ADSH's learned database codes V) are checkpointed as the trainer's ``criterion``.
+
+Where batches come from is :mod:`fusnet.run_data`; the checkpoint layout and loading a
+trained model are :mod:`fusnet.checkpoints` (re-exported here).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -34,31 +36,37 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fusnet import runtime
 from fusnet.baselines import HashingMethod, build_method
+from fusnet.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, load_model
 from fusnet.config import RunConfig
-from fusnet.data import build_dataset
-from fusnet.data.transforms import build_transform
 from fusnet.errors import CheckpointError, ConfigError, TrainingError
 from fusnet.evaluate import encode_cached, encode_dataset, retrieval_metrics, save_codes
-from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_compute_levels
 from fusnet.losses import MultiTaskLoss, classification_loss, hash_loss
 from fusnet.models.multifusnet import MultiFusNet, build_model_backbone
 from fusnet.proxy_codes import class_proxy_codes, code_diagnostics
+from fusnet.run_data import EpochShuffleSampler, build_run_data, dataset_kwargs
 from fusnet.runlock import RunLock
-from fusnet.top_stage import VIEW_SEED, TopStageNet, epoch_view_rows, lower_levels, stack_views
+from fusnet.top_stage import TopStageNet, epoch_view_rows
 from fusnet.validation import validate_run
 from fusnet.zoom import SaliencyZoom, saliency_from_features
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
-# Config fields that may differ between an interrupted run and its resumption.
-RESUMABLE_DIFFERENCES = {"output_dir", "cache_dir", "device", "eval_every", "data.num_workers",
-                         "data.eval_batch_size"}
+__all__ = [
+    "CHECKPOINT_FORMAT",  # re-exported: fusnet.checkpoints, fusnet.run_data
+    "RunResult",
+    "Trainer",
+    "cache_features",
+    "dataset_kwargs",
+    "load_checkpoint",
+    "load_model",
+    "train",
+    "train_bit_lengths",
+]
 
 
 @dataclass
@@ -68,174 +76,6 @@ class RunResult:
     output_dir: Path
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A seeded permutation per epoch, sharded over processes (one code path for 1..N ranks).
-
-    The order depends only on (seed, epoch), so a resumed run sees the same batches.
-    ``subset`` (positions, e.g. ADSH's sampled set) restricts the epoch to those items.
-    """
-
-    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world
-        self.epoch = 0
-        self.subset: Tensor | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def indices(self) -> Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        size = self._pool_size()
-        order = torch.randperm(size, generator=generator)  # (N,)
-        if self.subset is not None:
-            order = self.subset[order]  # (N,) positions of the subset
-        per_rank = math.ceil(size / self.world)
-        order = torch.cat([order, order[: per_rank * self.world - size]])  # pad evenly
-        return order[self.rank :: self.world]
-
-    def _pool_size(self) -> int:
-        return self.size if self.subset is None else len(self.subset)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
-
-    def __len__(self) -> int:
-        return math.ceil(self._pool_size() / self.world)
-
-
-@dataclass
-class _Data:
-    """Datasets (full mode) or cached levels (frozen mode) for one run."""
-
-    num_classes: int
-    class_names: list[str]
-    fit_index: Tensor  # indices into the training split used for fitting
-    val_index: Tensor  # indices into the training split held out for selection
-    train_labels: Tensor
-    fit_set: Dataset | None = None  # full mode, train transform, fit subset
-    database_set: Dataset | None = None  # full mode, test transform, training split
-    query_set: Dataset | None = None  # full mode, test transform, test split
-    database_cache: CachedLevels | None = None  # frozen and top modes
-    query_cache: CachedLevels | None = None
-    view_cache: CachedLevels | None = None  # top mode: K augmented views, row v * N + i
-    views: int = 0
-    description: dict[str, Any] = field(default_factory=dict)
-
-
-def dataset_kwargs(config: RunConfig) -> dict[str, Any]:
-    data = config.data
-    kwargs: dict[str, Any] = {
-        "val_fraction": data.val_fraction,
-        "seed": config.seed,
-        "skip_bad_images": data.skip_bad_images,
-    }
-    if data.dataset == "synthetic":
-        kwargs.update(num_classes=data.synthetic_classes, image_size=max(64, data.image_size))
-    return kwargs
-
-
-def _build_data(
-    config: RunConfig, backbone: nn.Module, device: torch.device, zoom: SaliencyZoom | None
-) -> _Data:
-    data = config.data
-    mean, std = backbone.mean, backbone.std
-    test_tf = build_transform(data.image_size, train=False, mean=mean, std=std)
-    train_tf = build_transform(data.image_size, train=True, mean=mean, std=std,
-                               augment=data.augment)
-    kwargs = dataset_kwargs(config)
-    database = build_dataset(data.dataset, data.root, "train", transform=test_tf, **kwargs)
-    queries = build_dataset(data.dataset, data.root, "test", transform=test_tf, **kwargs)
-    if config.select == "val":
-        from fusnet.data import split_train_val
-
-        fit_np, val_np = split_train_val(database.labels, data.val_fraction, config.seed)
-        fit_index, val_index = torch.as_tensor(fit_np), torch.as_tensor(val_np)
-    else:
-        fit_index, val_index = torch.arange(len(database)), torch.empty(0, dtype=torch.int64)
-    result = _Data(
-        num_classes=database.num_classes,
-        class_names=list(database.class_names),
-        fit_index=fit_index,
-        val_index=val_index,
-        train_labels=torch.as_tensor(database.labels),
-        description={
-            "dataset": data.dataset,
-            "root": str(data.root),
-            "num_classes": database.num_classes,
-            "train_images": len(database),
-            "test_images": len(queries),
-            "fit_images": len(fit_index),
-            "val_images": len(val_index),
-            "train_fingerprint": runtime.fingerprint(
-                [(Path(p).name, int(y)) for p, y in getattr(database, "samples", [])]
-            ),
-            "test_fingerprint": runtime.fingerprint(
-                [(Path(p).name, int(y)) for p, y in getattr(queries, "samples", [])]
-            ),
-        },
-    )
-    dropped = {split: [str(p) for p, _ in getattr(d, "dropped", [])]
-               for split, d in (("train", database), ("test", queries))}
-    if any(dropped.values()):  # skip_bad_images: counted in the manifest (issue 14)
-        result.description["dropped_images"] = {
-            split: {"count": len(paths), "paths": paths[:20]} for split, paths in dropped.items()
-        }
-    if config.mode == "full":
-        fit_source = build_dataset(data.dataset, data.root, "train", transform=train_tf, **kwargs)
-        result.fit_set = torch.utils.data.Subset(fit_source, fit_index.tolist())
-        result.database_set, result.query_set = database, queries
-        return result
-    # Frozen and top modes: backbone maps of both splits, computed once and cached.
-    cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
-    backbone.to(device)  # the maps are computed on the run's device
-    identity = {
-        "backbone": config.model.backbone,
-        "weights": backbone.weights_tag,
-        "image_size": data.image_size,
-        # The resolved folder, so "../data" and "/abs/data" share one cache.
-        "dataset": {
-            **result.description,
-            "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
-        },
-        "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
-    }
-
-    def cached(split: str, dataset: Dataset, named: dict | None = None, **options: Any
-               ) -> CachedLevels:  # ``named``: what else the maps depend on (in the key)
-        key = cache_key({**identity, "split": split, **(named or {})})
-        name = f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt"
-        return load_or_compute_levels(cache_dir / name, key, lambda: compute_levels(
-            backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
-            description=f"backbone features ({split})", **options,
-        ))
-
-    result.database_cache = cached("train", database)
-    result.query_cache = cached("test", queries)
-    if config.mode == "top":
-        frozen = 3 - config.top_stages
-        result.database_cache = lower_levels(result.database_cache, frozen)
-        result.query_cache = lower_levels(result.query_cache, frozen)
-        result.views = data.cached_views
-        if data.cached_views:
-            augmented = build_dataset(data.dataset, data.root, "train", transform=train_tf,
-                                      **kwargs)
-            views = []
-            for view in range(data.cached_views):
-                torch.manual_seed(VIEW_SEED + view)  # the transforms' and zoom's draws
-                views.append(cached(
-                    f"train-view{view}", augmented,
-                    {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen},
-                    keep_levels=frozen,
-                    generator=torch.Generator().manual_seed(VIEW_SEED + view),
-                ))
-            result.view_cache = stack_views(views)
-    return result
-
-
-def _resolved_folder(folder: str | Path | None) -> str | None:
-    return None if folder is None else str(Path(folder).resolve())
 
 
 def _parameter_groups(
@@ -267,74 +107,6 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> Any:
         return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        name = f"{prefix}{key}"
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs.extend(_config_differences(a, b, f"{name}."))
-        elif a != b and name not in RESUMABLE_DIFFERENCES:
-            diffs.append(f"{name}: checkpoint {a!r} vs now {b!r}")
-    return diffs
-
-
-def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config with the fields added since it was written set to their defaults."""
-    try:
-        return RunConfig.from_dict(saved).to_dict()
-    except Exception:  # not a valid config now: compare it as it is
-        return saved
-
-
-def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, Any]:
-    """Load a training checkpoint safely; with ``config``, insist it was made for it."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        size = path.stat().st_size
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({'an empty file' if size == 0 else exc}): it is "
-            "damaged or cut short; restore it, or delete it and train again (a run folder's "
-            "checkpoints/last.pt: delete it and rerun without --resume)"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a fusnet checkpoint (format {CHECKPOINT_FORMAT})")
-    if config is not None:
-        diffs = _config_differences(_with_defaults(payload["config"]), config.to_dict())
-        if diffs:
-            raise CheckpointError(
-                f"checkpoint {path} was written for another config:\n  "
-                + "\n  ".join(diffs)
-                + "\nuse the same config, or a fresh --output-dir"
-            )
-    return payload
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
-    """Rebuild a trained model (Multi-FusNet or a baseline) from ``model.pt`` or a checkpoint."""
-    path = Path(path)
-    payload = load_checkpoint(path)
-    config = RunConfig.from_dict(payload["config"])
-    model_config = dataclasses.replace(config.model, pretrained="none", weights_path=None)
-    if config.method == "multifusnet":
-        model = MultiFusNet(model_config, payload["num_classes"])
-    else:
-        model = build_method(config.method).build_model(
-            dataclasses.replace(config, model=model_config), payload["num_classes"],
-            build_model_backbone(model_config),
-        )
-    state = payload["model"] if "model" in payload else payload["state"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"weights in {path} do not fit its config: {exc}") from exc
-    model.config = config.model
-    return model.to(device), config
 
 
 class Trainer:
@@ -392,7 +164,7 @@ class Trainer:
         # Build once to know the classes, then the data (frozen mode runs the backbone here).
         backbone_model = MultiFusNet(config.model, num_classes=1)
         self.weights_tag = backbone_model.backbone.weights_tag
-        self.data = _build_data(config, backbone_model.backbone, self.device, self.zoom)
+        self.data = build_run_data(config, backbone_model.backbone, self.device, self.zoom)
         runtime.seed_everything(config.seed)
         self.model = MultiFusNet(config.model, self.data.num_classes, backbone=backbone_model.backbone)
         self.model.to(self.device)
@@ -412,7 +184,7 @@ class Trainer:
         self.zoom = None
         backbone = build_model_backbone(config.model)
         self.weights_tag = backbone.weights_tag
-        self.data = _build_data(config, backbone, self.device, None)
+        self.data = build_run_data(config, backbone, self.device, None)
         runtime.seed_everything(config.seed)
         self.model = method_cls.build_model(config, self.data.num_classes, backbone).to(self.device)
         fit_labels = self.data.train_labels[self.data.fit_index]  # (N_fit,)

@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+import fusnet.run_data as run_data_module
 import fusnet.train as train_module
 from fusnet import runtime
 from fusnet.cli import main as cli_main
@@ -640,15 +641,15 @@ def test_ctrl_c_during_caching_and_during_an_epoch_then_resume_gives_the_same_nu
 
     config = tiny_config(tmp_path / "b", mode="frozen", select="last")
     out = Path(config.output_dir)
-    real_compute = train_module.compute_levels
+    real_compute = run_data_module.compute_levels
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "compute_levels", interrupted)
+    monkeypatch.setattr(run_data_module, "compute_levels", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(config)
-    monkeypatch.setattr(train_module, "compute_levels", real_compute)
+    monkeypatch.setattr(run_data_module, "compute_levels", real_compute)
     assert not out.exists()  # nothing was written: the lock removed the folder it made
 
     interrupt_in_epoch(config, monkeypatch, epoch=1)

@@ -104,7 +104,7 @@ def precision_of_examples(examples: pd.DataFrame, ks: tuple[int, ...]) -> dict[s
 def split_dataset(config: RunConfig, split: str):
     """The run's dataset split, untransformed (items are PIL images)."""
     from fusnet.data import build_dataset
-    from fusnet.train import dataset_kwargs
+    from fusnet.run_data import dataset_kwargs
 
     return build_dataset(
         config.data.dataset, config.data.root, split, verify=False, **dataset_kwargs(config)

@@ -34,7 +34,7 @@ from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
 
 logger = logging.getLogger(__name__)
 
-# RunConfig fields that do not change what a run computes (see also fusnet.train).
+# RunConfig fields that do not change what a run computes (see also fusnet.checkpoints).
 _NOT_IDENTITY = {"output_dir", "cache_dir", "device", "data.num_workers", "data.eval_batch_size"}
 
 ABLATION_CONFIGURATIONS: dict[str, dict[str, bool]] = {

@@ -1,0 +1,200 @@
+"""Where a run's batches come from: its datasets, splits, and cached backbone maps.
+
+:func:`build_run_data` reads the dataset's training and test splits, carves the validation
+split out of the training split, and, by mode, either keeps the datasets (``full``: live
+images through the training transform) or computes and caches the frozen backbone's maps
+(``frozen``; ``top``: the maps below the trained stages, plus ``data.cached_views``
+augmented views of every training image). :class:`EpochShuffleSampler` orders each epoch's
+images from (seed, epoch) alone, so a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Sampler
+
+from fusnet import runtime
+from fusnet.config import RunConfig
+from fusnet.data import build_dataset
+from fusnet.data.transforms import build_transform
+from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_compute_levels
+from fusnet.top_stage import VIEW_SEED, lower_levels, stack_views
+from fusnet.zoom import SaliencyZoom
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A seeded permutation per epoch, sharded over processes (one code path for 1..N ranks).
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    ``subset`` (positions, e.g. ADSH's sampled set) restricts the epoch to those items.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch = 0
+        self.subset: Tensor | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        size = self._pool_size()
+        order = torch.randperm(size, generator=generator)  # (N,)
+        if self.subset is not None:
+            order = self.subset[order]  # (N,) positions of the subset
+        per_rank = math.ceil(size / self.world)
+        order = torch.cat([order, order[: per_rank * self.world - size]])  # pad evenly
+        return order[self.rank :: self.world]
+
+    def _pool_size(self) -> int:
+        return self.size if self.subset is None else len(self.subset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return math.ceil(self._pool_size() / self.world)
+
+
+@dataclass
+class RunData:
+    """Datasets (full mode) or cached levels (frozen mode) for one run."""
+
+    num_classes: int
+    class_names: list[str]
+    fit_index: Tensor  # indices into the training split used for fitting
+    val_index: Tensor  # indices into the training split held out for selection
+    train_labels: Tensor
+    fit_set: Dataset | None = None  # full mode, train transform, fit subset
+    database_set: Dataset | None = None  # full mode, test transform, training split
+    query_set: Dataset | None = None  # full mode, test transform, test split
+    database_cache: CachedLevels | None = None  # frozen and top modes
+    query_cache: CachedLevels | None = None
+    view_cache: CachedLevels | None = None  # top mode: K augmented views, row v * N + i
+    views: int = 0
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_kwargs(config: RunConfig) -> dict[str, Any]:
+    """Keyword arguments of ``build_dataset`` that a run config implies (split, seed, ...)."""
+    data = config.data
+    kwargs: dict[str, Any] = {
+        "val_fraction": data.val_fraction,
+        "seed": config.seed,
+        "skip_bad_images": data.skip_bad_images,
+    }
+    if data.dataset == "synthetic":
+        kwargs.update(num_classes=data.synthetic_classes, image_size=max(64, data.image_size))
+    return kwargs
+
+
+def build_run_data(
+    config: RunConfig, backbone: nn.Module, device: torch.device, zoom: SaliencyZoom | None
+) -> RunData:
+    """The datasets or caches of one run (module docstring); caches are computed on ``device``."""
+    data = config.data
+    mean, std = backbone.mean, backbone.std
+    test_tf = build_transform(data.image_size, train=False, mean=mean, std=std)
+    train_tf = build_transform(data.image_size, train=True, mean=mean, std=std,
+                               augment=data.augment)
+    kwargs = dataset_kwargs(config)
+    database = build_dataset(data.dataset, data.root, "train", transform=test_tf, **kwargs)
+    queries = build_dataset(data.dataset, data.root, "test", transform=test_tf, **kwargs)
+    if config.select == "val":
+        from fusnet.data import split_train_val
+
+        fit_np, val_np = split_train_val(database.labels, data.val_fraction, config.seed)
+        fit_index, val_index = torch.as_tensor(fit_np), torch.as_tensor(val_np)
+    else:
+        fit_index, val_index = torch.arange(len(database)), torch.empty(0, dtype=torch.int64)
+    result = RunData(
+        num_classes=database.num_classes,
+        class_names=list(database.class_names),
+        fit_index=fit_index,
+        val_index=val_index,
+        train_labels=torch.as_tensor(database.labels),
+        description={
+            "dataset": data.dataset,
+            "root": str(data.root),
+            "num_classes": database.num_classes,
+            "train_images": len(database),
+            "test_images": len(queries),
+            "fit_images": len(fit_index),
+            "val_images": len(val_index),
+            "train_fingerprint": runtime.fingerprint(
+                [(Path(p).name, int(y)) for p, y in getattr(database, "samples", [])]
+            ),
+            "test_fingerprint": runtime.fingerprint(
+                [(Path(p).name, int(y)) for p, y in getattr(queries, "samples", [])]
+            ),
+        },
+    )
+    dropped = {split: [str(p) for p, _ in getattr(d, "dropped", [])]
+               for split, d in (("train", database), ("test", queries))}
+    if any(dropped.values()):  # skip_bad_images: counted in the manifest (issue 14)
+        result.description["dropped_images"] = {
+            split: {"count": len(paths), "paths": paths[:20]} for split, paths in dropped.items()
+        }
+    if config.mode == "full":
+        fit_source = build_dataset(data.dataset, data.root, "train", transform=train_tf, **kwargs)
+        result.fit_set = torch.utils.data.Subset(fit_source, fit_index.tolist())
+        result.database_set, result.query_set = database, queries
+        return result
+    # Frozen and top modes: backbone maps of both splits, computed once and cached.
+    cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
+    backbone.to(device)  # the maps are computed on the run's device
+    identity = {
+        "backbone": config.model.backbone,
+        "weights": backbone.weights_tag,
+        "image_size": data.image_size,
+        # The resolved folder, so "../data" and "/abs/data" share one cache.
+        "dataset": {
+            **result.description,
+            "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
+        },
+        "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
+    }
+
+    def cached(split: str, dataset: Dataset, named: dict | None = None, **options: Any
+               ) -> CachedLevels:  # ``named``: what else the maps depend on (in the key)
+        key = cache_key({**identity, "split": split, **(named or {})})
+        name = f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt"
+        return load_or_compute_levels(cache_dir / name, key, lambda: compute_levels(
+            backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
+            description=f"backbone features ({split})", **options,
+        ))
+
+    result.database_cache = cached("train", database)
+    result.query_cache = cached("test", queries)
+    if config.mode == "top":
+        frozen = 3 - config.top_stages
+        result.database_cache = lower_levels(result.database_cache, frozen)
+        result.query_cache = lower_levels(result.query_cache, frozen)
+        result.views = data.cached_views
+        if data.cached_views:
+            augmented = build_dataset(data.dataset, data.root, "train", transform=train_tf,
+                                      **kwargs)
+            views = []
+            for view in range(data.cached_views):
+                torch.manual_seed(VIEW_SEED + view)  # the transforms' and zoom's draws
+                views.append(cached(
+                    f"train-view{view}", augmented,
+                    {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen},
+                    keep_levels=frozen,
+                    generator=torch.Generator().manual_seed(VIEW_SEED + view),
+                ))
+            result.view_cache = stack_views(views)
+    return result
+
+
+def _resolved_folder(folder: str | Path | None) -> str | None:
+    return None if folder is None else str(Path(folder).resolve())
