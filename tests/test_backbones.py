@@ -365,8 +365,8 @@ def test_lite_backbone_features_match_full_classifier(
     torch.testing.assert_close(f3, y)
 
 
-@pytest.mark.parametrize("name", LITES)
-def test_lite_stages_compose_to_forward(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_stages_compose_to_forward(name: str) -> None:
     torch.manual_seed(0)
     backbone = build_backbone(name, pretrained=False).eval()
     x = torch.randn(2, 3, 64, 64)  # (B, 3, H, W)
@@ -379,9 +379,11 @@ def test_lite_stages_compose_to_forward(name: str) -> None:
     for got, want, info in zip((f1, f2, f3), expected, backbone.feature_info, strict=True):
         assert got.shape == (2, info["num_chs"], 64 // info["reduction"], 64 // info["reduction"])
         assert torch.equal(got, want)
-    # Lite1/Lite2 have more blocks per stage than Lite0: the split still ends at blocks.2/.4/.6.
-    blocks = backbone.body.blocks
-    assert s3[-1] is blocks[6] and s2[-1] is blocks[4] and s1[-1] is blocks[2]
+    if name in LITES:  # Lite1/Lite2 have more blocks per stage: the split ends at blocks.2/.4/.6
+        blocks = backbone.body.blocks
+        assert s3[-1] is blocks[6] and s2[-1] is blocks[4] and s1[-1] is blocks[2]
+    else:
+        assert s2 is backbone.layer3 and s3 is backbone.layer4
     backbone_params = {id(p) for p in backbone.parameters()}
     assert all(id(p) in backbone_params for s in (s1, s2, s3) for p in s.parameters())
 

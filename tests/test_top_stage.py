@@ -1,4 +1,5 @@
-"""Top-stage fine-tuning (mode="top"): backbone stages, cached views, what trains, resume."""
+"""Top-stage fine-tuning (mode="top"): cached views, what trains, resume (the backbone
+stages themselves: tests/test_backbones.py)."""
 
 from __future__ import annotations
 
@@ -10,29 +11,11 @@ import torch
 from fusnet import runtime
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
-from fusnet.models.backbones import build_backbone
 from fusnet.models.multifusnet import MultiFusNet
 from fusnet.top_stage import epoch_view_rows
 from fusnet.train import Trainer, load_checkpoint, train
 from tests.conftest import interrupt_in_epoch
 from tests.test_train import tiny_config
-
-
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
-def test_stages_compose_to_the_backbone(name):
-    backbone = build_backbone(name, pretrained=False).eval()
-    images = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        expected = backbone(images)
-        s1, s2, s3 = backbone.stages()
-        f1 = s1(images)
-        f2 = s2(f1)
-        f3 = s3(f2)
-    for got, want in zip((f1, f2, f3), expected, strict=True):
-        assert torch.equal(got, want)
-    # The stages are the backbone's own modules, not copies.
-    backbone_params = {id(p) for p in backbone.parameters()}
-    assert all(id(p) in backbone_params for s in (s1, s2, s3) for p in s.parameters())
 
 
 def test_epoch_view_rows_draw_one_view_per_image_from_seed_and_epoch():
