@@ -1,15 +1,17 @@
 """One writer per run folder: a lock file holding the writer's PID.
 
 A run folder (``RunConfig.output_dir``) is written by one process at a time. While a
-run writes, ``<folder>/.fusnet.lock`` holds its PID, host name and start time. A
-second writer fails at once with :class:`~fusnet.errors.RunLockError` naming the
-holder; a lock left by a process that no longer runs (on this host) is taken over
-with a warning. Folders the lock created are removed again on release if nothing
+run writes, ``<folder>/.fusnet.lock`` holds its PID, host name and start time, and the
+process holds an exclusive ``flock`` on it (released by the kernel when the process dies,
+so two processes can never both take it over). A second writer fails at once with
+:class:`~fusnet.errors.RunLockError` naming the holder; a lock left by a process that no
+longer runs (on this host) is taken over with a warning. Folders the lock created are removed again on release if nothing
 else was written into them, so a run that fails before writing leaves no folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -52,6 +54,7 @@ class RunLock:
         self.purpose = purpose
         self._created: list[Path] = []
         self._held = False
+        self._fd = -1
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -79,19 +82,39 @@ class RunLock:
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         for _ in range(3):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._handle_existing()
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = read_lock(self.path)
+                if holder.get("pid") == os.getpid():
+                    self._check_holder(holder)  # "already locked by this process"
+                self._refuse(holder, live=True)
+            if not self._same_file(fd):  # released and removed while we opened it: again
+                os.close(fd)
                 continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
+            try:  # only the flock holder gets here: the check and the takeover are atomic
+                self._check_holder(read_lock(self.path))
+            except RunLockError:
+                os.close(fd)
+                raise
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(record).encode())
+            os.fsync(fd)
+            self._fd = fd  # held open: the kernel drops the flock if this process dies
             self._held = True
             return
         raise RunLockError(
             f"could not take the lock {self.path}: other processes keep taking it; make sure "
             "only one process writes this run folder"
         )
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
 
     def _make_folder(self) -> None:
         missing = []
@@ -104,52 +127,53 @@ class RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._created = missing  # deepest first
 
-    def _handle_existing(self) -> None:
-        holder = read_lock(self.path)
-        for _ in range(10):  # a writer between creating the file and filling it
-            if isinstance(holder.get("pid"), int) or not self.path.exists():
-                break
-            time.sleep(0.1)
-            holder = read_lock(self.path)
+    def _refuse(self, holder: dict, live: bool) -> None:
+        pid = holder.get("pid", "unknown")
+        raise RunLockError(
+            f"run folder {self.folder} is being written by PID {pid} "
+            f"({holder.get('purpose', 'writing')} since {holder.get('since', '?')}); wait for "
+            f"it to finish or stop it (kill {pid}), or choose another --output-dir"
+            if live else
+            f"run folder {self.folder} is locked by PID {pid} on host {holder.get('host')} "
+            f"({holder.get('purpose', 'writing')} since {holder.get('since', '?')}); wait for "
+            f"it to finish, or if it no longer runs delete {self.path}"
+        )
+
+    def _check_holder(self, holder: dict) -> None:
+        """A record left in the file we now hold: refuse a live writer, take over a stale one.
+
+        A writer of this version holds the file's flock while it runs, so a record without
+        the flock is normally stale; the PID check still covers writers that do not flock
+        (an older fusnet, a file system without flock)."""
         pid, host = holder.get("pid"), holder.get("host")
+        if not holder:
+            return  # a new (empty) lock file
         if not isinstance(pid, int):
             logger.warning("%s is unreadable or empty (%s); taking it over", self.path, holder)
         elif host not in (None, socket.gethostname()):
-            raise RunLockError(
-                f"run folder {self.folder} is locked by PID {pid} on host {host} "
-                f"({holder.get('purpose', 'writing')} since {holder.get('since', '?')}); wait for "
-                f"it to finish, or if it no longer runs delete {self.path}"
-            )
+            self._refuse(holder, live=False)
         elif pid == os.getpid():
             raise RunLockError(
                 f"run folder {self.folder} is already locked by this process (PID {pid}); one "
                 "run per folder at a time, choose another --output-dir"
             )
         elif pid_alive(pid):
-            raise RunLockError(
-                f"run folder {self.folder} is being written by PID {pid} "
-                f"({holder.get('purpose', 'writing')} since {holder.get('since', '?')}); wait for "
-                f"it to finish or stop it (kill {pid}), or choose another --output-dir"
-            )
+            self._refuse(holder, live=True)
         else:
             logger.warning(
                 "taking over the stale lock %s of PID %s, which no longer runs (%s since %s)",
                 self.path, pid, holder.get("purpose", "writing"), holder.get("since", "?"),
             )
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
 
     def release(self) -> None:
         """Drop the lock (if this process still holds it) and remove empty created folders."""
         if self._held:
             self._held = False
-            if read_lock(self.path).get("pid") == os.getpid():
-                try:
-                    self.path.unlink()
-                except FileNotFoundError:
-                    pass
+            try:  # removed while still flocked: a process that opened it retries (_same_file)
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
         for folder in self._created:  # deepest first; stops at the first non-empty one
             try:
                 folder.rmdir()

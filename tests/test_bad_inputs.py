@@ -525,6 +525,22 @@ def test_a_live_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, ca
     assert not (folder / LOCK_NAME).exists() and folder.is_dir()  # it existed before
 
 
+def test_a_lock_held_by_another_process_refuses_until_that_process_dies(tmp_path) -> None:
+    folder = tmp_path / "run"
+    code = ("import time; from fusnet.runlock import RunLock; "
+            f"RunLock({str(folder)!r}).acquire(); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockError, match=f"PID {holder.pid}"):
+            RunLock(folder).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no release ran, the kernel dropped the flock
+        holder.wait()
+    with RunLock(folder) as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+
+
 def test_a_lock_removes_the_empty_folders_it_made(tmp_path: Path) -> None:
     with RunLock(tmp_path / "a" / "b"):
         assert (tmp_path / "a" / "b" / LOCK_NAME).is_file()
