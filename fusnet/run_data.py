@@ -29,6 +29,9 @@ from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_com
 from fusnet.top_stage import VIEW_SEED, lower_levels, stack_views
 from fusnet.zoom import SaliencyZoom
 
+VIEW_LOADER = (64, 0)
+"""(batch, workers) that cache the augmented views: fixed, whatever the run's settings."""
+
 
 class EpochShuffleSampler(Sampler[int]):
     """A seeded permutation per epoch, sharded over processes (one code path for 1..N ranks).
@@ -164,12 +167,14 @@ def build_run_data(
         "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
     }
 
-    def cached(split: str, dataset: Dataset, named: dict | None = None, **options: Any
-               ) -> CachedLevels:  # ``named``: what else the maps depend on (in the key)
+    def cached(split: str, dataset: Dataset, named: dict | None = None,
+               loader: tuple[int, int] | None = None, **options: Any) -> CachedLevels:
+        # ``named``: what else the maps depend on (in the key); ``loader``: (batch, workers)
         key = cache_key({**identity, "split": split, **(named or {})})
         name = f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt"
+        batch, workers = loader or (data.eval_batch_size, data.num_workers)
         return load_or_compute_levels(cache_dir / name, key, lambda: compute_levels(
-            backbone, dataset, device, data.eval_batch_size, data.num_workers, zoom,
+            backbone, dataset, device, batch, workers, zoom,
             description=f"backbone features ({split})", **options,
         ))
 
@@ -185,12 +190,16 @@ def build_run_data(
                                       **kwargs)
             views = []
             for view in range(data.cached_views):
-                torch.manual_seed(VIEW_SEED + view)  # the transforms' and zoom's draws
+                # The transforms' and the zoom's random draws follow the global generator
+                # batch by batch: one process, a fixed batch, so that the views depend on
+                # nothing a resumed run may change (workers, encoding batch), only on the
+                # device type (its generator draws the zoom's modes).
+                torch.manual_seed(VIEW_SEED + view)
                 views.append(cached(
                     f"train-view{view}", augmented,
-                    {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen},
-                    keep_levels=frozen,
-                    generator=torch.Generator().manual_seed(VIEW_SEED + view),
+                    {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen,
+                     "loader": VIEW_LOADER, "device": device.type},
+                    loader=VIEW_LOADER, keep_levels=frozen,
                 ))
             result.view_cache = stack_views(views)
     return result

@@ -92,3 +92,24 @@ def test_a_baseline_method_trains_in_top_mode(tmp_path):
     groups = trainer.optimizer.param_groups
     assert any(stage_params == {id(p) for p in g["params"]} for g in groups)
     assert 0.0 <= result.metrics["map_index_ties"] <= 1.0
+
+
+@pytest.mark.slow
+def test_cached_views_do_not_depend_on_workers_or_the_encoding_batch(tmp_path):
+    from fusnet.train import cache_features
+
+    changes = {"mode": "top", "data.cached_views": 2, "cache_dir": str(tmp_path / "cache")}
+    cache_features(tiny_config(tmp_path / "a", **changes))
+    files = sorted((tmp_path / "cache").iterdir())
+    views = [f for f in files if "-view" in f.name]
+    assert len(views) == 2
+    first = [torch.load(f, weights_only=True)["levels"][0] for f in views]
+    cache_features(tiny_config(tmp_path / "b", **changes, **{"data.num_workers": 2,
+                                                              "data.eval_batch_size": 8}))
+    assert sorted((tmp_path / "cache").iterdir()) == files  # the same keys: read, not made
+    for f in views:  # and made again under the other settings, the same maps
+        f.unlink()
+    cache_features(tiny_config(tmp_path / "c", **changes, **{"data.num_workers": 2,
+                                                              "data.eval_batch_size": 8}))
+    again = [torch.load(f, weights_only=True)["levels"][0] for f in views]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
