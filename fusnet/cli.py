@@ -398,9 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kind", default="flat", choices=["flat", "ivf", "milvus"],
                        help="flat: exact; ivf: approximate faiss IndexBinaryIVF; milvus: a Milvus "
                        "collection at --uri (default: flat)")
-        p.add_argument("--nlist", type=int, help="ivf lists (default: from the gallery size); "
+        p.add_argument("--nlist", type=positive_int, help="ivf lists (default: from the gallery size); "
                        "milvus: BIN_IVF_FLAT with this many lists (default: BIN_FLAT)")
-        p.add_argument("--nprobe", type=int, help="lists scanned per query (default: 64)")
+        p.add_argument("--nprobe", type=positive_int, help="lists scanned per query (default: 64)")
         p.add_argument("--uri", help="milvus: the server, e.g. http://127.0.0.1:19530")
         p.add_argument("--collection", help="milvus: collection name (default: from the directory)")
         p.add_argument("--overwrite", action="store_true",
@@ -410,14 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     ia.add_argument("source", help="a folder of images or a CSV (as for build)")
     ia.add_argument("--model", help="the gallery's model file (default: the one it was built with)")
     for p in (ib, ia):
-        p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-        p.add_argument("--chunk-size", type=int, default=512, help="images per saved chunk (resume unit)")
+        p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+        p.add_argument("--chunk-size", type=positive_int, default=512, help="images per saved chunk (resume unit)")
     isr = idx_cmds.add_parser("search", help="query images -> their k nearest gallery images")
     isr.add_argument("dir", help="the gallery directory")
     isr.add_argument("images", nargs="+", help="query image files")
-    isr.add_argument("--k", type=int, default=10)
+    isr.add_argument("--k", type=positive_int, default=10)
     isr.add_argument("--model", help="the gallery's model file (default: the one it was built with)")
-    isr.add_argument("--nprobe", type=int, help="ivf lists scanned per query")
+    isr.add_argument("--nprobe", type=positive_int, help="ivf lists scanned per query")
     isr.add_argument("--sheet", help="save a contact sheet PNG here (NAME-1.png, ... for several queries)")
     isr.add_argument("--json", action="store_true", help="print the hits as JSON")
     idx.set_defaults(func=cmd_index)

@@ -263,8 +263,10 @@ class RunConfig:
         if self.optim.schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule must be one of {list(SCHEDULES)}, "
                               f"got {self.optim.schedule!r}")
-        if not 0 <= self.optim.warmup_epochs < self.optim.epochs:
-            raise ConfigError(f"optim.warmup_epochs must be in [0, epochs), "
+        if self.optim.warmup_epochs < 0 or (self.optim.schedule == "cosine"
+                                            and self.optim.warmup_epochs >= self.optim.epochs):
+            raise ConfigError(f"optim.warmup_epochs must be >= 0 and, with the cosine schedule, "
+                              f"below optim.epochs; "
                               f"got {self.optim.warmup_epochs}")
         if self.select not in ("val", "last"):
             raise ConfigError(f"select must be 'val' or 'last', got {self.select!r}")

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from fusnet import __version__
 from fusnet.checkpoints import load_checkpoint, load_model
 from fusnet.config import RunConfig
+from fusnet.data.base import to_rgb
 from fusnet.data.transforms import build_transform, resize_size
 from fusnet.errors import CheckpointError, DataError
 from fusnet.evaluate import sign_codes
@@ -200,7 +201,7 @@ class Encoder:
             image = open_image(Path(image))
         if not isinstance(image, Image.Image):
             raise TypeError(f"expected an image path, PIL image or tensor, got {type(image).__name__}")
-        return self.transform(image.convert("RGB"))  # (3, S, S)
+        return self.transform(to_rgb(image))  # (3, S, S)
 
     @torch.no_grad()
     def codes(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32) -> Tensor:
@@ -242,7 +243,7 @@ def open_image(path: Path) -> Image.Image:
     """Open an image file as RGB, or raise a DataError naming it."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,7 @@ def _type_problem(value: Any, default: Any) -> str | None:
             return "must be a number"
         return None if math.isfinite(value) else "must be a finite number"
     if isinstance(default, str):
-        return None if isinstance(value, str) and value else "must be a non-empty string"
+        return None if isinstance(value, str | os.PathLike) and str(value) else "must be a non-empty string"
     return None
 
 
@@ -134,7 +135,7 @@ def _section_problems(section: str, obj: Any) -> list[str]:
             continue
         default = _field_default(f)
         if default is None:  # an optional path or name: null or a non-empty string
-            if value is not None and not (isinstance(value, str) and value):
+            if value is not None and not (isinstance(value, str | os.PathLike) and str(value)):
                 problems.append(f"{_label(section, f.name)} = {value!r}: must be a string or null")
             continue
         if value is None:
@@ -249,9 +250,10 @@ def _registry_problems(config: RunConfig) -> list[str]:
     methods = ["multifusnet", *METHODS]
     if config.method not in methods:
         problems.append(_unknown("method (--method)", config.method, methods))
-    elif (config.method != "multifusnet" and config.mode == "frozen"
+    elif (config.method != "multifusnet" and config.mode != "full"
           and not build_method(config.method).supports_frozen):
-        problems.append(f"method {config.method!r} does not support mode='frozen'; use --mode full")
+        problems.append(f"method {config.method!r} does not support mode={config.mode!r} (the "
+                        "backbone or part of it frozen); use --mode full")
     return problems
 
 

@@ -471,6 +471,30 @@ def test_odd_images_load_as_8_bit_rgb(kind: str, tmp_path: Path) -> None:
     assert tuple(tensor.shape) == (3, 64, 64) and torch.isfinite(tensor).all()
 
 
+def test_a_dark_16_bit_image_scales_like_a_bright_one_in_training_and_in_export(tmp_path) -> None:
+    from fusnet.data.base import to_rgb
+    from fusnet.export import open_image
+
+    dark = tmp_path / "dark.png"  # every value <= 255: still 16-bit, so divided by 257 too
+    Image.fromarray(np.full((4, 4), 200, dtype=np.uint16)).save(dark)
+    with Image.open(dark) as image:
+        assert np.asarray(to_rgb(image)).max() == 1
+    assert np.asarray(open_image(dark)).max() == 1  # the export path reads it the same way
+
+
+def test_paths_may_be_path_objects_in_the_python_api(tmp_path: Path) -> None:
+    config = RunConfig().replace(output_dir=tmp_path / "run", **{"data.root": tmp_path})
+    assert config.data.root == tmp_path
+
+
+def test_index_sizes_out_of_range_are_usage_errors(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:  # argparse's usage error
+        cli_main(["index", "build", str(tmp_path / "m.fusnet"), str(tmp_path),
+                  "--output", str(tmp_path / "g"), "--chunk-size", "0"])
+    assert stopped.value.code == 2 and "--chunk-size" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
 def test_symlink_loops_in_an_imagefolder_are_survived(tmp_path: Path) -> None:
     root = _imagefolder(tmp_path / "folder", per_class=2)
     (root / "train" / "class0" / "loop").symlink_to(root / "train" / "class0")  # folder loop

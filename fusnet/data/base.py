@@ -74,7 +74,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode in HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
-        if values.max(initial=0) > 255:  # 16-bit range (a 32-bit "I" holding 8-bit values stays)
+        # 16-bit modes always scale (a dark 16-bit image too); a 32-bit "I" image scales
+        # only when it holds values past 8 bits (PIL opens 8-bit grey PNGs as "I" at times).
+        if image.mode != "I" or values.max(initial=0) > 255:
             values = values / 257.0
         grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")

@@ -183,7 +183,8 @@ def _commit(directory: Path, meta: dict[str, Any], job: dict[str, Any], chunk_fi
     _append_rows(directory / ITEMS, ["id", "path", "label"],
                  [(count + i, p, label) for i, (p, label) in enumerate(new_items)], count)
     if skipped or (directory / SKIPPED).is_file():
-        _append_rows(directory / SKIPPED, ["path", "reason"], skipped, None)
+        # the rows the gallery had committed (a re-run commit after a crash adds them once)
+        _append_rows(directory / SKIPPED, ["path", "reason"], skipped, meta.get("skipped", 0))
     backend.save(directory)
     meta.update(count=len(codes), jobs_done=[*meta["jobs_done"], job["job"]], index=backend.describe(),
                 skipped=meta.get("skipped", 0) + len(skipped))
