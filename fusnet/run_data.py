@@ -29,6 +29,8 @@ from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_com
 from fusnet.top_stage import VIEW_SEED, lower_levels, stack_views
 from fusnet.zoom import SaliencyZoom
 
+CACHE_SEED = 0
+"""Seed of the random draws (the zoom's peak modes) made while caching a split's maps."""
 VIEW_LOADER = (64, 0)
 """(batch, workers) that cache the augmented views: fixed, whatever the run's settings."""
 
@@ -165,18 +167,27 @@ def build_run_data(
             "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
         },
         "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
+        "rng": CACHE_SEED,
     }
 
     def cached(split: str, dataset: Dataset, named: dict | None = None,
-               loader: tuple[int, int] | None = None, **options: Any) -> CachedLevels:
+               loader: tuple[int, int] | None = None, seed: int = CACHE_SEED,
+               **options: Any) -> CachedLevels:
         # ``named``: what else the maps depend on (in the key); ``loader``: (batch, workers)
         key = cache_key({**identity, "split": split, **(named or {})})
         name = f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt"
         batch, workers = loader or (data.eval_batch_size, data.num_workers)
-        return load_or_compute_levels(cache_dir / name, key, lambda: compute_levels(
-            backbone, dataset, device, batch, workers, zoom,
-            description=f"backbone features ({split})", **options,
-        ))
+
+        def compute() -> CachedLevels:
+            # The zoom's and the transforms' random draws from a generator of their own:
+            # the maps depend on their key alone, not on which run made them, and the
+            # run's own random stream is the same whether the cache existed or not.
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                return compute_levels(backbone, dataset, device, batch, workers, zoom,
+                                      description=f"backbone features ({split})", **options)
+
+        return load_or_compute_levels(cache_dir / name, key, compute)
 
     result.database_cache = cached("train", database)
     result.query_cache = cached("test", queries)
@@ -194,12 +205,11 @@ def build_run_data(
                 # batch by batch: one process, a fixed batch, so that the views depend on
                 # nothing a resumed run may change (workers, encoding batch), only on the
                 # device type (its generator draws the zoom's modes).
-                torch.manual_seed(VIEW_SEED + view)
                 views.append(cached(
                     f"train-view{view}", augmented,
                     {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen,
                      "loader": VIEW_LOADER, "device": device.type},
-                    loader=VIEW_LOADER, keep_levels=frozen,
+                    loader=VIEW_LOADER, seed=VIEW_SEED + view, keep_levels=frozen,
                 ))
             result.view_cache = stack_views(views)
     return result

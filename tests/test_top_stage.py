@@ -113,3 +113,25 @@ def test_cached_views_do_not_depend_on_workers_or_the_encoding_batch(tmp_path):
                                                               "data.eval_batch_size": 8}))
     again = [torch.load(f, weights_only=True)["levels"][0] for f in views]
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+@pytest.mark.slow
+def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tmp_path):
+    from fusnet.train import cache_features
+
+    cache = {"mode": "frozen", "cache_dir": str(tmp_path / "cache"), "select": "last",
+             # pretrained maps have several saliency peaks, where the zoom's random mode matters
+             "model.backbone": "efficientnet_lite0", "model.pretrained": "default"}
+    # The baseline and the full model consume the random stream differently before caching.
+    cache_features(tiny_config(tmp_path / "a", **cache, **{"model.cascade": False}))
+    files = sorted((tmp_path / "cache").iterdir())
+    first = [torch.load(f, weights_only=True)["zoom_levels"][-1] for f in files]
+    for f in files:
+        f.unlink()
+    made = train(tiny_config(tmp_path / "b", **cache))  # computes the caches again
+    again = [torch.load(f, weights_only=True)["zoom_levels"][-1] for f in files]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    # and a run that finds the caches trains exactly as the one that made them
+    found = train(tiny_config(tmp_path / "c", **cache))
+    assert found.metrics["map_index_ties"] == made.metrics["map_index_ties"]
+    assert [h["loss"] for h in found.history] == [h["loss"] for h in made.history]
