@@ -439,7 +439,8 @@ class Trainer:
             return self._run()
 
     def _run(self) -> RunResult:
-        self.wall_start = time.perf_counter()
+        self.code = runtime.code_version()  # the code this process trains with (read now, not
+        self.wall_start = time.perf_counter()  # when the run ends: the tree may change meanwhile)
         self.wall_before, self.resumes = 0.0, 0  # wall time and resumes of earlier processes
         self._setup()
         self._try_resume()
@@ -533,7 +534,7 @@ class Trainer:
 
     def _manifest(self, wall_seconds: float) -> dict[str, Any]:
         return {
-            "code": runtime.code_version(),
+            "code": self.code,
             "method": self.config.method,
             "config": self.config.to_dict(),
             "data": self.data.description,
