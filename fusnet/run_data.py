@@ -162,8 +162,9 @@ def build_run_data(
         "weights": backbone.weights_tag,
         "image_size": data.image_size,
         # The resolved folder, so "../data" and "/abs/data" share one cache.
-        "dataset": {
-            **result.description,
+        "dataset": {  # what the maps depend on: not the fit / validation split
+            **{k: v for k, v in result.description.items()
+               if k not in ("fit_images", "val_images")},
             "root": _resolved_folder(getattr(database, "data_dir", None) or data.root),
         },
         "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,

@@ -135,3 +135,15 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
     found = train(tiny_config(tmp_path / "c", **cache))
     assert found.metrics["map_index_ties"] == made.metrics["map_index_ties"]
     assert [h["loss"] for h in found.history] == [h["loss"] for h in made.history]
+
+
+@pytest.mark.slow
+def test_the_validation_split_does_not_rename_the_feature_caches(tmp_path):
+    from fusnet.train import cache_features
+
+    cache = {"mode": "frozen", "cache_dir": str(tmp_path / "cache")}
+    cache_features(tiny_config(tmp_path / "a", **cache))
+    files = sorted((tmp_path / "cache").iterdir())
+    cache_features(tiny_config(tmp_path / "b", select="last", **cache))
+    cache_features(tiny_config(tmp_path / "c", **cache, **{"data.val_fraction": 0.3}))
+    assert sorted((tmp_path / "cache").iterdir()) == files
