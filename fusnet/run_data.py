@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Sampler
 from fusnet import runtime
 from fusnet.config import RunConfig
 from fusnet.data import build_dataset
-from fusnet.data.transforms import build_transform
+from fusnet.data.tensor_io import build_image_transform, set_image_backend
 from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_compute_levels
 from fusnet.top_stage import VIEW_SEED, lower_levels, stack_views
 from fusnet.zoom import SaliencyZoom
@@ -108,12 +108,20 @@ def build_run_data(
     """The datasets or caches of one run (module docstring); caches are computed on ``device``."""
     data = config.data
     mean, std = backbone.mean, backbone.std
-    test_tf = build_transform(data.image_size, train=False, mean=mean, std=std)
-    train_tf = build_transform(data.image_size, train=True, mean=mean, std=std,
-                               augment=data.augment)
+    backend = data.image_backend
+    test_tf = build_image_transform(data.image_size, train=False, mean=mean, std=std,
+                                    image_backend=backend)
+    train_tf = build_image_transform(data.image_size, train=True, mean=mean, std=std,
+                                     augment=data.augment, image_backend=backend)
     kwargs = dataset_kwargs(config)
-    database = build_dataset(data.dataset, data.root, "train", transform=test_tf, **kwargs)
-    queries = build_dataset(data.dataset, data.root, "test", transform=test_tf, **kwargs)
+
+    def dataset(split: str, transform: Any) -> Dataset:
+        return set_image_backend(
+            build_dataset(data.dataset, data.root, split, transform=transform, **kwargs),
+            backend, transform)
+
+    database = dataset("train", test_tf)
+    queries = dataset("test", test_tf)
     if config.select == "val":
         from fusnet.data import split_train_val
 
@@ -150,7 +158,7 @@ def build_run_data(
             split: {"count": len(paths), "paths": paths[:20]} for split, paths in dropped.items()
         }
     if config.mode == "full":
-        fit_source = build_dataset(data.dataset, data.root, "train", transform=train_tf, **kwargs)
+        fit_source = dataset("train", train_tf)
         result.fit_set = torch.utils.data.Subset(fit_source, fit_index.tolist())
         result.database_set, result.query_set = database, queries
         return result
@@ -169,6 +177,7 @@ def build_run_data(
         },
         "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
         "rng": CACHE_SEED,
+        **({"image_backend": backend} if backend != "pil" else {}),
     }
 
     def cached(split: str, dataset: Dataset, named: dict | None = None,
@@ -198,8 +207,7 @@ def build_run_data(
         result.query_cache = lower_levels(result.query_cache, frozen)
         result.views = data.cached_views
         if data.cached_views:
-            augmented = build_dataset(data.dataset, data.root, "train", transform=train_tf,
-                                      **kwargs)
+            augmented = dataset("train", train_tf)
             views = []
             for view in range(data.cached_views):
                 # The transforms' and the zoom's random draws follow the global generator

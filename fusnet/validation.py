@@ -92,7 +92,8 @@ RANGES: dict[str, Check] = {
 NON_NEGATIVE_SECTIONS = ("baseline",)  # every other number there: >= 0
 SELECT_RULES: tuple[str, ...] = ("val", "last")
 # Fields whose value must be in a tuple constant of fusnet.config (checked when it exists).
-CHOICES: dict[str, str] = {"data.augment": "AUGMENTATIONS", "optim.schedule": "SCHEDULES"}
+CHOICES: dict[str, str] = {"data.augment": "AUGMENTATIONS", "optim.schedule": "SCHEDULES",
+                           "data.image_backend": "IMAGE_BACKENDS"}
 
 
 def _flag(name: str) -> str:

@@ -147,3 +147,26 @@ def test_the_validation_split_does_not_rename_the_feature_caches(tmp_path):
     cache_features(tiny_config(tmp_path / "b", select="last", **cache))
     cache_features(tiny_config(tmp_path / "c", **cache, **{"data.val_fraction": 0.3}))
     assert sorted((tmp_path / "cache").iterdir()) == files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["full", "top"])
+def test_the_tensor_image_backend_trains_on_image_files(tmp_path, mode):
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    rng = torch.Generator().manual_seed(0)
+    for split, count in (("train", 6), ("test", 2)):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (48, 48, 3), generator=rng, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.jpg")
+    changes = {"mode": mode, "select": "last", "data.dataset": "imagefolder",
+               "data.root": str(root), "data.image_backend": "tensor", "data.batch_size": 4,
+               "data.augment": "mild", **({"data.cached_views": 1} if mode == "top" else {})}
+    result = train(tiny_config(tmp_path, **changes))
+    assert 0.0 <= result.metrics["map_index_ties"] <= 1.0
+    with pytest.raises(ConfigError, match="image files"):
+        tiny_config(tmp_path, **{"data.image_backend": "tensor"})  # the synthetic set
