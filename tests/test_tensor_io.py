@@ -15,14 +15,12 @@ from torchvision.transforms.v2 import functional as F
 from fusnet.data import build_dataset, build_transform, load_rgb
 from fusnet.data.base import ImageListDataset
 from fusnet.data.tensor_io import (
-    FastColorJitter,
-    adjust_hue,
     build_image_transform,
     build_tensor_transform,
     read_image_tensor,
-    rotate_nearest,
     set_image_backend,
 )
+from fusnet.data.tensor_kernels import FastColorJitter, adjust_hue, rotate_nearest
 from fusnet.data.transforms import IMAGENET_STD
 from fusnet.errors import ConfigError, DataError
 
