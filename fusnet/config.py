@@ -89,6 +89,10 @@ class ModelConfig:
         transformer_depth: encoder layers (ours: 1).
         transformer_heads: attention heads (ours: 4).
         dropout: encoder dropout (ours: 0.1).
+        level_dropout: ours (0 = the paper): while training, each lower level's vector g_i
+            (all but the top level) is zeroed per image with this probability, the kept
+            ones scaled by 1 / (1 - p), so the hash head cannot lean on the lower levels
+            alone (they let it memorise the training images; README fidelity notes).
     """
 
     backbone: str = "resnet50"
@@ -106,6 +110,7 @@ class ModelConfig:
     transformer_depth: int = 1
     transformer_heads: int = 4
     dropout: float = 0.1
+    level_dropout: float = 0.0
 
 
 @dataclass(frozen=True)

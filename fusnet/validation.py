@@ -67,6 +67,7 @@ RANGES: dict[str, Check] = {
     "model.transformer_depth": _at_least(1),
     "model.transformer_heads": _at_least(1),
     "model.dropout": _in(0.0, 1.0, high_open=True),
+    "model.level_dropout": _in(0.0, 1.0, high_open=True),
     "loss.true_prob": _in(0.0, 1.0, low_open=True),
     "loss.proxy_iterations": _at_least(0),
     "loss.alpha_min": _at_least(0),

@@ -69,3 +69,30 @@ def test_gradients_reach_every_trainable_parameter():
     (out.hash_logits.square().mean() + out.class_logits.square().mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
+
+
+def test_level_dropout_zeroes_lower_levels_per_image_while_training_only():
+    model = _model(level_dropout=0.5, transformer=False)
+    images = torch.randn(16, 3, 64, 64)
+    with torch.no_grad():
+        evaluated = model(images)
+        plain = _model(transformer=False)(images)
+        model.train()
+        torch.manual_seed(1)
+        trained = model(images)
+    # Evaluation uses every level, unchanged by the switch.
+    torch.testing.assert_close(evaluated.hash_logits, plain.hash_logits)
+    top_eval, top_train = evaluated.level_vectors[-1], trained.level_vectors[-1]
+    assert top_train.abs().sum(dim=1).gt(0).all()  # the top level is never dropped
+    for v in trained.level_vectors[:-1]:  # each (16, 64)
+        dropped = v.abs().sum(dim=1) == 0  # (16,)
+        assert 0 < int(dropped.sum()) < 16  # some images lose the level, some keep it
+    assert top_eval.shape == top_train.shape
+
+
+def test_level_dropout_is_refused_out_of_range():
+    from fusnet.config import RunConfig
+    from fusnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="level_dropout"):
+        RunConfig().replace(model=dataclasses.replace(TINY, level_dropout=1.0))

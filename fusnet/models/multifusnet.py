@@ -162,6 +162,8 @@ class MultiFusNetHead(nn.Module):
         levels = [all_levels[i] for i in self.level_indices]
         fused = [fusion(f) for fusion, f in zip(self.fusions, levels, strict=True)]
         vectors = [block(f) for block, f in zip(self.blocks, fused, strict=True)]  # L x (B, D)
+        if self.training and self.config.level_dropout > 0:
+            vectors = drop_lower_levels(vectors, self.config.level_dropout)
         z = torch.cat(vectors, dim=1)  # (B, L * D)
         if self.enhancer is not None:
             z = z + self.enhancer(vectors)  # (B, L * D)
@@ -172,6 +174,16 @@ class MultiFusNetHead(nn.Module):
             fused=fused,
             level_vectors=vectors,
         )
+
+
+def drop_lower_levels(vectors: list[Tensor], p: float) -> list[Tensor]:
+    """Zero each lower level's vector per image with probability ``p`` (the top level is
+    kept), scaling the kept ones by 1 / (1 - p) so the expected vector is unchanged."""
+    dropped = []
+    for v in vectors[:-1]:  # each (B, D)
+        keep = (torch.rand(v.shape[0], 1, device=v.device) >= p).to(v.dtype)  # (B, 1)
+        dropped.append(v * keep / (1.0 - p))
+    return [*dropped, vectors[-1]]
 
 
 class MultiFusNet(nn.Module):
