@@ -26,13 +26,19 @@ from fusnet.experiments.runs import (
     ablation_variants,
 )
 
+LOWER_LEVEL_CHANGES = ("model.level_dropout",)
+"""Changes that act on the lower levels only: a configuration without the cascade (the top
+level alone) does not get them, so its run is the same (and is trained once) in every regime
+that differs from another by them alone."""
+
 _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
             "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
             "train_seconds", "device", "run"]
 
 
 def regime_name(config: dict) -> str:
-    """``frozen``, ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` from a run config."""
+    """``frozen``, ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` from a run config,
+    with ``-ld<p>`` when the lower levels are dropped (``model.level_dropout``)."""
     mode = config["mode"]
     if mode == "frozen":
         return "frozen"
@@ -40,7 +46,9 @@ def regime_name(config: dict) -> str:
         return f"full-{config['data'].get('augment', 'paper')}"
     views = config["data"].get("cached_views", 0)
     name = f"top{config.get('top_stages', 2)}"
-    return f"{name}-views{views}" if views else name
+    name = f"{name}-views{views}" if views else name
+    level_dropout = config["model"].get("level_dropout", 0.0)
+    return f"{name}-ld{level_dropout:g}" if level_dropout else name
 
 
 def configuration_name(config: dict) -> str:
@@ -122,9 +130,15 @@ def regime_requests(
         raise ConfigError(f"unknown configurations {unknown}; choose from "
                           f"{list(ABLATION_CONFIGURATIONS)}")
     switches = ablation_variants(configurations)
+
+    def run_changes(configuration: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        if ABLATION_CONFIGURATIONS[configuration]["cascade"]:
+            return {**switches[configuration], **dict(changes)}
+        return {**switches[configuration],
+                **{k: v for k, v in changes.items() if k not in LOWER_LEVEL_CHANGES}}
+
     return [
-        RunRequest(dataset, int(k), f"{regime}/{configuration}",
-                   {**switches[configuration], **dict(changes)})
+        RunRequest(dataset, int(k), f"{regime}/{configuration}", run_changes(configuration, changes))
         for dataset in datasets for k in bits
         for regime, changes in regimes.items() for configuration in configurations
     ]

@@ -1,0 +1,43 @@
+"""The regime comparison's naming and run requests (fusnet.experiments.regimes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fusnet.errors import ConfigError
+from fusnet.experiments.regimes import regime_name, regime_requests
+
+
+def _config(mode: str, **data_and_model) -> dict:
+    return {
+        "mode": mode, "top_stages": 2,
+        "data": {k: v for k, v in data_and_model.items() if k in ("augment", "cached_views")},
+        "model": {k: v for k, v in data_and_model.items() if k == "level_dropout"},
+    }
+
+
+@pytest.mark.parametrize(("config", "name"), [
+    (_config("frozen"), "frozen"),
+    (_config("full", augment="mild"), "full-mild"),
+    (_config("top"), "top2"),
+    (_config("top", cached_views=4), "top2-views4"),
+    (_config("top", cached_views=4, level_dropout=0.5), "top2-views4-ld0.5"),
+    (_config("top", level_dropout=0.0), "top2"),
+])
+def test_regime_names_follow_the_config(config, name):
+    assert regime_name(config) == name
+
+
+def test_lower_level_changes_skip_the_baseline_so_its_run_is_shared():
+    regimes = {"top2": {"mode": "top"}, "top2-ld": {"mode": "top", "model.level_dropout": 0.5}}
+    requests = regime_requests(["cub200"], [48], regimes, ["baseline", "cascading+fusion+attention"])
+    changes = {r.label: r.changes for r in requests}
+    assert changes["top2/baseline"] == changes["top2-ld/baseline"]
+    assert "model.level_dropout" not in changes["top2-ld/baseline"]
+    assert changes["top2-ld/cascading+fusion+attention"]["model.level_dropout"] == 0.5
+    assert "model.level_dropout" not in changes["top2/cascading+fusion+attention"]
+
+
+def test_unknown_configuration_is_refused():
+    with pytest.raises(ConfigError, match="unknown configurations"):
+        regime_requests(["cub200"], [48], {"frozen": {"mode": "frozen"}}, ["no-such-row"])
