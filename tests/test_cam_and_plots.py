@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from fusnet import plots
 from fusnet.config import ModelConfig, RunConfig
 from fusnet.errors import ConfigError
-from fusnet.experiments import cam
+from fusnet.experiments import cam, plots
 from fusnet.models import MultiFusNet
 from fusnet.proxy_codes import class_proxy_codes
 

@@ -29,10 +29,10 @@ from fusnet.experiments import (
 )
 from fusnet.experiments import examples as ex
 from fusnet.experiments import reproduce as rep
+from fusnet.experiments.paper_tables import load_table, recompute_table4, recompute_table7
 from fusnet.experiments.runs import run_dir, run_hash, run_identity
-from fusnet.paper_tables import load_table, recompute_table4, recompute_table7
+from fusnet.experiments.stats import paired_ttest
 from fusnet.retrieval import pack_codes
-from fusnet.stats import paired_ttest
 
 
 def _exp(tmp_path: Path, **changes) -> ExperimentConfig:

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from fusnet.paper_tables import (
+from fusnet.experiments.paper_tables import (
     PAPER_DATA_ENV,
     load_table,
     matches_printed,
@@ -29,7 +29,7 @@ from fusnet.paper_tables import (
     recompute_table7,
     table_path,
 )
-from fusnet.stats import paired_ttest
+from fusnet.experiments.stats import paired_ttest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BITS = [12, 24, 32, 48]

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from fusnet.stats import PairedTTest, mean_and_spread, paired_ttest
+from fusnet.experiments.stats import PairedTTest, mean_and_spread, paired_ttest
 
 
 def _t2_quantile(q: float) -> float:
@@ -153,7 +153,7 @@ def test_to_dict_and_frozen() -> None:
 
 
 def test_constant_differences(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="fusnet.stats"):
+    with caplog.at_level(logging.WARNING, logger="fusnet.experiments.stats"):
         res = paired_ttest([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
     assert "degenerate" in caplog.text
     assert res.std == 0.0 and res.sem == 0.0

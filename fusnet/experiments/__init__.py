@@ -10,7 +10,7 @@
 - :mod:`~fusnet.experiments.reproduce`: ``fusnet reproduce``, the papermill runner.
 
 The profiles (parameters of every notebook for smoke, CPU and paper runs) are in
-:mod:`fusnet.profiles`; the figures' plotting in :mod:`fusnet.plots`.
+:mod:`fusnet.profiles`; the figures' plotting in :mod:`fusnet.experiments.plots`.
 """
 
 from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices

@@ -9,7 +9,7 @@ SGD) are further RunConfig changes of that method's runs only.
 The summaries are what a reader needs to judge a difference:
 
 - :func:`seed_summary`: mean ± spread over seeds per (dataset, bits, method), with the
-  number of seeds (:func:`fusnet.stats.mean_and_spread`);
+  number of seeds (:func:`fusnet.experiments.stats.mean_and_spread`);
 - :func:`paired_against`: paired t-tests of each method against the reference
   (Multi-FusNet) per dataset and over all datasets. A pair is one seed (the method's
   and the reference's runs with that seed share the data split and sampling order),
@@ -27,8 +27,8 @@ import pandas as pd
 from fusnet.baselines.base import NETWORK_DATABASE
 from fusnet.errors import ConfigError
 from fusnet.experiments.runs import RunRecord, RunRequest
+from fusnet.experiments.stats import mean_and_spread
 from fusnet.experiments.tables import TTEST_COLUMNS, runs_frame, ttest_row
-from fusnet.stats import mean_and_spread
 
 logger = logging.getLogger(__name__)
 

@@ -134,7 +134,7 @@ def examples_for_run(run_path: Path, num_queries: int, k: int) -> pd.DataFrame:
 def example_images(
     config: RunConfig, examples: pd.DataFrame, k: int, size: int = 96
 ) -> dict[str, Any]:
-    """Pictures and marks for :func:`fusnet.plots.retrieval_figure`.
+    """Pictures and marks for :func:`fusnet.experiments.plots.retrieval_figure`.
 
     Args:
         config: the run's config (which dataset to read the pictures from).

@@ -24,7 +24,7 @@ table  content                                      columns
 ``dataset_id`` is the name in :mod:`fusnet.data` (``cub200``, ``nabirds`` ...).
 mAP values are percentages, as printed. :func:`recompute_table4` and
 :func:`recompute_table7` redo the paper's t-tests from Tables 3 and 6 with
-:func:`fusnet.stats.paired_ttest`; :func:`matches_printed` says whether a
+:func:`fusnet.experiments.stats.paired_ttest`; :func:`matches_printed` says whether a
 computed figure rounds to a printed one.
 """
 
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fusnet.stats import paired_ttest
+from fusnet.experiments.config import REPO_ROOT
+from fusnet.experiments.stats import paired_ttest
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def paper_data_dir() -> Path:
     override = os.environ.get(PAPER_DATA_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1] / "data" / "paper"
+    return REPO_ROOT / "data" / "paper"
 
 
 def table_path(number: int) -> Path:

@@ -46,7 +46,7 @@ ABLATION_CONFIGURATIONS: dict[str, dict[str, bool]] = {
 }
 """Table 6's five rows (lines 1-5, in order) as ``ModelConfig`` switches.
 
-The names are ``fusnet.paper_tables.load_table(6)``'s ``configuration`` column; the
+The names are ``fusnet.experiments.paper_tables.load_table(6)``'s ``configuration`` column; the
 paper's "Attention" column is the transformer hash-feature enhancement."""
 
 ABLATION_LINES: dict[str, int] = {name: i for i, name in enumerate(ABLATION_CONFIGURATIONS, 1)}

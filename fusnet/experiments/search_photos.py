@@ -105,9 +105,9 @@ def contact_sheet(table: pd.DataFrame, k: int, title: str = "", size: int = 96):
     """Queries (first column) and their top-k gallery photos, framed green when of the same class.
 
     Returns:
-        The matplotlib figure (:func:`fusnet.plots.retrieval_figure`).
+        The matplotlib figure (:func:`fusnet.experiments.plots.retrieval_figure`).
     """
-    from fusnet import plots
+    from fusnet.experiments import plots
 
     top = table[table["rank"] <= k]
     queries = list(dict.fromkeys(top["query"]))

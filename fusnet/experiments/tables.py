@@ -1,7 +1,7 @@
 """Table builders for the notebooks: our runs beside the paper's Tables 3-7.
 
 Pure functions from :class:`~fusnet.experiments.runs.RunRecord` lists and the
-paper's tables (``fusnet.paper_tables.load_table``) to pandas DataFrames. mAP is
+paper's tables (``fusnet.experiments.paper_tables.load_table``) to pandas DataFrames. mAP is
 in percent everywhere here, as the paper prints it; ``map`` is our figure with
 Hamming ties broken by database index, ``map_tie_aware`` the expected AP over
 tied orders (method.md section 6).
@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from fusnet.experiments.paper_tables import matches_printed
 from fusnet.experiments.runs import ABLATION_LINES, RunRecord
-from fusnet.paper_tables import matches_printed
-from fusnet.stats import paired_ttest
+from fusnet.experiments.stats import paired_ttest
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def printed_check(recomputed: pd.DataFrame, printed: pd.DataFrame) -> pd.DataFra
     Returns:
         One row per printed statistic: ``comparison``, ``column``, ``printed`` (the
         string), ``recomputed`` and ``matches`` (the recomputed value rounds to the
-        printed digits; ``fusnet.paper_tables.matches_printed``).
+        printed digits; ``fusnet.experiments.paper_tables.matches_printed``).
     """
     source = {"sig_one_sided": "p_one_sided", "sig_two_sided": "p_two_sided"}
     columns = ["mean", "std", "sem", "ci_lower", "ci_upper", "t", "df"] + [
