@@ -27,8 +27,8 @@ import pandas as pd
 from fusnet.baselines.base import NETWORK_DATABASE
 from fusnet.errors import ConfigError
 from fusnet.experiments.runs import RunRecord, RunRequest
-from fusnet.experiments.stats import mean_and_spread
-from fusnet.experiments.tables import TTEST_COLUMNS, runs_frame, ttest_row
+from fusnet.experiments.stats import TTEST_COLUMNS, mean_and_spread, ttest_row
+from fusnet.experiments.tables import runs_frame
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def paired_against(
             those.
 
     Returns:
-        Columns dataset, comparison, pair, then :data:`~fusnet.experiments.tables.TTEST_COLUMNS`
+        Columns dataset, comparison, pair, then :data:`~fusnet.experiments.stats.TTEST_COLUMNS`
         (``n`` pairs). A negative mean says the method is below the reference.
 
     Raises:

@@ -36,11 +36,10 @@ import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fusnet.experiments.config import REPO_ROOT
-from fusnet.experiments.stats import paired_ttest
+from fusnet.experiments.stats import ttest_row
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,6 @@ TABLE_FILES: dict[int, str] = {
 _INT_COLUMNS = ("bits", "df", "line")
 _BOOL_COLUMNS = ("resnet50", "cascading", "fusion", "attention")
 _STR_COLUMNS = ("sig_one_sided", "sig_two_sided")  # "0.000", "<.001": kept as printed
-_TTEST_COLUMNS = ["mean", "std", "sem", "ci_lower", "ci_upper", "t", "df"]
 
 
 def paper_data_dir() -> Path:
@@ -164,18 +162,6 @@ def paired_cells(table3: pd.DataFrame, method_a: str, method_b: str = "Ours") ->
     return wide
 
 
-def _ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[str, object]:
-    res = paired_ttest(a, b)
-    return {
-        "comparison": comparison,
-        "pair": pair,
-        **{k: getattr(res, k) for k in _TTEST_COLUMNS},
-        "p_one_sided": res.p_one_sided,
-        "p_two_sided": res.p_two_sided,
-        "n": res.n,
-    }
-
-
 def recompute_table4(table3: pd.DataFrame | None = None) -> pd.DataFrame:
     """Redo Table 4: paired t-tests of Semicon and AMGH against Ours over Table 3.
 
@@ -195,7 +181,7 @@ def recompute_table4(table3: pd.DataFrame | None = None) -> pd.DataFrame:
     for k, method in enumerate(("Semicon", "AMGH"), start=1):
         cells = paired_cells(t3, method, "Ours")
         rows.append(
-            _ttest_row(
+            ttest_row(
                 f"Comparison {k}",
                 f"{method}–Ours",
                 cells[method].to_numpy(),
@@ -223,7 +209,7 @@ def recompute_table7(table6: pd.DataFrame | None = None) -> pd.DataFrame:
         index=["dataset", "bits"], columns="line", values="map", sort=False, dropna=False
     )
     rows = [
-        _ttest_row(
+        ttest_row(
             f"Comparison {k}",
             f"Line{k} - Line5",
             wide[k].to_numpy(),

@@ -4,6 +4,7 @@
 layout of SPSS's "Paired Samples Test"): the mean, standard deviation and
 standard error of the pairing differences ``a - b``, the confidence interval of
 the mean difference, ``t``, ``df`` and one- and two-sided p-values.
+:func:`ttest_row` is one row of such a table (NaN below two pairs).
 :func:`mean_and_spread` summarises one figure measured over several seeds.
 
 Formulas, with ``d_i = a_i - b_i`` and ``n`` pairs::
@@ -177,6 +178,29 @@ def paired_ttest(
         n=n,
         confidence=confidence,
     )
+
+
+TTEST_COLUMNS = ["mean", "std", "sem", "ci_lower", "ci_upper", "t", "df", "p_one_sided",
+                 "p_two_sided", "n"]
+"""Columns of a t-test row (besides ``comparison`` and ``pair``)."""
+
+
+def ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[str, object]:
+    """A table row: ``comparison``, ``pair`` and :data:`TTEST_COLUMNS` of ``a − b``.
+
+    The row of the paper's Tables 4 and 7 (``paper_tables.recompute_table4/7``) and of
+    ours (``experiments.tables``, ``experiments.baselines``). Fewer than two pairs give
+    NaN statistics with their ``n`` (logged).
+    """
+    row: dict[str, object] = {"comparison": comparison, "pair": pair}
+    if len(a) < 2:
+        logger.info("%s: %d paired cell(s); a t-test needs 2", pair, len(a))
+        row.update({c: math.nan for c in TTEST_COLUMNS})
+        row["n"] = len(a)
+        return row
+    res = paired_ttest(a, b)
+    row.update({c: getattr(res, c) for c in TTEST_COLUMNS})
+    return row
 
 
 def mean_and_spread(

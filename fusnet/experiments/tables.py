@@ -22,13 +22,9 @@ import pandas as pd
 
 from fusnet.experiments.paper_tables import matches_printed
 from fusnet.experiments.runs import ABLATION_LINES, RunRecord
-from fusnet.experiments.stats import paired_ttest
+from fusnet.experiments.stats import TTEST_COLUMNS, ttest_row
 
 logger = logging.getLogger(__name__)
-
-TTEST_COLUMNS = ["mean", "std", "sem", "ci_lower", "ci_upper", "t", "df", "p_one_sided",
-                 "p_two_sided", "n"]
-"""Columns of a t-test row (besides ``comparison`` and ``pair``)."""
 
 
 def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
@@ -137,22 +133,6 @@ def mean_improvements(improvement: pd.DataFrame) -> pd.DataFrame:
         .mean()
         .reset_index()
     )
-
-
-def ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[str, object]:
-    """A table row: ``comparison``, ``pair`` and :data:`TTEST_COLUMNS` of ``a − b``.
-
-    Fewer than two pairs give NaN statistics with their ``n`` (logged).
-    """
-    row: dict[str, object] = {"comparison": comparison, "pair": pair}
-    if len(a) < 2:
-        logger.info("%s: %d paired cell(s); a t-test needs 2", pair, len(a))
-        row.update({c: math.nan for c in TTEST_COLUMNS})
-        row["n"] = len(a)
-        return row
-    res = paired_ttest(a, b)
-    row.update({c: getattr(res, c) for c in TTEST_COLUMNS})
-    return row
 
 
 def ttests_against_paper(
