@@ -20,6 +20,7 @@ from fusnet.baselines import adsh, dpsh, exchnet, hashnet, semicon  # noqa: F401
 from fusnet.baselines.base import (
     LEARNED_DATABASE,
     METHODS,
+    MULTIFUSNET,
     NETWORK_DATABASE,
     HashingMethod,
     HashingNet,
@@ -31,6 +32,7 @@ from fusnet.baselines.base import (
 __all__ = [
     "LEARNED_DATABASE",
     "METHODS",
+    "MULTIFUSNET",
     "NETWORK_DATABASE",
     "HashOutput",
     "HashingMethod",

@@ -35,13 +35,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from fusnet.config import RunConfig
-from fusnet.errors import ConfigError
+from fusnet.registry import Registry
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "LEARNED_DATABASE",
     "METHODS",
+    "MULTIFUSNET",
     "NETWORK_DATABASE",
     "HashOutput",
     "HashingMethod",
@@ -52,6 +53,9 @@ __all__ = [
     "same_label",
     "sign_codes",
 ]
+
+MULTIFUSNET = "multifusnet"
+"""``RunConfig.method`` of the paper's model, the reference every baseline is compared with."""
 
 NETWORK_DATABASE = "network codes of the training images"
 """Database definition of symmetric methods: the trained network encodes the database."""
@@ -226,24 +230,28 @@ class HashingMethod(nn.Module):
 
 
 MethodFactory = type[HashingMethod]
-METHODS: dict[str, MethodFactory] = {}
+METHODS: Registry[MethodFactory] = Registry("method", reserved=(MULTIFUSNET,))
+"""Baseline name -> :class:`HashingMethod` subclass. Fill it with :func:`register_method`.
+
+:data:`MULTIFUSNET` is a valid method name but not an entry (the reference model is not a
+baseline): it cannot be registered and heads the known names of the unknown-name error."""
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
     """Class decorator adding a :class:`HashingMethod` subclass to :data:`METHODS`.
 
+    Sets the class's ``name`` to ``name``.
+
     Args:
         name: registry key, as used in ``RunConfig.method``.
 
     Raises:
-        ConfigError: ``name`` is already registered, or is "multifusnet".
+        ConfigError: ``name`` is already registered, or is :data:`MULTIFUSNET`.
     """
 
     def decorator(cls: MethodFactory) -> MethodFactory:
-        if name in METHODS or name == "multifusnet":
-            raise ConfigError(f"method {name!r} is already registered")
+        METHODS.register(name, cls)
         cls.name = name
-        METHODS[name] = cls
         return cls
 
     return decorator
@@ -253,13 +261,9 @@ def build_method(name: str) -> MethodFactory:
     """The method class registered as ``name``.
 
     Raises:
-        ConfigError: no such method.
+        ConfigError: no such method (:data:`MULTIFUSNET` included: it is not a baseline).
     """
-    try:
-        return METHODS[name]
-    except KeyError:
-        known = ", ".join(["multifusnet", *sorted(METHODS)])
-        raise ConfigError(f"unknown method {name!r}; known methods: {known}") from None
+    return METHODS.lookup(name)
 
 
 def global_pool(x: Tensor) -> Tensor:

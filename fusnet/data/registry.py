@@ -18,6 +18,7 @@ from PIL import Image
 from fusnet.data.base import ImageListDataset
 from fusnet.data.splits import split_train_val
 from fusnet.errors import ConfigError
+from fusnet.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class DatasetLoader(Protocol):
     def __call__(self, root: Path | None, split: str, **options: Any) -> ImageListDataset: ...
 
 
-DATASETS: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
 """Dataset name -> loader. Fill it with :func:`register_dataset`."""
 
 
@@ -43,14 +44,7 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
     Raises:
         ConfigError: ``name`` is already registered.
     """
-
-    def add(loader: DatasetLoader) -> DatasetLoader:
-        if name in DATASETS:
-            raise ConfigError(f"dataset {name!r} is registered twice")
-        DATASETS[name] = loader
-        return loader
-
-    return add
+    return DATASETS.register(name)
 
 
 def _check_options(name: str, loader: DatasetLoader, options: dict[str, Any]) -> None:
@@ -111,11 +105,9 @@ def build_dataset(
         DataError: a missing list file, a bad image, an out-of-range label or an empty class;
             the message names the file and the fix.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+    loader = DATASETS.lookup(name)
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r} for dataset {name!r}; use one of {SPLITS}")
-    loader = DATASETS[name]
     _check_options(name, loader, kwargs)
     official = "test" if split == "test" else "train"
     root_path = Path(root).expanduser() if root is not None else None

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusnet.errors import ConfigError
+from fusnet.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ __all__ = [
     "register_attention",
 ]
 
-ATTENTION: dict[str, type[nn.Module]] = {}
+ATTENTION: Registry[type[nn.Module]] = Registry("attention module")
+"""Attention name -> module class ``cls(channels)``. Fill it with :func:`register_attention`."""
 
 
 def register_attention(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -60,14 +62,7 @@ def register_attention(name: str) -> Callable[[type[nn.Module]], type[nn.Module]
     Raises:
         ConfigError: ``name`` is already registered.
     """
-
-    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in ATTENTION:
-            raise ConfigError(f"attention module {name!r} is registered twice")
-        ATTENTION[name] = cls
-        return cls
-
-    return decorator
+    return ATTENTION.register(name)
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
@@ -357,10 +352,4 @@ def build_attention(name: str, channels: int) -> nn.Module:
     Raises:
         ConfigError: Unknown name or invalid channel count.
     """
-    try:
-        cls = ATTENTION[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown attention module {name!r}; choose one of {sorted(ATTENTION)}"
-        ) from None
-    return cls(channels)
+    return ATTENTION.lookup(name)(channels)

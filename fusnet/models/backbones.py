@@ -51,6 +51,7 @@ from fusnet.models.pretrained import (
     efficientnet_lite_weights_tag,
     load_state_dict_file,
 )
+from fusnet.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 Pretrained = bool | str
 BackboneFactory = Callable[..., "Backbone"]  # fn(pretrained, weights_path) -> Backbone
 
-BACKBONES: dict[str, BackboneFactory] = {}
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+"""Backbone name -> factory ``fn(pretrained, weights_path)``. Fill it with
+:func:`register_backbone`."""
 
 
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -83,14 +86,7 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
     Raises:
         ConfigError: ``name`` is already registered.
     """
-
-    def decorator(fn: BackboneFactory) -> BackboneFactory:
-        if name in BACKBONES:
-            raise ConfigError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = fn
-        return fn
-
-    return decorator
+    return BACKBONES.register(name)
 
 
 class Backbone(nn.Module):
@@ -500,8 +496,4 @@ def build_backbone(
         DownloadError: Weights had to be downloaded and could not be.
         CheckpointError: The weights file is unreadable or does not fit.
     """
-    try:
-        factory = BACKBONES[name]
-    except KeyError:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}") from None
-    return factory(pretrained, weights_path)
+    return BACKBONES.lookup(name)(pretrained, weights_path)
