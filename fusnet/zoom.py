@@ -45,12 +45,15 @@ Deliberate differences from the authors' code (documented in the fidelity notes)
 - The grid is computed in float32 (autocast off) and ``grid_sample`` runs in
   float32, then the result is cast back to the images' dtype.
 - The output has the input's height and width (theirs: square, H x H).
+
+Modules: this one holds the settings and the batched module; the tensor kernels (peak
+finding, the sampler's Gaussian and coordinates) are in :mod:`fusnet.zoom_kernels`, and the
+per-image reference loop in :mod:`fusnet.zoom_reference` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +61,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fusnet.errors import ConfigError
+from fusnet.zoom_kernels import check_inputs, gaussian_1d, local_peaks, output_hw, padded_coords
+from fusnet.zoom_reference import zoom_per_image_reference  # re-exported (see __all__)
 
 logger = logging.getLogger(__name__)
 
@@ -143,58 +148,6 @@ def saliency_from_features(f3: Tensor) -> Tensor:
     return f3.detach().float().sum(dim=1)  # (B, h, w)
 
 
-def _gaussian_1d(size: int, fwhm: float, device: torch.device) -> Tensor:
-    """The authors' ``makeGaussian`` along one axis: exp(-4 ln2 (x - x0)² / fwhm²)."""
-    x = torch.arange(size, dtype=torch.float32, device=device)  # (K,)
-    return torch.exp(-4.0 * math.log(2.0) * (x - size // 2) ** 2 / fwhm**2)  # (K,)
-
-
-def _padded_coords(grid_size: int, padding: int, device: torch.device) -> Tensor:
-    """Coordinates of the padded grid in [0, 1] units: (i - padding) / (G - 1)."""
-    n = grid_size + 2 * padding
-    i = torch.arange(n, dtype=torch.float32, device=device)  # (G + 2P,)
-    return (i - padding) / (grid_size - 1)  # (G + 2P,)
-
-
-def _local_peaks(x: Tensor) -> Tensor:
-    """3x3 local maxima, ties broken as the authors' ``PeakStimulation``.
-
-    A cell is a peak when it is the arg-max of the 3x3 window centred on it
-    (``-inf`` outside the map). ``max_pool2d`` returns the first maximum of the
-    window in row-major order (CPU; the CUDA kernel scans with the same strict
-    ``>``), so on a plateau only the first cell of each window counts. Exact
-    ties are rare for real features; they matter for synthetic maps.
-
-    Args:
-        x: (B, 1, G, G) map.
-
-    Returns:
-        (B, 1, G, G) bool peak mask.
-    """
-    _, _, h, w = x.shape
-    padded = F.pad(x, (1, 1, 1, 1), value=float("-inf"))  # (B, 1, h+2, w+2)
-    _, idx = F.max_pool2d(padded, kernel_size=3, stride=1, return_indices=True)  # (B, 1, h, w)
-    rows = torch.arange(1, h + 1, device=x.device)[:, None]  # (h, 1)
-    cols = torch.arange(1, w + 1, device=x.device)[None, :]  # (1, w)
-    own = rows * (w + 2) + cols  # (h, w) flat index of each cell in the padded map
-    return idx == own  # (B, 1, h, w)
-
-
-def _output_hw(config: ZoomConfig, images: Tensor) -> tuple[int, int]:
-    if config.output_size is not None:
-        return int(config.output_size[0]), int(config.output_size[1])
-    return int(images.shape[-2]), int(images.shape[-1])
-
-
-def _check_inputs(images: Tensor, saliency: Tensor) -> None:
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-    if saliency.dim() != 3 or saliency.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"saliency must be (B, h, w) with B = {images.shape[0]}, got {tuple(saliency.shape)}"
-        )
-
-
 class SaliencyZoom(nn.Module):
     """Batch-vectorised saliency-sampler zoom (see the module docstring).
 
@@ -277,7 +230,7 @@ class SaliencyZoom(nn.Module):
             return cfg.base_ratio + decide  # (B, G, G)
         b, g, _ = decide.shape
         mean = decide.mean(dim=(1, 2), keepdim=True)  # (B, 1, 1)
-        peak = _local_peaks(decide[:, None])[:, 0] & (decide > mean)  # (B, G, G)
+        peak = local_peaks(decide[:, None])[:, 0] & (decide > mean)  # (B, G, G)
         masked = torch.where(peak, decide, torch.full_like(decide, -1.0)).flatten(1)  # (B, G²)
         first_max = F.one_hot(masked.argmax(dim=1), g * g).view(b, g, g).bool()  # (B, G, G)
         m = modes.view(b, 1, 1)  # (B, 1, 1)
@@ -311,11 +264,11 @@ class SaliencyZoom(nn.Module):
         p = cfg.padding
         n = g + 2 * p
         padded = F.pad(density[:, None], (p, p, p, p), mode="replicate")  # (B, 1, n, n)
-        coords = _padded_coords(g, p, density.device)  # (n,)
+        coords = padded_coords(g, p, density.device)  # (n,)
         stack = torch.cat(
             [padded, padded * coords.view(1, 1, 1, n), padded * coords.view(1, 1, n, 1)], dim=1
         )  # (B, 3, n, n): weight, weight·x, weight·y
-        k = _gaussian_1d(2 * p + 1, cfg.fwhm, density.device)  # (K,)
+        k = gaussian_1d(2 * p + 1, cfg.fwhm, density.device)  # (K,)
         f = F.conv2d(stack.reshape(b * 3, 1, n, n), k.view(1, 1, -1, 1))  # (3B, 1, G, n)
         f = F.conv2d(f, k.view(1, 1, 1, -1)).view(b, 3, g, g)  # (B, 3, G, G)
         xy = f[:, 1:] / f[:, :1]  # (B, 2, G, G) in [0, 1]
@@ -357,11 +310,11 @@ class SaliencyZoom(nn.Module):
             (B, 3, H', W') zoomed images in images' dtype, (H', W') = output_size or
             (H, W).
         """
-        _check_inputs(images, saliency)
+        check_inputs(images, saliency)
         saliency = saliency.to(images.device)  # (B, h, w)
         if modes is None or coins is None:
             modes, coins = self.draw_random(images.shape[0], images.device, generator)
-        grid = self.make_grid(saliency, _output_hw(self.config, images), modes, coins)
+        grid = self.make_grid(saliency, output_hw(self.config.output_size, images), modes, coins)
         with torch.autocast(device_type=images.device.type, enabled=False):
             out = F.grid_sample(
                 images.float(),
@@ -371,94 +324,3 @@ class SaliencyZoom(nn.Module):
                 align_corners=self.config.align_corners,
             )  # (B, 3, H', W')
         return out.to(images.dtype)  # (B, 3, H', W')
-
-
-def zoom_per_image_reference(
-    zoom: SaliencyZoom,
-    images: Tensor,
-    saliency: Tensor,
-    modes: Tensor,
-    coins: Tensor,
-) -> Tensor:
-    """Per-image, per-peak Python loop, structured like the authors' code.
-
-    A reference for tests and for the vectorisation benchmark: it follows
-    ``batch_augment`` / ``attention_zoom`` / ``create_grid`` (one image at a time,
-    one Gaussian per peak, a full 2-D ``(2P+1)²`` convolution) with this module's
-    documented choices, and must match :meth:`SaliencyZoom.forward` given the same
-    ``modes`` and ``coins``.
-
-    Args:
-        zoom: the module whose config to follow.
-        images: (B, 3, H, W).
-        saliency: (B, h, w).
-        modes: (B,) int64 mode per image (0 all, 1 sampled, 2 max).
-        coins: (B, G, G) uniform draws.
-
-    Returns:
-        (B, 3, H', W') zoomed images in images' dtype.
-    """
-    _check_inputs(images, saliency)
-    cfg = zoom.config
-    dev = images.device
-    g, p = cfg.grid_size, cfg.padding
-    n = g + 2 * p
-    out_hw = _output_hw(cfg, images)
-    k1 = _gaussian_1d(2 * p + 1, cfg.fwhm, dev)  # (K,)
-    kernel = (k1[:, None] * k1[None, :])[None, None]  # (1, 1, K, K)
-    coords = _padded_coords(g, p, dev)  # (n,)
-    basis_x = coords.view(1, n).expand(n, n)[None, None]  # (1, 1, n, n)
-    basis_y = coords.view(n, 1).expand(n, n)[None, None]  # (1, 1, n, n)
-    yy, xx = torch.meshgrid(
-        torch.arange(g, dtype=torch.float32, device=dev),
-        torch.arange(g, dtype=torch.float32, device=dev),
-        indexing="ij",
-    )  # (G, G), (G, G)
-    outs = []
-    for b in range(images.shape[0]):
-        s = saliency[b : b + 1].to(dev).detach().float().clamp(min=0.0)[:, None]  # (1, 1, h, w)
-        if cfg.intermediate_size is not None:
-            size = (cfg.intermediate_size, cfg.intermediate_size)
-            s = F.interpolate(s, size=size, mode="bilinear", align_corners=True)  # (1, 1, I, I)
-        s = F.interpolate(s, size=(g, g), mode="bilinear", align_corners=True)  # (1, 1, G, G)
-        decide = (s / s.max().clamp(min=torch.finfo(torch.float32).tiny))[0, 0]  # (G, G)
-        if cfg.peak_mode == "none":
-            density = cfg.base_ratio + decide  # (G, G)
-        else:
-            is_peak = _local_peaks(decide[None, None])[0, 0] & (decide > decide.mean())  # (G, G)
-            peaks = [(int(i), int(j)) for i, j in torch.nonzero(is_peak).tolist()]
-            scores = [decide[i, j] for i, j in peaks]
-            mode = int(modes[b])
-            density = torch.full((g, g), cfg.base_ratio, device=dev)  # (G, G)
-            chosen: list[tuple[int, int, Tensor, Tensor]] = []  # (i, j, score, sigma)
-            if mode == 0:
-                chosen = [(i, j, sc, sc.sqrt()) for (i, j), sc in zip(peaks, scores, strict=True)]
-            elif mode == 1:
-                chosen = [
-                    (i, j, sc, sc.sqrt())
-                    for (i, j), sc in zip(peaks, scores, strict=True)
-                    if bool(sc > coins[b, i, j])
-                ]
-            elif peaks:
-                best = max(range(len(scores)), key=lambda q: float(scores[q]))
-                i, j = peaks[best]
-                chosen = [(i, j, scores[best], scores[best])]
-            for i, j, sc, spread in chosen:
-                sigma = cfg.peak_radius * g * spread  # ()
-                d2 = (xx - j) ** 2 + (yy - i) ** 2  # (G, G)
-                density = density + sc * torch.exp(-d2 / (2.0 * sigma**2))  # (G, G)
-        padded = F.pad(density[None, None], (p, p, p, p), mode="replicate")  # (1, 1, n, n)
-        weight = F.conv2d(padded, kernel)  # (1, 1, G, G)
-        x = F.conv2d(padded * basis_x, kernel) / weight  # (1, 1, G, G)
-        y = F.conv2d(padded * basis_y, kernel) / weight  # (1, 1, G, G)
-        grid = (torch.cat([x, y], dim=1) * 2.0 - 1.0).clamp(-1.0, 1.0)  # (1, 2, G, G)
-        grid = F.interpolate(grid, size=out_hw, mode="bilinear", align_corners=True)  # (1, 2, H, W)
-        out = F.grid_sample(
-            images[b : b + 1].float(),
-            grid.permute(0, 2, 3, 1),
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=cfg.align_corners,
-        )  # (1, 3, H', W')
-        outs.append(out.to(images.dtype))
-    return torch.cat(outs, dim=0)  # (B, 3, H', W')
