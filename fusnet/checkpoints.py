@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusnet.baselines import build_method
+from fusnet.baselines import MULTIFUSNET, build_method
 from fusnet.config import RunConfig
 from fusnet.errors import CheckpointError
 from fusnet.models.multifusnet import MultiFusNet, build_model_backbone
@@ -80,7 +80,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     payload = load_checkpoint(path)
     config = RunConfig.from_dict(payload["config"])
     model_config = dataclasses.replace(config.model, pretrained="none", weights_path=None)
-    if config.method == "multifusnet":
+    if config.method == MULTIFUSNET:
         model = MultiFusNet(model_config, payload["num_classes"])
     else:
         model = build_method(config.method).build_model(

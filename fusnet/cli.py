@@ -182,12 +182,12 @@ def _learned_database_codes(
     """
     import torch
 
-    from fusnet.baselines import LEARNED_DATABASE, build_method
+    from fusnet.baselines import LEARNED_DATABASE, MULTIFUSNET, build_method
     from fusnet.evaluate import load_codes
 
     if args.split != "train" or not same_data or args.network_codes:
         return None
-    if config.method == "multifusnet" or build_method(config.method).database != LEARNED_DATABASE:
+    if config.method == MULTIFUSNET or build_method(config.method).database != LEARNED_DATABASE:
         return None
     path = Path(args.model).parent / "codes.npz"
     if not path.is_file():

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from fusnet import __version__
+from fusnet.baselines import MULTIFUSNET
 from fusnet.checkpoints import load_checkpoint, load_model
 from fusnet.config import RunConfig
 from fusnet.data.base import to_rgb
@@ -93,7 +94,7 @@ def export_model(run: str | Path, output: str | Path) -> Path:
     num_classes = int(payload["num_classes"])
     class_names = payload.get("class_names") or [f"class {c}" for c in range(num_classes)]
     proxy = None
-    if config.method == "multifusnet":
+    if config.method == MULTIFUSNET:
         from fusnet.proxy_codes import class_proxy_codes
 
         proxy = class_proxy_codes(  # deterministic from the config: the training targets

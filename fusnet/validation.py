@@ -235,7 +235,7 @@ def _unknown(label: str, value: Any, known: list[str]) -> str:
 
 
 def _registry_problems(config: RunConfig) -> list[str]:
-    from fusnet.baselines import METHODS, build_method
+    from fusnet.baselines import METHODS, MULTIFUSNET, build_method
     from fusnet.data import DATASETS
     from fusnet.models.attention import ATTENTION
     from fusnet.models.backbones import BACKBONES
@@ -249,10 +249,10 @@ def _registry_problems(config: RunConfig) -> list[str]:
         problems.append(
             _unknown("model.attention (--attention)", config.model.attention, list(ATTENTION))
         )
-    methods = ["multifusnet", *METHODS]
+    methods = list(METHODS.choices())  # MULTIFUSNET and the baselines
     if config.method not in methods:
         problems.append(_unknown("method (--method)", config.method, methods))
-    elif (config.method != "multifusnet" and config.mode != "full"
+    elif (config.method != MULTIFUSNET and config.mode != "full"
           and not build_method(config.method).supports_frozen):
         problems.append(f"method {config.method!r} does not support mode={config.mode!r} (the "
                         "backbone or part of it frozen); use --mode full")
