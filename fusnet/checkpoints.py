@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from fusnet.baselines import MULTIFUSNET, build_method
-from fusnet.config import RunConfig
+from fusnet.config import RunConfig, run_fields
 from fusnet.errors import CheckpointError
 from fusnet.models.multifusnet import MultiFusNet, build_model_backbone
 
 CHECKPOINT_FORMAT = 1
-# Config fields that may differ between an interrupted run and its resumption.
-RESUMABLE_DIFFERENCES = {"output_dir", "cache_dir", "device", "eval_every", "data.num_workers",
-                         "data.eval_batch_size"}
+# Config fields that may differ between an interrupted run and its resumption (their
+# metadata in fusnet.config).
+RESUMABLE_DIFFERENCES = run_fields(resumable=True)
 
 
 def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:

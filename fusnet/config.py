@@ -28,6 +28,12 @@ IMAGE_BACKENDS: tuple[str, ...] = ("pil", "tensor")
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
 """Learning-rate schedules (``OptimConfig.schedule``)."""
 
+NOT_IDENTITY: dict[str, bool] = {"identity": False, "resumable": True}
+"""Field metadata of a setting that says where or how fast a run computes, not what: it does
+not name the run (:func:`run_fields`) and may change when the run is resumed."""
+RESUMABLE: dict[str, bool] = {"resumable": True}
+"""Field metadata of a setting that names the run but may change when it is resumed."""
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -59,8 +65,8 @@ class DataConfig:
     image_size: int = 336
     val_fraction: float = 0.1
     batch_size: int = 128
-    eval_batch_size: int = 64
-    num_workers: int = 0
+    eval_batch_size: int = field(default=64, metadata=NOT_IDENTITY)
+    num_workers: int = field(default=0, metadata=NOT_IDENTITY)
     skip_bad_images: bool = False
     synthetic_classes: int = 10
     augment: str = "paper"
@@ -249,12 +255,12 @@ class RunConfig:
     method: str = "multifusnet"
     mode: str = "full"
     select: str = "val"
-    eval_every: int = 1
+    eval_every: int = field(default=1, metadata=RESUMABLE)
     seed: int = 0
-    device: str = "auto"
+    device: str = field(default="auto", metadata=NOT_IDENTITY)
     amp: bool = True
-    output_dir: str = "results/run"
-    cache_dir: str | None = None
+    output_dir: str = field(default="results/run", metadata=NOT_IDENTITY)
+    cache_dir: str | None = field(default=None, metadata=NOT_IDENTITY)
     top_stages: int = 2
 
     def __post_init__(self) -> None:
@@ -344,6 +350,30 @@ class RunConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(raw)
+
+
+def run_fields(*, identity: bool | None = None, resumable: bool | None = None) -> frozenset[str]:
+    """Dotted names of the :class:`RunConfig` fields (``"device"``, ``"data.num_workers"``)
+    with these flags.
+
+    A field's metadata (:data:`NOT_IDENTITY`, :data:`RESUMABLE`) says whether it is part of
+    a run's identity (``fusnet.experiments.runs.run_hash`` names the run folder from the
+    others) and whether it may differ between an interrupted run and its resumption
+    (``fusnet.checkpoints.load_checkpoint``); a field without metadata is identity and not
+    resumable. A flag left ``None`` is not checked.
+    """
+
+    def walk(cls: type, prefix: str) -> set[str]:
+        names: set[str] = set()
+        for f in fields(cls):
+            if dataclasses.is_dataclass(f.default_factory):  # a section: data, model, ...
+                names |= walk(f.default_factory, f"{prefix}{f.name}.")
+            elif ((identity is None or f.metadata.get("identity", True) == identity)
+                  and (resumable is None or f.metadata.get("resumable", False) == resumable)):
+                names.add(f"{prefix}{f.name}")
+        return names
+
+    return frozenset(walk(RunConfig, ""))
 
 
 def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:

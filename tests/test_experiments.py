@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pandas as pd
 import pytest
 
 import fusnet.train
+from fusnet.checkpoints import RESUMABLE_DIFFERENCES
 from fusnet.cli import main as cli_main
+from fusnet.config import RunConfig, run_fields
 from fusnet.errors import ConfigError
 from fusnet.experiments import (
     ABLATION_CONFIGURATIONS,
@@ -33,6 +36,7 @@ from fusnet.experiments.paper_tables import load_table, recompute_table4, recomp
 from fusnet.experiments.runs import run_dir, run_hash, run_identity
 from fusnet.experiments.stats import paired_ttest
 from fusnet.retrieval import pack_codes
+from tests.conftest import REPO_ROOT
 
 
 def _exp(tmp_path: Path, **changes) -> ExperimentConfig:
@@ -124,6 +128,40 @@ def test_a_run_is_named_by_what_changes_its_result(tmp_path):
     identity = run_identity(base)
     assert identity["model.bits"] == 12 and "model.attention" not in identity
     assert "output_dir" not in identity and "device" not in identity
+
+
+def test_identity_and_resumable_fields_come_from_the_config_metadata():
+    where = {"output_dir", "cache_dir", "device", "data.num_workers", "data.eval_batch_size"}
+    assert run_fields(identity=False) == where
+    # The checkpoint check reads the same metadata: those, and eval_every, may change on resume.
+    assert RESUMABLE_DIFFERENCES == run_fields(resumable=True) == where | {"eval_every"}
+    assert run_fields(identity=False, resumable=False) == set()
+    assert {"model.bits", "data.root", "seed", "method"} <= run_fields(identity=True)
+
+
+def test_every_committed_run_keeps_its_folder_name():
+    """``results/runs/<profile>/<dataset>/<name>`` is ``run_dir`` of its ``config.json``.
+
+    The data folder that named it is the config's, as its checkout wrote it: relative to
+    that checkout (``output_dir`` less the run's path in the repository).
+    """
+    configs = sorted((REPO_ROOT / "results" / "runs").glob("**/config.json"))
+    if not configs:
+        pytest.skip("no committed runs in this checkout")
+    renamed = []
+    for path in configs:
+        folder = path.parent
+        raw = json.loads(path.read_text())
+        inside = folder.relative_to(REPO_ROOT).parts
+        written = Path(raw["output_dir"]).parts
+        assert written[-len(inside):] == inside, path
+        checkout = Path(*written[: -len(inside)])
+        root = raw["data"]["root"]
+        data_root = None if root is None else os.path.relpath(root, checkout)
+        named = run_dir(folder.parents[1], folder.parent.name, RunConfig.from_dict(raw), data_root)
+        if named != folder:
+            renamed.append(f"{folder.relative_to(REPO_ROOT)} -> {named.name}")
+    assert not renamed, "\n".join(renamed)
 
 
 def test_grid_and_variants():

@@ -1,10 +1,11 @@
 """Training runs shared between notebooks: named by their config, trained once, resumed.
 
 A run's folder is ``<runs_dir>/<dataset>/<tag>-<bits>b-<hash>``, the hash taken
-over its :class:`~fusnet.config.RunConfig` (less the fields that do not change the
-result: output and cache folders, device, workers, encoding batch). Two notebooks
-asking for the same run (the full model at 48 bits is in Tables 3 and 6, Figs. 9,
-10, 11 and 12) get the same folder, and :func:`ensure_run` trains it only once:
+over its :class:`~fusnet.config.RunConfig` less the fields that do not change the
+result (output and cache folders, device, workers, encoding batch: their metadata,
+``fusnet.config.run_fields(identity=False)``). Two notebooks asking for the same run
+(the full model at 48 bits is in Tables 3 and 6, Figs. 9, 10, 11 and 12) get the same
+folder, and :func:`ensure_run` trains it only once:
 
 - ``metrics.json`` there: the run finished; its record is read back;
 - ``checkpoints/last.pt`` there: it was interrupted; training resumes exactly;
@@ -28,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusnet.config import RunConfig
+from fusnet.config import RunConfig, run_fields
 from fusnet.errors import DataError
 from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
 
 logger = logging.getLogger(__name__)
 
-# RunConfig fields that do not change what a run computes (see also fusnet.checkpoints).
-_NOT_IDENTITY = {"output_dir", "cache_dir", "device", "data.num_workers", "data.eval_batch_size"}
+# RunConfig fields that do not change what a run computes (their metadata in fusnet.config).
+_NOT_IDENTITY = run_fields(identity=False)
 
 ABLATION_CONFIGURATIONS: dict[str, dict[str, bool]] = {
     "baseline": {"cascade": False, "fusion": False, "transformer": False},
