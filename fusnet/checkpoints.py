@@ -2,25 +2,29 @@
 loading it safely, and rebuilding a trained model from it.
 
 A checkpoint is a dict with ``format`` (:data:`CHECKPOINT_FORMAT`), the run's ``config``,
-``num_classes`` and the ``model`` state; a training checkpoint adds the optimiser, scheduler,
-scaler, loss weights and history needed to resume exactly. A checkpoint only resumes the
-config it was written for: fields in :data:`RESUMABLE_DIFFERENCES` may change between an
-interrupted run and its resumption, no others.
+``num_classes`` and the ``model`` state, written by :func:`save_checkpoint`; ``best.pt`` adds
+the method's state (``criterion``), ``model.pt`` the ``class_names``, and a training
+checkpoint (``last.pt``) the optimiser, scheduler and scaler states and the run's
+:class:`Progress`, all it needs to resume exactly. A checkpoint only resumes the config it
+was written for: fields in :data:`RESUMABLE_DIFFERENCES` may change between an interrupted
+run and its resumption, no others.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from fusnet.baselines import MULTIFUSNET, build_method
+from fusnet import runtime
+from fusnet.baselines import method_class
 from fusnet.config import RunConfig, run_fields
 from fusnet.errors import CheckpointError
-from fusnet.models.multifusnet import MultiFusNet, build_model_backbone
+from fusnet.models.multifusnet import build_model_backbone
 
 CHECKPOINT_FORMAT = 1
 # Config fields that may differ between an interrupted run and its resumption (their
@@ -74,19 +78,80 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, An
     return payload
 
 
+def save_checkpoint(
+    path: Path, config: RunConfig, num_classes: int, model: nn.Module, **extra: Any
+) -> None:
+    """Write the checkpoint layout (module docstring) atomically, on the main process only.
+
+    Args:
+        extra: the entries beyond the format, config, class count and model state.
+    """
+    if runtime.is_main_process():
+        runtime.atomic_torch_save(
+            {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "num_classes": num_classes,
+             "model": model.state_dict(), **extra},
+            path,
+        )
+
+
+@dataclass
+class Progress:
+    """How far a run is: what ``last.pt`` keeps beside the states, and the manifest reports.
+
+    Attributes:
+        epoch: epochs done.
+        history: one record per epoch done.
+        best: the selected epoch so far and its validation mAP.
+        images_seen: training images seen over all epochs (all processes).
+        train_seconds: time in training epochs, summed over resumes.
+        wall_seconds: wall time of the processes before this one (up to their last
+            checkpoint); absent from checkpoints written before issue 14.
+        resumes: how many times the run was resumed.
+    """
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": None, "val_map": -1.0})
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    resumes: int = 0
+
+    def checkpoint_entries(self, wall_seconds: float) -> dict[str, Any]:
+        """The entries of a training checkpoint, with the wall time up to now."""
+        return {
+            "epoch": self.epoch,
+            "history": self.history,
+            "best": {"epoch": self.best["epoch"], "val_map": self.best["val_map"]},
+            "images_seen": self.images_seen,
+            "train_seconds": self.train_seconds,
+            "wall_seconds": wall_seconds,
+            "resumes": self.resumes,
+        }
+
+    @classmethod
+    def resumed_from(cls, payload: dict[str, Any]) -> Progress:
+        """The progress a training checkpoint records, counting this resumption."""
+        return cls(
+            epoch=int(payload["epoch"]),
+            history=list(payload["history"]),
+            best=dict(payload["best"]),
+            images_seen=int(payload["images_seen"]),
+            train_seconds=float(payload["train_seconds"]),
+            wall_seconds=float(payload.get("wall_seconds", 0.0)),  # absent before issue 14
+            resumes=int(payload.get("resumes", 0)) + 1,
+        )
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
     """Rebuild a trained model (Multi-FusNet or a baseline) from ``model.pt`` or a checkpoint."""
     path = Path(path)
     payload = load_checkpoint(path)
     config = RunConfig.from_dict(payload["config"])
-    model_config = dataclasses.replace(config.model, pretrained="none", weights_path=None)
-    if config.method == MULTIFUSNET:
-        model = MultiFusNet(model_config, payload["num_classes"])
-    else:
-        model = build_method(config.method).build_model(
-            dataclasses.replace(config, model=model_config), payload["num_classes"],
-            build_model_backbone(model_config),
-        )
+    bare = dataclasses.replace(  # the weights come from the checkpoint
+        config, model=dataclasses.replace(config.model, pretrained="none", weights_path=None))
+    model = method_class(config.method).build_model(
+        bare, payload["num_classes"], build_model_backbone(bare.model))
     state = payload["model"] if "model" in payload else payload["state"]
     try:
         model.load_state_dict(state)

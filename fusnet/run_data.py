@@ -5,7 +5,8 @@ split out of the training split, and, by mode, either keeps the datasets (``full
 images through the training transform) or computes and caches the frozen backbone's maps
 (``frozen``; ``top``: the maps below the trained stages, plus ``data.cached_views``
 augmented views of every training image). :class:`EpochShuffleSampler` orders each epoch's
-images from (seed, epoch) alone, so a resumed run sees the same batches.
+images from (seed, epoch) alone, so a resumed run sees the same batches, and
+:func:`epoch_batches` yields them as :class:`Batch` es from whichever source the mode uses.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from fusnet import runtime
 from fusnet.config import RunConfig
 from fusnet.data import build_dataset
 from fusnet.data.tensor_io import build_image_transform, set_image_backend
 from fusnet.features import CachedLevels, cache_key, compute_levels, load_or_compute_levels
-from fusnet.top_stage import VIEW_SEED, lower_levels, stack_views
+from fusnet.top_stage import VIEW_SEED, epoch_view_rows, lower_levels, stack_views
 from fusnet.zoom import SaliencyZoom
 
 CACHE_SEED = 0
@@ -226,3 +227,67 @@ def build_run_data(
 
 def _resolved_folder(folder: str | Path | None) -> str | None:
     return None if folder is None else str(Path(folder).resolve())
+
+
+@dataclass
+class Batch:
+    """One training batch, whatever its source.
+
+    Attributes:
+        inputs: images (B, 3, H, W) (mode "full") or the cached level maps the trained
+            part reads (modes "frozen" and "top").
+        zoom_inputs: the cached zoomed view's maps when the method zooms in a cached mode,
+            else None (in mode "full" the method zooms the images itself).
+        labels: (B,) classes.
+        positions: (B,) the images' positions in the fit set.
+    """
+
+    inputs: Any
+    zoom_inputs: Any
+    labels: Tensor
+    positions: Tensor
+
+
+def epoch_batches(
+    config: RunConfig, data: RunData, sampler: EpochShuffleSampler, epoch: int,
+    device: torch.device, zoom: bool,
+) -> Iterator[Batch]:
+    """The batches of epoch ``epoch`` (0-based), in the sampler's order.
+
+    Modes "frozen" and "top" read the cached maps (in "top" with cached views, one view per
+    image drawn from seed and epoch); mode "full" loads the fit images through the training
+    transform.
+
+    Args:
+        zoom: whether to read the zoomed view's cached maps (the method zooms).
+    """
+    sampler.set_epoch(epoch)
+    batch_size = config.data.batch_size
+    positions = sampler.indices()  # (N_rank,) positions in the fit set, in batch order
+    if config.mode != "full":
+        cache = data.database_cache
+        order = data.fit_index[positions]  # (N_rank,) training-split rows
+        if data.views:  # top mode: one cached augmented view per image this epoch
+            cache = data.view_cache
+            order = epoch_view_rows(order, len(data.train_labels), data.views, config.seed, epoch)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            if len(index) < 2:  # BatchNorm needs two samples
+                continue
+            zoom_inputs = cache.batch(index, device, zoom=True) if zoom else None
+            yield Batch(cache.batch(index, device), zoom_inputs, cache.labels[index].to(device),
+                        positions[start : start + batch_size].to(device))
+        return
+    loader = DataLoader(
+        data.fit_set,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        generator=torch.Generator().manual_seed(config.seed * 7919 + epoch),
+        drop_last=len(sampler) > batch_size,
+    )
+    for start, (images, labels) in zip(
+        range(0, len(positions), batch_size), loader, strict=False
+    ):  # the loader walks the sampler's order, so batch i holds positions[i*B : (i+1)*B]
+        yield Batch(images.to(device), None, labels.to(device),
+                    positions[start : start + batch_size].to(device))

@@ -40,19 +40,19 @@ def flowers17_root(shared_data: Path) -> Path:
     return shared_data / "flowers17"
 
 
-def interrupt_in_epoch(config, monkeypatch, epoch: int = 1) -> None:
+def interrupt_in_epoch(config, monkeypatch=None, epoch: int = 1) -> None:
     """Train ``config`` until a KeyboardInterrupt at the start of ``epoch`` (0-based),
-    as a user's Ctrl-C would, leaving its checkpoints for ``train(config, resume=True)``."""
-    from fusnet.train import Trainer, train
+    as a user's Ctrl-C would, leaving its checkpoints for ``train(config, resume=True)``.
 
-    original = Trainer._train_epoch
+    Uses the trainer's public ``before_epoch`` hook (``monkeypatch`` is unused, kept for
+    the callers' signature)."""
+    from fusnet.train import Trainer
 
-    def stop(self, current):
+    def stop(trainer, current):
         if current == epoch:
             raise KeyboardInterrupt
-        return original(self, current)
 
-    monkeypatch.setattr(Trainer, "_train_epoch", stop)
+    trainer = Trainer(config)
+    trainer.before_epoch.append(stop)
     with pytest.raises(KeyboardInterrupt):
-        train(config)
-    monkeypatch.setattr(Trainer, "_train_epoch", original)
+        trainer.run()

@@ -378,7 +378,7 @@ def test_validation_runs_before_any_weights_data_or_cache_work(tmp_path, monkeyp
     def no_setup(self):
         raise AssertionError("setup reached")
 
-    monkeypatch.setattr(train_module.Trainer, "_setup", no_setup)
+    monkeypatch.setattr(train_module.Trainer, "setup", no_setup)
     config = tiny_config(tmp_path, **{"model.backbone": "resnet5", "data.dataset": "cub200",
                                       "data.root": str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError) as err:

@@ -41,10 +41,10 @@ def test_config_checks_the_top_mode_options():
 def test_cosine_schedule_warms_up_then_decays_to_the_end(tmp_path):
     config = tiny_config(tmp_path, **{"optim.schedule": "cosine", "optim.warmup_epochs": 2,
                                            "optim.epochs": 6})
-    from fusnet.train import _scheduler
+    from fusnet.run_optim import build_scheduler
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = _scheduler(optimizer, config)
+    scheduler = build_scheduler(optimizer, config)
     rates = []
     for _ in range(6):
         rates.append(optimizer.param_groups[0]["lr"])

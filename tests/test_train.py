@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import fusnet.train as train_module
+from fusnet.baselines import multifusnet_method
 from fusnet.cli import main as cli_main
 from fusnet.config import RunConfig
 from fusnet.errors import CheckpointError, TrainingError
@@ -110,40 +110,56 @@ def test_resume_with_amp_from_a_checkpoint_saved_without_it(tmp_path, monkeypatc
     # A CPU run (no AMP: the scaler's state is empty) resumed where AMP is on (a GPU).
     config = tiny_config(tmp_path, mode="frozen", select="last")
     interrupt_in_epoch(config, monkeypatch, epoch=1)
-    original_setup = Trainer._setup
 
-    def setup_with_scaler(self):
-        original_setup(self)
-        self.amp = True  # as on CUDA; autocast stays off on the CPU, the scaler is on
-        self.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    def with_scaler(trainer):
+        trainer.amp = True  # as on CUDA; autocast stays off on the CPU, the scaler is on
+        trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
 
-    monkeypatch.setattr(Trainer, "_setup", setup_with_scaler)
-    resumed = train(config, resume=True)
+    trainer = Trainer(config, resume=True)
+    trainer.after_setup.append(with_scaler)
+    resumed = trainer.run()
     assert [h["epoch"] for h in resumed.history] == [1, 2]
 
 
 @pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, mode="frozen", select="last", **{"optim.epochs": 3})
-    real_hash_loss = train_module.hash_loss
-    original_epoch = Trainer._train_epoch
+    real_hash_loss = multifusnet_method.hash_loss
     current = {"epoch": 0}
-
-    def tracking(self, epoch):
-        current["epoch"] = epoch
-        return original_epoch(self, epoch)
 
     def poisoned(u, proxy, target):
         loss = real_hash_loss(u, proxy, target)
         return loss * float("nan") if current["epoch"] >= 1 else loss
 
-    monkeypatch.setattr(Trainer, "_train_epoch", tracking)
-    monkeypatch.setattr(train_module, "hash_loss", poisoned)
+    monkeypatch.setattr(multifusnet_method, "hash_loss", poisoned)
+    trainer = Trainer(config)
+    trainer.before_epoch.append(lambda trainer, epoch: current.update(epoch=epoch))
     with pytest.raises(TrainingError, match="epoch 2"):
-        train(config)
+        trainer.run()
     kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert kept["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["multifusnet", "adsh"])
+def test_checkpoint_layout_is_the_one_earlier_runs_wrote(tmp_path, method):
+    # Checkpoints written before Multi-FusNet became a HashingMethod still load and resume:
+    # the entries, and the criterion's (Multi-FusNet: the task weights alone), are pinned.
+    train(tiny_config(tmp_path, mode="frozen", method=method, **{"optim.epochs": 1}))
+    out = tmp_path / "run"
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    final = load_checkpoint(out / "model.pt")
+    common = {"format", "config", "num_classes", "model"}
+    assert set(last) == common | {"epoch", "criterion", "optimizer", "scheduler", "scaler",
+                                  "history", "best", "images_seen", "train_seconds",
+                                  "wall_seconds", "resumes"}
+    assert set(best) == common | {"criterion"} and set(final) == common | {"class_names"}
+    if method == "multifusnet":
+        assert set(last["criterion"]) == {"alpha1", "alpha2"}
+    else:
+        assert {"codes", "fit_labels"} <= set(last["criterion"])  # V and the fit classes
 
 
 @pytest.mark.slow

@@ -14,6 +14,10 @@ adsh       Jiang & Li, AAAI 2018        learned codes V of the training images
 semicon    Shen et al., ECCV 2022       learned codes V of the training images
 exchnet    Cui et al., ECCV 2020        learned codes V of the training images
 =========  ===========================  ==============================================
+
+Multi-FusNet itself is a method of the same kind (:class:`MultiFusNetMethod`, not in the
+baselines' registry :data:`METHODS`); :func:`method_class` finds either by name, so the
+training loop treats them alike.
 """
 
 from fusnet.baselines import adsh, dpsh, exchnet, hashnet, semicon  # noqa: F401  (registration)
@@ -28,6 +32,7 @@ from fusnet.baselines.base import (
     build_method,
     register_method,
 )
+from fusnet.baselines.multifusnet_method import MultiFusNetMethod
 
 __all__ = [
     "LEARNED_DATABASE",
@@ -37,6 +42,17 @@ __all__ = [
     "HashOutput",
     "HashingMethod",
     "HashingNet",
+    "MultiFusNetMethod",
     "build_method",
+    "method_class",
     "register_method",
 ]
+
+
+def method_class(name: str) -> type[HashingMethod]:
+    """The :class:`HashingMethod` a ``RunConfig.method`` names: Multi-FusNet's or a baseline's.
+
+    Raises:
+        ConfigError: no such method.
+    """
+    return MultiFusNetMethod if name == MULTIFUSNET else build_method(name)

@@ -1,41 +1,53 @@
-"""What every baseline shares: the network wrapper, the method interface and the registry.
+"""What every method shares: the network wrapper, the method interface and the registry.
 
-A baseline is a :class:`HashingMethod`: an ``nn.Module`` whose buffers hold its training
-state (ADSH's learned database codes V, DPSH's output memory, HashNet's step counter,
-ExchNet's anchors), so the training loop checkpoints and restores it with the rest and a
-resumed run continues exactly. The training loop (``fusnet.train.Trainer``) calls:
+A method (a baseline, or Multi-FusNet itself: :mod:`fusnet.baselines.multifusnet_method`)
+is a :class:`HashingMethod`: an ``nn.Module`` whose buffers hold its training state
+(ADSH's learned database codes V, DPSH's output memory, HashNet's step counter, ExchNet's
+anchors, Multi-FusNet's task weights), so the training loop checkpoints and restores it
+with the rest and a resumed run continues exactly. The training loop
+(``fusnet.train.Trainer``) calls:
 
+- ``build_zoom(config)`` and ``build_backbone(config)`` (classmethods): what the data and
+  its caches are computed with (a zoom view: Multi-FusNet's only);
 - ``build_model(config, num_classes, backbone)`` (a classmethod): the network, a
   :class:`HashingNet` (backbone + head over the backbone's level maps, like Multi-FusNet,
   so frozen-backbone mode trains the head on cached maps); then ``bind(model)`` once;
 - ``on_epoch_start(epoch)`` and ``epoch_subset()``: which fit images this epoch uses
   (ADSH-style methods train on a sampled set Omega);
-- ``forward_kwargs(labels)``: extra arguments for the network's forward (ExchNet's
-  feature exchange needs the batch's class anchors);
-- ``loss(out, labels, index)``: the method's paper loss for one batch; ``index`` holds the
-  batch's positions in the fit set (``0 .. N_fit-1``);
+- ``batch_loss(net, batch, autocast)``: the loss of one batch; by default the network's
+  forward with ``forward_kwargs(labels)`` (ExchNet's feature exchange needs the batch's
+  class anchors), then ``loss(out, labels, index)``, the method's paper loss; ``index``
+  holds the batch's positions in the fit set (``0 .. N_fit-1``);
 - ``after_step()`` and ``on_epoch_end(epoch)``: bookkeeping (HashNet's continuation
   step, ADSH's discrete update of V);
 - ``learned_database_codes()``: codes for the fit images that replace the network's codes
-  in the retrieval database (ADSH-style methods), or None;
-- ``describe()``: what ``metrics.json`` records about the method.
+  in the retrieval database (ADSH-style methods), or None; ``database_definition()``
+  says which, for ``metrics.json``;
+- ``metrics_details()`` (by default ``describe()``) and ``proxy_diagnostics``: what
+  ``metrics.json`` records about the method.
 
-Register a method with :func:`register_method`; build one by name with :func:`build_method`.
+Register a baseline with :func:`register_method`; build one by name with
+:func:`build_method` (baselines) or ``fusnet.baselines.method_class`` (any method).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from fusnet.config import RunConfig
+from fusnet.models.multifusnet import build_model_backbone
 from fusnet.registry import Registry
+
+if TYPE_CHECKING:
+    from fusnet.run_data import Batch
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +148,10 @@ def gather_rows(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class HashingMethod(nn.Module):
-    """Base class of the baselines; see the module docstring for the protocol.
+    """Base class of the methods; see the module docstring for the protocol.
 
-    Subclasses set the class attributes and implement ``build_model`` and ``loss``.
+    Subclasses set the class attributes and implement ``build_model`` and ``loss`` (or
+    override ``batch_loss``, as Multi-FusNet does).
     Training state lives in buffers (checkpointed with the trainer's ``criterion``).
 
     Args:
@@ -151,12 +164,15 @@ class HashingMethod(nn.Module):
         paper: citation.
         database: the retrieval database's definition (recorded in ``metrics.json``).
         supports_frozen: whether frozen-backbone mode is meaningful for the method.
+        proxy_diagnostics: diagnostics of the method's class proxy codes for
+            ``metrics.json`` (Multi-FusNet's), or None.
     """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     database: ClassVar[str] = NETWORK_DATABASE
     supports_frozen: ClassVar[bool] = True
+    proxy_diagnostics: dict[str, Any] | None = None
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__()
@@ -168,6 +184,16 @@ class HashingMethod(nn.Module):
     @property
     def num_fit(self) -> int:
         return int(self.fit_labels.shape[0])
+
+    @classmethod
+    def build_zoom(cls, config: RunConfig) -> nn.Module | None:
+        """The zoom view the method trains with (also applied when caching maps), or None."""
+        return None
+
+    @classmethod
+    def build_backbone(cls, config: RunConfig) -> nn.Module:
+        """The backbone the run's data is cached with and the network is built on."""
+        return build_model_backbone(config.model)
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
@@ -185,6 +211,39 @@ class HashingMethod(nn.Module):
             "database": self.database,
             "hyperparameters": self.hyperparameters(),
         }
+
+    def metrics_details(self) -> dict[str, Any] | None:
+        """``metrics.json``'s ``method_details`` entry (None: no entry)."""
+        return self.describe()
+
+    def database_definition(self, held_out: int) -> str:
+        """What the retrieval database holds, for ``metrics.json``.
+
+        Args:
+            held_out: validation images of the training split (encoded by the network
+                when the fit images have learned codes).
+        """
+        if self.learned_database_codes() is None:
+            return NETWORK_DATABASE
+        if held_out == 0:
+            return LEARNED_DATABASE
+        return (f"{LEARNED_DATABASE} (fit images); network codes for the "
+                f"{held_out} held-out validation images")
+
+    def batch_loss(
+        self, net: nn.Module, batch: Batch, autocast: Callable[[], AbstractContextManager]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one training batch: ``(loss, parts)`` as :meth:`loss` returns them.
+
+        Args:
+            net: the trained network (``model``, its head, or its top stages; wrapped in
+                DistributedDataParallel on several processes).
+            batch: inputs (images or cached maps), zoomed inputs, labels, fit positions.
+            autocast: the run's mixed-precision context (a no-op without AMP).
+        """
+        with autocast():
+            out = net(batch.inputs, **self.forward_kwargs(batch.labels))
+        return self.loss(out, batch.labels, batch.positions)  # float32, outside autocast
 
     # --- hooks with do-nothing defaults ---------------------------------------------
 
