@@ -1,5 +1,5 @@
 """The helper scripts behind committed results: the parallel baseline driver and the
-device carry splitter."""
+device carry splitter (the driver's rate choice: tests/test_executor.py)."""
 
 from __future__ import annotations
 
@@ -20,18 +20,6 @@ def _load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_choose_rates_takes_the_best_validation_map_and_the_smaller_lr_on_ties():
-    driver = _load("baselines_parallel")
-    sweep = [
-        {"method": "semicon", "lr": 0.001, "best_val_map": 0.20},
-        {"method": "semicon", "lr": 0.01, "best_val_map": 0.30},
-        {"method": "exchnet", "lr": 0.01, "best_val_map": 0.40},
-        {"method": "exchnet", "lr": 0.001, "best_val_map": 0.40},
-        {"method": "adsh", "lr": 0.001, "best_val_map": None},  # no validation record
-    ]
-    assert driver.choose_rates(sweep, ["semicon", "exchnet", "adsh"]) == {"semicon": 0.01, "exchnet": 0.001}
 
 
 def test_plan_parts_keeps_every_file_once_within_the_part_size(tmp_path):

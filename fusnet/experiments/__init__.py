@@ -3,6 +3,8 @@
 - :mod:`~fusnet.experiments.config`: :class:`ExperimentConfig`, the typed form of a
   notebook's parameters, and where its outputs go;
 - :mod:`~fusnet.experiments.runs`: training runs shared by the notebooks, trained once;
+- :mod:`~fusnet.experiments.executor`: trains a list of runs here or in parallel child
+  processes, and the learning-rate sweep on the validation split;
 - :mod:`~fusnet.experiments.tables`: our results beside the paper's Tables 3-7;
 - :mod:`~fusnet.experiments.outputs`: CSV tables, PNG/SVG figures, ``metrics.json``;
 - :mod:`~fusnet.experiments.cam`: Grad-CAM of the fusion branch (Fig. 10);

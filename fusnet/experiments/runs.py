@@ -176,6 +176,14 @@ def _read_json(path: Path) -> dict[str, Any]:
         ) from exc
 
 
+def request_config(exp: ExperimentConfig, request: RunRequest) -> RunConfig:
+    """The run's config, its ``output_dir`` the run folder (:func:`run_dir`)."""
+    config = exp.run_config(request.dataset, request.bits, **request.changes)
+    name = exp.spec(request.dataset).name
+    path = run_dir(exp.runs_dir, name, config, exp.dataset_root(request.dataset, resolve=False))
+    return config.replace(output_dir=str(path))
+
+
 def is_finished(path: Path) -> bool:
     """A run folder whose ``metrics.json`` exists (written last by the trainer)."""
     return (path / "metrics.json").is_file()
@@ -202,10 +210,9 @@ def ensure_run(
     """
     from fusnet.train import train
 
-    config = exp.run_config(request.dataset, request.bits, **request.changes)
+    config = request_config(exp, request)
     name = exp.spec(request.dataset).name
-    path = run_dir(exp.runs_dir, name, config, exp.dataset_root(request.dataset, resolve=False))
-    config = config.replace(output_dir=str(path))
+    path = Path(config.output_dir)
     reused = is_finished(path)
     missing = [name for name in needs if not (path / name).is_file()]
     if reused and missing:
@@ -234,18 +241,35 @@ def ensure_run(
     return record
 
 
-def ensure_runs(exp: ExperimentConfig, requests: Sequence[RunRequest]) -> list[RunRecord]:
-    """:func:`ensure_run` for each request, in order, logging progress and mAP."""
-    records = []
-    for i, request in enumerate(requests, 1):
-        record = ensure_run(exp, request)
-        logger.info(
-            "[%d/%d] %s %d bits %s: test mAP %.4f (index ties)%s",
-            i, len(requests), record.dataset, record.bits, record.label, record.map_index_ties,
-            " (finished before)" if record.reused else "",
-        )
-        records.append(record)
-    return records
+def ensure_runs(
+    exp: ExperimentConfig, requests: Sequence[RunRequest], workers: int | None = None,
+    threads: int = 1,
+) -> list[RunRecord]:
+    """:func:`ensure_run` for each request, logging progress and mAP.
+
+    Args:
+        exp: the notebook's experiment.
+        requests: the runs.
+        workers: None (default): in this process, in order; N: the unfinished runs in N
+            child processes at once (:class:`~fusnet.experiments.executor.RunExecutor`).
+        threads: torch threads of each child process.
+
+    Returns:
+        The records in the order the runs finished (in this process: the requests' order).
+    """
+    from fusnet.experiments.executor import RunExecutor
+
+    with RunExecutor(exp, workers=workers, threads=threads) as executor:
+        return executor.run(requests).records
+
+
+def log_progress(i: int, n: int, record: RunRecord) -> None:
+    """The progress line of the ``i``-th of ``n`` runs to finish: its test mAP."""
+    logger.info(
+        "[%d/%d] %s %d bits %s: test mAP %.4f (index ties)%s",
+        i, n, record.dataset, record.bits, record.label, record.map_index_ties,
+        " (finished before)" if record.reused else "",
+    )
 
 
 def grid(

@@ -1,0 +1,316 @@
+"""One run executor: train the runs of a list of requests that have not finished.
+
+:class:`RunExecutor` trains them in this process one after another (the notebooks,
+through :func:`~fusnet.experiments.runs.ensure_runs`), or ``workers`` at a time in child
+processes with ``threads`` torch threads each (a lent GPU: ``scripts/baselines_parallel.py``).
+A finished run (its ``metrics.json`` there) is read back, never trained again; an
+interrupted one resumes (:func:`~fusnet.experiments.runs.ensure_run`).
+
+:func:`lr_sweep` chooses each method's learning rate on the validation split (the best
+validation mAP over the epochs; ties: the smaller lr). The test split plays no part: its
+mAP is in each run's metrics but not read. :func:`sweep_then_grid` is notebook 09's
+parallel driver: the sweep, then the grid with the chosen rates, seed first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from fusnet.experiments import runs
+from fusnet.experiments.baselines import method_requests
+from fusnet.experiments.config import ExperimentConfig
+from fusnet.experiments.runs import RunRecord, RunRequest
+
+logger = logging.getLogger(__name__)
+
+DEADLINE_ERROR = "not finished by the deadline"
+
+
+@dataclass
+class Execution:
+    """What :meth:`RunExecutor.run` did.
+
+    Attributes:
+        records: the finished runs, in the order they finished (in this process: the
+            requests' order).
+        failures: ``{"request": repr, "error": repr}`` per run that failed or was not
+            finished by the deadline (only with ``keep_going``, or past the deadline).
+    """
+
+    records: list[RunRecord] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+
+class RunExecutor:
+    """Trains the unfinished runs of a list of requests, here or in child processes.
+
+    Args:
+        exp: the experiment the requests belong to.
+        workers: None: in this process, one run after another; N: N child processes
+            (spawned once, on the first call, shared by later calls).
+        threads: torch threads of each child process.
+        deadline: ``time.monotonic()`` after which no run is waited for (nor started);
+            those left are failures "not finished by the deadline", and :meth:`close`
+            ends the children still training.
+        keep_going: record a failed run in :attr:`Execution.failures` and go on; else its
+            exception is raised.
+    """
+
+    def __init__(
+        self, exp: ExperimentConfig, workers: int | None = None, threads: int = 1,
+        deadline: float = math.inf, keep_going: bool = False,
+    ) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be None or at least 1, got {workers}")
+        self.exp = exp
+        self.workers = workers
+        self.threads = threads
+        self.deadline = deadline
+        self.keep_going = keep_going
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> RunExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, requests: Sequence[RunRequest]) -> Execution:
+        """Every request's finished run: read back, resumed or trained now."""
+        if self.workers is None:
+            return self._run_here(requests)
+        return self._run_in_children(requests)
+
+    def close(self) -> None:
+        """Shut the child processes down; past the deadline, end those still training."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if time.monotonic() < self.deadline:
+            pool.shutdown()
+            return
+        children = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)  # runs still going are abandoned
+        for child in children:
+            child.terminate()
+
+    def _run_here(self, requests: Sequence[RunRequest]) -> Execution:
+        done = Execution()
+        for request in requests:
+            if time.monotonic() >= self.deadline:
+                done.failures.append({"request": repr(request), "error": DEADLINE_ERROR})
+                continue
+            try:
+                record = runs.ensure_run(self.exp, request)
+            except Exception as exc:
+                self._failed(done, request, exc)
+                continue
+            done.records.append(record)
+            runs.log_progress(len(done.records), len(requests), record)
+        return done
+
+    def _run_in_children(self, requests: Sequence[RunRequest]) -> Execution:
+        done = Execution()
+        todo = []
+        for request in requests:  # finished runs are read here, not sent to a child
+            try:
+                finished = runs.is_finished(Path(runs.request_config(self.exp, request).output_dir))
+            except Exception as exc:  # a wrong config: the run cannot start
+                self._failed(done, request, exc)
+                continue
+            if finished:
+                done.records.append(runs.ensure_run(self.exp, request))
+                runs.log_progress(len(done.records), len(requests), done.records[-1])
+            else:
+                todo.append(request)
+        futures: dict[Future, RunRequest] = {
+            self._children().submit(_train_in_child, self.exp, r): r for r in todo
+        }
+        pending = set(futures)
+        while pending:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                break
+            finished, pending = wait(pending, timeout=left if math.isfinite(left) else None,
+                                     return_when=FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    done.records.append(future.result())
+                except Exception as exc:  # one failed run must not lose the others
+                    self._failed(done, futures[future], exc)
+                    continue
+                runs.log_progress(len(done.records), len(requests), done.records[-1])
+        for future in pending:
+            future.cancel()
+            done.failures.append({"request": repr(futures[future]), "error": DEADLINE_ERROR})
+        return done
+
+    def _children(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=get_context("spawn"), initializer=_child_init,
+                initargs=(self.threads, os.getpid()),
+            )
+        return self._pool
+
+    def _failed(self, done: Execution, request: RunRequest, exc: Exception) -> None:
+        if not self.keep_going:
+            raise exc
+        logger.error("FAILED %s: %r", request, exc)
+        done.failures.append({"request": repr(request), "error": repr(exc)})
+
+
+def _die_with_parent(driver: int) -> None:
+    """Ask Linux to kill this child when the driver dies (prctl PR_SET_PDEATHSIG), so no
+    orphan goes on writing into a run folder that the next driver resumes. (A watchdog
+    thread polling getppid() was tried: it can wait for the GIL for minutes.)"""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != driver:  # it died before the request
+        os._exit(1)
+
+
+def _child_init(threads: int, driver: int) -> None:
+    _die_with_parent(driver)
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+
+
+def _train_in_child(exp: ExperimentConfig, request: RunRequest) -> RunRecord:
+    return runs.ensure_run(exp, request)
+
+
+def cache_features_first(exp: ExperimentConfig, method: str, seed: int) -> None:
+    """Each dataset's frozen-stage feature caches, computed here (with up to 12 loader
+    workers) before child processes read them, instead of each child computing them."""
+    from fusnet.train import cache_features
+
+    for dataset in exp.datasets:
+        config = exp.run_config(dataset, exp.bits[0], method=method, seed=seed,
+                                **{"data.num_workers": min(12, os.cpu_count() or 1),
+                                   "data.eval_batch_size": 256})
+        cache_features(config)
+
+
+# --- learning-rate sweep on the validation split ----------------------------------------
+
+
+def run_row(exp: ExperimentConfig, record: RunRecord) -> dict[str, Any]:
+    """A finished run as one row of a sweep or grid report (every number from its files)."""
+    val_maps = [h["val_map"] for h in record.metrics.get("history", []) if "val_map" in h]
+    return {
+        "dataset": record.dataset, "bits": record.bits, "method": record.label,
+        "seed": record.config.seed, "lr": record.config.optim.lr,
+        "path": str(record.path.relative_to(exp.runs_dir)),
+        "map_index_ties": record.map_index_ties, "map_tie_aware": record.map_tie_aware,
+        "val_maps": val_maps, "best_val_map": max(val_maps, default=None),
+        "selected_epoch": (record.metrics.get("selection") or {}).get("epoch"),
+        "device": record.manifest.get("device"), "wall_seconds": record.manifest.get("wall_seconds"),
+        "reused": record.reused,
+    }
+
+
+def choose_rates(sweep: list[dict[str, Any]], methods: Sequence[str]) -> dict[str, float]:
+    """Per method, the lr with the best validation mAP (ties: the smaller lr)."""
+    chosen = {}
+    for method in methods:
+        rows = [r for r in sweep if r["method"] == method and r["best_val_map"] is not None]
+        if rows:
+            best = max(rows, key=lambda r: (r["best_val_map"], -r["lr"]))
+            chosen[method] = best["lr"]
+    return chosen
+
+
+def sweep_markdown(sweep: list[dict[str, Any]]) -> str:
+    """The sweep as a markdown table: validation mAP per epoch of each run."""
+    lines = ["| method | lr | best val mAP | at epoch | val mAP per epoch |",
+             "|---|---:|---:|---:|---|"]
+    for row in sorted(sweep, key=lambda r: (r["method"], r["lr"])):
+        val, best = row["val_maps"], row["best_val_map"]
+        if best is None:
+            lines.append(f"| {row['method']} | {row['lr']:g} | — | — | no validation record |")
+            continue
+        lines.append(f"| {row['method']} | {row['lr']:g} | {best:.3f} | {val.index(best) + 1} | "
+                     f"{' '.join(f'{v:.3f}' for v in val)} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class LrSweep:
+    """An lr sweep's runs (:func:`run_row` each), failures and chosen rate per method."""
+
+    rows: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    chosen: dict[str, float]
+
+
+def lr_sweep(
+    executor: RunExecutor, methods: Sequence[str], candidates: Mapping[str, Sequence[float]],
+    seed: int, method_changes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> LrSweep:
+    """Every (method, lr) on the experiment's first dataset, its largest code length and
+    ``seed``; each method's rate chosen by validation mAP (:func:`choose_rates`).
+
+    Args:
+        executor: trains the runs.
+        methods: baseline names (``fusnet.baselines.METHODS``) or ``"multifusnet"``.
+        candidates: method -> learning rates to try.
+        seed: the runs' seed.
+        method_changes: method -> its other RunConfig changes (the profile's).
+    """
+    exp = executor.exp
+    changes = method_changes or {}
+    requests = [
+        request
+        for m in methods for lr in candidates[m]
+        for request in method_requests(exp.datasets[:1], [max(exp.bits)], [m], [seed],
+                                       {m: {**changes.get(m, {}), "optim.lr": lr}})
+    ]
+    done = executor.run(requests)
+    rows = [run_row(exp, record) for record in done.records]
+    chosen = choose_rates(rows, methods)
+    logger.info("chosen learning rates (validation mAP): %s\n%s", chosen, sweep_markdown(rows))
+    return LrSweep(rows, done.failures, chosen)
+
+
+def sweep_then_grid(
+    executor: RunExecutor, methods: Sequence[str], candidates: Mapping[str, Sequence[float]],
+    seeds: Sequence[int], method_changes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """:func:`lr_sweep` with the first seed, then every (dataset, bits, method, seed) with
+    the chosen rates, ordered seed first (what finishes before the deadline is whole seeds
+    where possible). A method with no chosen rate is left out of the grid.
+
+    Returns:
+        A report: failures, sweep (dataset, bits, seed, runs), chosen_lr, runs (the
+        grid's rows), method_changes (each method's changes with its chosen lr).
+    """
+    exp = executor.exp
+    changes = {m: dict((method_changes or {}).get(m, {})) for m in methods}
+    sweep = lr_sweep(executor, methods, candidates, seeds[0], changes)
+    final = {m: {**changes[m], "optim.lr": sweep.chosen[m]} for m in methods if m in sweep.chosen}
+    grid = method_requests(exp.datasets, exp.bits, list(final), seeds, final)
+    grid.sort(key=lambda r: (r.changes["seed"], r.dataset, r.bits, r.label))
+    done = executor.run(grid)
+    return {
+        "failures": sweep.failures + done.failures,
+        "sweep": {"dataset": exp.spec(exp.datasets[0]).name, "bits": max(exp.bits),
+                  "seed": seeds[0], "runs": sweep.rows},
+        "chosen_lr": sweep.chosen,
+        "runs": [run_row(exp, record) for record in done.records],
+        "method_changes": final,
+    }
