@@ -10,6 +10,7 @@ says where to download each and how the paper's counts differ.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from fusnet.data.base import ImageListDataset, Sample
@@ -35,6 +36,42 @@ def _strip_number(name: str) -> str:
     """``"001.Black_footed_Albatross" -> "Black_footed_Albatross"`` (CUB class folders)."""
     head, dot, tail = name.partition(".")
     return tail if dot and head.isdigit() else name
+
+
+def _labelled_by_name(
+    name: str,
+    class_names: list[str],
+    names_file: Path,
+    list_file: Path,
+    entries: Iterable[tuple[Path, str, str]],
+    said: str,
+    redownload: str = "re-download the archive",
+) -> list[Sample]:
+    """Listed images labelled by class name: the label is the name's place in
+    ``class_names`` (read from ``names_file``).
+
+    Args:
+        name: the dataset's name (for messages).
+        class_names: the classes in label order.
+        names_file: where ``class_names`` come from.
+        list_file: the image list ``entries`` come from.
+        entries: (image path, class name, the list's entry) per image.
+        said: what the list says of an unknown class, formatted with ``entry`` and ``cls``.
+        redownload: the fix the message proposes (before the download hint).
+
+    Raises:
+        DataError: a class ``names_file`` does not list.
+    """
+    index = {c: i for i, c in enumerate(class_names)}
+    samples: list[Sample] = []
+    for path, cls, entry in entries:
+        if cls not in index:
+            raise DataError(
+                f"dataset {name!r}: {list_file} {said.format(entry=entry, cls=cls)}, which "
+                f"{names_file} does not list; {redownload} ({how_to_get(name)})"
+            )
+        samples.append((path, index[cls]))
+    return samples
 
 
 @register_dataset("cub200")
@@ -120,17 +157,14 @@ def load_aircraft(
     top = locate(name, root, ("fgvc-aircraft-2013b/data", "data"), marker)
     names_file = top / marker
     class_names = [r[0] for r in read_columns(name, names_file, 1)]
-    index = {c: i for i, c in enumerate(class_names)}
     part = "trainval" if split == "train" else "test"
     list_file = top / f"images_{annotation_level}_{part}.txt"
-    samples: list[Sample] = []
-    for image_id, cls in read_columns(name, list_file, 2):
-        if cls not in index:
-            raise DataError(
-                f"dataset {name!r}: {list_file} names class {cls!r}, which {names_file} does "
-                f"not list; re-download the archive ({how_to_get(name)})"
-            )
-        samples.append((top / "images" / f"{image_id}.jpg", index[cls]))
+    samples = _labelled_by_name(
+        name, class_names, names_file, list_file,
+        ((top / "images" / f"{image_id}.jpg", cls, image_id)
+         for image_id, cls in read_columns(name, list_file, 2)),
+        said="names class {cls!r}",
+    )
     return ImageListDataset(
         name, split, samples, class_names, root=root, data_dir=top, source=list_file
     )
@@ -216,18 +250,15 @@ def load_food101(root: Path | None, split: str) -> ImageListDataset:
     check_official_split(name, split)
     root = require_root(name, root)
     top = locate(name, root, ("food-101",), "meta/classes.txt")
-    class_names = [r[0] for r in read_columns(name, top / "meta" / "classes.txt", 1)]
-    index = {c: i for i, c in enumerate(class_names)}
+    names_file = top / "meta" / "classes.txt"
+    class_names = [r[0] for r in read_columns(name, names_file, 1)]
     list_file = top / "meta" / f"{split}.txt"
-    samples: list[Sample] = []
-    for (entry,) in read_columns(name, list_file, 1):
-        cls = entry.split("/", 1)[0]
-        if cls not in index:
-            raise DataError(
-                f"dataset {name!r}: {list_file} lists {entry!r} of class {cls!r}, which "
-                f"{top / 'meta' / 'classes.txt'} does not list; re-download ({how_to_get(name)})"
-            )
-        samples.append((top / "images" / f"{entry}.jpg", index[cls]))
+    samples = _labelled_by_name(
+        name, class_names, names_file, list_file,
+        ((top / "images" / f"{entry}.jpg", entry.split("/", 1)[0], entry)
+         for (entry,) in read_columns(name, list_file, 1)),
+        said="lists {entry!r} of class {cls!r}", redownload="re-download",
+    )
     return ImageListDataset(
         name, split, samples, class_names, root=root, data_dir=top, source=list_file
     )
