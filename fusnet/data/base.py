@@ -34,6 +34,23 @@ Sample = tuple[Path, int]
 _MAX_LISTED = 10  # bad files named in one error message
 
 
+def missing_image(path: Path | str) -> DataError:
+    """The error for an image file that is not there (both image backends)."""
+    return DataError(
+        f"image {path} is missing; re-download the dataset, or build it with "
+        f"skip_bad_images=True to drop missing and corrupt images"
+    )
+
+
+def undecodable_image(path: Path | str, exc: Exception) -> DataError:
+    """The error for an image file that does not decode (both image backends)."""
+    return DataError(
+        f"cannot decode image {path} ({type(exc).__name__}: {exc}); replace the file "
+        f"from the official download, or pass --skip-bad-images (skip_bad_images=True) "
+        f"to drop files that fail to decode"
+    )
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open an image file fully decoded as RGB.
 
@@ -50,16 +67,9 @@ def load_rgb(path: Path) -> Image.Image:
         with Image.open(path) as im:
             return to_rgb(im)
     except FileNotFoundError:
-        raise DataError(
-            f"image {path} is missing; re-download the dataset, or build it with "
-            f"skip_bad_images=True to drop missing and corrupt images"
-        ) from None
+        raise missing_image(path) from None
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
-        raise DataError(
-            f"cannot decode image {path} ({type(exc).__name__}: {exc}); replace the file "
-            f"from the official download, or pass --skip-bad-images (skip_bad_images=True) "
-            f"to drop files that fail to decode"
-        ) from exc
+        raise undecodable_image(path, exc) from exc
 
 
 HIGH_DEPTH_MODES: tuple[str, ...] = ("I;16", "I;16L", "I;16B", "I;16N", "I")

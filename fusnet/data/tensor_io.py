@@ -66,7 +66,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
-from fusnet.data.base import ImageListDataset, load_rgb
+from fusnet.data.base import ImageListDataset, load_rgb, missing_image, undecodable_image
 from fusnet.data.tensor_kernels import (
     FastColorJitter,
     FastCropRotateFlip,
@@ -116,10 +116,7 @@ def read_image_tensor(path: str | Path) -> torch.Tensor:
         data = read_file(str(path))  # (num_bytes,) uint8
     except Exception as exc:  # torchvision raises RuntimeError for missing or empty files
         if not path.exists():
-            raise DataError(
-                f"image {path} is missing; re-download the dataset, or build it with "
-                f"skip_bad_images=True to drop missing and corrupt images"
-            ) from None
+            raise missing_image(path) from None
         raise DataError(f"cannot read image {path} ({type(exc).__name__}: {exc})") from exc
     if data[: len(JPEG_MAGIC)].numpy().tobytes() != JPEG_MAGIC:
         logger.debug("%s is not a JPEG file; decoding it with PIL", path)
@@ -128,11 +125,7 @@ def read_image_tensor(path: str | Path) -> torch.Tensor:
     try:
         return decode_jpeg(data, mode=ImageReadMode.RGB)  # (3, H, W) uint8, channels-last strides
     except Exception as exc:  # torchvision raises RuntimeError on corrupt or truncated data
-        raise DataError(
-            f"cannot decode image {path} ({type(exc).__name__}: {exc}); replace the file "
-            f"from the official download, or pass --skip-bad-images (skip_bad_images=True) "
-            f"to drop files that fail to decode"
-        ) from exc
+        raise undecodable_image(path, exc) from exc
 
 
 def set_image_backend(
