@@ -23,7 +23,7 @@ import torch
 
 from fusnet.experiments import ExperimentConfig, ensure_run
 from fusnet.experiments.regimes import regime_markdown
-from fusnet.experiments.runs import RunRequest, ablation_variants
+from fusnet.experiments.runs import ABLATION_CONFIGURATIONS, RunRequest, ablation_variants
 from fusnet.profiles import REGIMES, notebook_parameters
 
 NOTEBOOK = "03_ablation"  # the cpu profile's recipe and datasets for Table 6
@@ -31,14 +31,15 @@ NOTEBOOK = "03_ablation"  # the cpu profile's recipe and datasets for Table 6
 ARMS = REGIMES
 """Arm name -> RunConfig changes (``fusnet.profiles.REGIMES``; the profile's recipe otherwise)."""
 
-CONFIGURATIONS = {"baseline": "baseline", "full": "cascading+fusion+attention"}
+CONFIGURATIONS = {"full": "cascading+fusion+attention", **{c: c for c in ABLATION_CONFIGURATIONS}}
+"""Configuration name -> Table 6 row: the five rows by name, and "full" for the last."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS),
+    parser.add_argument("--configurations", nargs="+", default=["baseline", "full"],
                         choices=list(CONFIGURATIONS))
     parser.add_argument("--bits", nargs="+", type=int, default=[48])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
