@@ -20,7 +20,6 @@ from fusnet.cli_errors import debug_requested, non_negative_int, positive_int, r
 from fusnet.cli_index import add_index_parser
 from fusnet.config import (
     PAPER_BITS,
-    BaselineConfig,
     DataConfig,
     LossConfig,
     ModelConfig,
@@ -39,9 +38,10 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "loss": LossConfig,
     "optim": OptimConfig,
-    "baseline": BaselineConfig,
     "run": RunConfig,
 }
+OPTIONS_DEST = "options-"
+"""``dest`` section prefix of a method's option flags (``cfg__options-adsh__num_samples``)."""
 
 
 def _attribute_help(cls: type) -> dict[str, str]:
@@ -59,34 +59,57 @@ def _attribute_help(cls: type) -> dict[str, str]:
     return helps
 
 
+def _add_flag(group: Any, flag: str, dest: str, f: dataclasses.Field, helps: dict[str, str],
+              **extra: Any) -> None:
+    """One option flag for the dataclass field ``f`` (a bool: ``--x`` / ``--no-x``)."""
+    default = f.default
+    text = helps.get(f.name, "").replace("%", "%%") + f" (default: {default})"  # argparse %-formats help
+    if isinstance(default, bool):
+        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+    else:
+        kind = type(default) if default is not None else str
+        group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=text,
+                           **extra)
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The RunConfig sections' flags, then each method's options in its own group
+    (``--<method>-<option>``, from the registry: ``fusnet.baselines.METHODS``)."""
+    from fusnet.baselines import METHODS
+
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
         helps = _attribute_help(cls)
         for f in dataclasses.fields(cls):
-            if f.name in SECTIONS:  # RunConfig's nested sections
+            if f.name in SECTIONS or f.name == "options":  # RunConfig's nested sections
                 continue
             flag = "--" + f.name.replace("_", "-")
-            default = f.default
-            text = helps.get(f.name, "").replace("%", "%%") + f" (default: {default})"  # argparse %-formats help
             dest = f"cfg__{section}__{f.name}"
             if f.name == "bits":
                 group.add_argument(
                     flag, dest=dest, type=int, nargs="+", default=None,
                     help=f"hash code length(s); one run per length (default: {' '.join(map(str, PAPER_BITS))})",
                 )
-            elif isinstance(default, bool):
-                group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+            elif section == "run" and f.name == "method":
+                _add_flag(group, flag, dest, f, helps, choices=METHODS.choices())
             else:
-                kind = type(default) if default is not None else str
-                group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=text)
+                _add_flag(group, flag, dest, f, helps)
+    for method, method_cls in METHODS.items():
+        options = method_cls.Options
+        if not dataclasses.fields(options):
+            continue
+        group = parser.add_argument_group(f"{method} options (with --method {method})")
+        helps = _attribute_help(options)
+        for f in dataclasses.fields(options):
+            flag = f"--{method}-" + f.name.replace("_", "-")
+            _add_flag(group, flag, f"cfg__{OPTIONS_DEST}{method}__{f.name}", f, helps)
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ...]]:
     given = {k: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
     if args.config:
         if given:
-            flags = ", ".join("--" + k.split("__")[-1].replace("_", "-") for k in given)
+            flags = ", ".join(_flag_of(k) for k in given)
             raise ConfigError(
                 f"--config {args.config} was given together with {flags}; put every option in the "
                 "config file, or pass flags only"
@@ -95,13 +118,38 @@ def _config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, .
         return config, (config.model.bits,)
     changes: dict[str, Any] = {}
     bits: tuple[int, ...] = PAPER_BITS
+    chosen = given.get("cfg__run__method", RunConfig().method)
     for key, value in given.items():
         _, section, name = key.split("__")
         if name == "bits":
             bits = tuple(value)
             continue
+        if section.startswith(OPTIONS_DEST):
+            method = section.removeprefix(OPTIONS_DEST)
+            if method != chosen:
+                raise ConfigError(f"{_flag_of(key)} is an option of --method {method}, but the "
+                                  f"method is {chosen}; {_method_flags(chosen)}")
+            changes[f"options.{name}"] = value
+            continue
         changes[name if section == "run" else f"{section}.{name}"] = value
     return RunConfig().replace(**changes), bits
+
+
+def _flag_of(key: str) -> str:
+    """The flag of a ``cfg__<section>__<name>`` destination."""
+    _, section, name = key.split("__")
+    prefix = section.removeprefix(OPTIONS_DEST) + "_" if section.startswith(OPTIONS_DEST) else ""
+    return "--" + (prefix + name).replace("_", "-")
+
+
+def _method_flags(method: str) -> str:
+    """What ``method``'s option flags are, for messages."""
+    from fusnet.config import options_class
+
+    names = [f.name for f in dataclasses.fields(options_class(method))]
+    if not names:
+        return f"{method} has no options of its own"
+    return f"{method}'s options: " + ", ".join(f"--{method}-" + n.replace("_", "-") for n in names)
 
 
 # --- commands ---------------------------------------------------------------------

@@ -5,6 +5,12 @@ Where the paper is silent, the value is ours and the docstring says so.
 A run is fully described by a :class:`RunConfig`; it round-trips through JSON
 (``to_dict`` / ``from_dict``), and unknown keys are an error, so a misspelt
 option fails at once instead of being ignored.
+
+A method's own options (DPSH's eta, ADSH's |Omega|, ...) are not here: each method
+defines them as a frozen dataclass in its module (``fusnet.baselines.adsh.ADSHOptions``),
+registered with it, and ``RunConfig.options`` holds the chosen method's, checked against
+it (:func:`method_options`). Configs written before that, with one flat ``baseline``
+section, still load (:data:`LEGACY_OPTIONS_SECTION`).
 """
 
 from __future__ import annotations
@@ -161,65 +167,82 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
-    """Hyper-parameters of the baseline methods (``fusnet.baselines``), paper defaults.
+class NoOptions:
+    """The options of a method without options of its own: Multi-FusNet (its settings are
+    the run's ``model`` and ``loss`` sections), or a method name that is not registered
+    (``fusnet.validation.run_problems`` reports it)."""
 
-    Only the fields of the run's ``method`` are used. Sources: DPSH (Li, Wang & Kang,
-    IJCAI 2016; authors' DPSH-pytorch demo), HashNet (Cao et al., ICCV 2017; authors'
-    thuml/HashNet pytorch code), ADSH (Jiang & Li, AAAI 2018; authors' ADSH_pytorch),
-    SEMICON (Shen et al., ECCV 2022; authors' aassxun/SEMICON), ExchNet (Cui et al.,
-    ECCV 2020; the ADSH-based reimplementation the SEMICON authors compare against).
-    Each module's docstring gives the details and every simplification.
 
-    Attributes:
-        dpsh_eta: DPSH quantisation weight eta (authors' CIFAR-10 demo: 10).
-        hashnet_alpha_scale: HashNet sigmoid scale alpha = this / bits (authors' code: 10/bits).
-        hashnet_beta_step: HashNet continuation: beta grows every this many steps (code: 200).
-        hashnet_beta_gamma: HashNet continuation beta = (1 + gamma * step) ** power (code: 0.005).
-        hashnet_beta_power: HashNet continuation power (code: 0.5).
-        adsh_gamma: ADSH quantisation weight gamma (paper and code: 200).
-        adsh_num_samples: ADSH sampled query set size |Omega| per outer iteration (2000).
-        adsh_inner_epochs: ADSH epochs over Omega per outer iteration, between V updates (3).
-        adsh_soft_similarity: ADSH with the authors' code's soft similarity (dissimilar
-            target -n_pos/n_neg instead of the paper's -1); SEMICON's and ExchNet's code
-            always use it.
-        semicon_gamma: SEMICON quantisation weight gamma (authors' code: 200).
-        semicon_num_samples: SEMICON |Omega| per outer iteration (authors' code: 2000).
-        semicon_inner_epochs: SEMICON epochs per outer iteration (authors' code: 30).
-        exchnet_gamma: ExchNet quantisation weight gamma (ADSH's 200).
-        exchnet_num_samples: ExchNet |Omega| per outer iteration (2000).
-        exchnet_inner_epochs: ExchNet epochs per outer iteration (reimplementation: 10).
-        exchnet_parts: ExchNet number of part attention maps M (4).
-        exchnet_margin: ExchNet channel-diversity margin t (0.4).
-        exchnet_lambda_spatial: ExchNet weight of the spatial-diversity loss (1.0).
-        exchnet_lambda_channel: ExchNet weight of the channel-diversity loss (1.0).
-        exchnet_exchange_prob: ExchNet probability that a part feature is swapped for its
-            class anchor (0.5).
-        exchnet_align_start: ExchNet outer iteration (1-based) after which anchors are
-            built and features exchanged (reimplementation: 25 of 60).
+LEGACY_OPTIONS_SECTION = "baseline"
+"""The one flat section that held every baseline's options before each method owned its
+own (``"baseline": {"adsh_gamma": 200.0, "dpsh_eta": 10.0, ...}``): an option ``name`` of
+method ``m`` was ``<m>_<name>`` there. :meth:`RunConfig.from_dict` reads that form, and
+run names are still computed over those dotted keys (``fusnet.experiments.runs``)."""
+
+
+def options_class(method: str) -> type:
+    """The options dataclass of ``method`` (registered with it in ``fusnet.baselines``);
+    :class:`NoOptions` for Multi-FusNet and for names that are not methods."""
+    from fusnet.baselines import method_class  # the methods import this module
+
+    try:
+        return method_class(method).Options
+    except (ConfigError, TypeError):
+        return NoOptions
+
+
+def method_options(method: str, given: Any = None) -> Any:
+    """The options of ``method``: its defaults (``given`` None), ``given`` itself (an
+    instance of its options class), or built from a mapping of option names.
+
+    Raises:
+        ConfigError: unknown keys (another method's options among them) or options of
+            another method, naming ``method`` and its known options.
     """
+    cls = options_class(method)
+    if given is None:
+        return cls()
+    if isinstance(given, cls):
+        return given
+    known = [f.name for f in fields(cls)]
+    what = (f"method {method!r} has no options of its own" if not known
+            else f"method {method!r} takes the options {known}")
+    if dataclasses.is_dataclass(given) and not isinstance(given, type):
+        raise ConfigError(f"options are {type(given).__name__}, but {what}")
+    if not isinstance(given, dict):
+        raise ConfigError(f"config section 'options' must be a mapping; {what}")
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown options config key(s) {unknown}: {what}")
+    return cls(**given)
 
-    dpsh_eta: float = 10.0
-    hashnet_alpha_scale: float = 10.0
-    hashnet_beta_step: int = 200
-    hashnet_beta_gamma: float = 0.005
-    hashnet_beta_power: float = 0.5
-    adsh_gamma: float = 200.0
-    adsh_num_samples: int = 2000
-    adsh_inner_epochs: int = 3
-    adsh_soft_similarity: bool = True
-    semicon_gamma: float = 200.0
-    semicon_num_samples: int = 2000
-    semicon_inner_epochs: int = 30
-    exchnet_gamma: float = 200.0
-    exchnet_num_samples: int = 2000
-    exchnet_inner_epochs: int = 10
-    exchnet_parts: int = 4
-    exchnet_margin: float = 0.4
-    exchnet_lambda_spatial: float = 1.0
-    exchnet_lambda_channel: float = 1.0
-    exchnet_exchange_prob: float = 0.5
-    exchnet_align_start: int = 25
+
+def _migrate_legacy_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dict in the form before each method owned its options: its flat
+    ``baseline`` section (:data:`LEGACY_OPTIONS_SECTION`) becomes the run's method's
+    ``options`` (prefix dropped). Other methods' entries had no effect and are dropped.
+
+    Raises:
+        ConfigError: a key of the old section that no method had, or both forms at once.
+    """
+    from fusnet.baselines import METHODS
+
+    old = raw[LEGACY_OPTIONS_SECTION]
+    if not isinstance(old, dict):
+        raise ConfigError(f"config section {LEGACY_OPTIONS_SECTION!r} must be a mapping")
+    if "options" in raw:
+        raise ConfigError(f"config has both 'options' and the old {LEGACY_OPTIONS_SECTION!r} "
+                          "section; keep 'options'")
+    legacy = {f"{m}_{f.name}": (m, f.name) for m in METHODS for f in fields(METHODS[m].Options)}
+    unknown = sorted(set(old) - set(legacy))
+    if unknown:
+        raise ConfigError(f"unknown {LEGACY_OPTIONS_SECTION} config key(s) {unknown}; "
+                          f"known keys: {sorted(legacy)}")
+    method = raw.get("method", "multifusnet")
+    options = {name: old[key] for key, (m, name) in legacy.items() if m == method and key in old}
+    migrated = {k: v for k, v in raw.items() if k != LEGACY_OPTIONS_SECTION}
+    migrated["options"] = options
+    return migrated
 
 
 @dataclass(frozen=True)
@@ -245,13 +268,17 @@ class RunConfig:
         amp: mixed precision where the device supports it (CUDA float16).
         output_dir: the run folder (config, metrics, codes, manifest, checkpoints).
         cache_dir: where frozen-mode feature caches go (default: ``<output_dir>/cache``).
+        options: the method's own options, an instance of the options dataclass registered
+            with it (``fusnet.baselines.dpsh.DPSHOptions``, ...; :class:`NoOptions` for
+            Multi-FusNet); None (the default) or a mapping of option names is turned into
+            one, checked against the method. In JSON a mapping (``"options": {"eta": 10.0}``).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    options: Any = None
     method: str = "multifusnet"
     mode: str = "full"
     select: str = "val"
@@ -266,6 +293,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         from fusnet.validation import config_problems, raise_problems
 
+        object.__setattr__(self, "options", method_options(self.method, self.options))
         raise_problems(config_problems(self))  # every problem at once (fusnet.validation)
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
@@ -301,7 +329,11 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> RunConfig:
-        """Copy with top-level fields or dotted sub-fields changed (``"model.bits": 12``)."""
+        """Copy with top-level fields or dotted sub-fields changed (``"model.bits": 12``).
+
+        ``"options.<name>"`` changes the method's options (the new method's, when ``method``
+        changes too: a new method starts from its default options).
+        """
         nested: dict[str, dict[str, Any]] = {}
         top: dict[str, Any] = {}
         for key, value in changes.items():
@@ -310,6 +342,13 @@ class RunConfig:
                 nested.setdefault(section, {})[name] = value
             else:
                 top[key] = value
+        method = top.get("method", self.method)
+        if method != self.method and "options" not in top:
+            top["options"] = None  # another method: its default options
+        options = nested.pop("options", None)
+        if options is not None:  # "options.eta": checked against the (new) method's options
+            current = method_options(method, top.get("options", self.options))
+            top["options"] = method_options(method, {**dataclasses.asdict(current), **options})
         for section, values in nested.items():
             current = getattr(self, section, None)
             if not dataclasses.is_dataclass(current):
@@ -321,13 +360,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """The config a :meth:`to_dict` dict describes; the old form with one flat
+        ``baseline`` section of every method's options is read too
+        (:data:`LEGACY_OPTIONS_SECTION`)."""
         sections = {
             "data": DataConfig,
             "model": ModelConfig,
             "loss": LossConfig,
             "optim": OptimConfig,
-            "baseline": BaselineConfig,
         }
+        if LEGACY_OPTIONS_SECTION in raw:
+            raw = _migrate_legacy_options(raw)
         _check_keys(cls, raw, "run")
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():

@@ -27,6 +27,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fusnet.baselines import METHODS as BASELINES
+from fusnet.baselines import MULTIFUSNET
 from fusnet.errors import ConfigError
 
 NOTEBOOKS: tuple[str, ...] = (
@@ -46,8 +48,9 @@ NOTEBOOKS: tuple[str, ...] = (
 
 PAPER_BITS = [12, 24, 32, 48]
 ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
-METHODS = ["multifusnet", "dpsh", "hashnet", "adsh", "semicon", "exchnet"]
-"""Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.baselines``."""
+METHODS = [MULTIFUSNET, *BASELINES]
+"""Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.baselines``, in the
+registry's order (dpsh, hashnet, adsh, semicon, exchnet)."""
 FINE_TUNE: dict[str, Any] = {"optim.backbone_lr_scale": 0.2, "optim.schedule": "cosine",
                              "optim.warmup_epochs": 1}
 """What every fine-tuning regime changes besides its mode: backbone stages at a fifth of the
@@ -151,10 +154,9 @@ subset took ~25 min on 2 cores; at 128/256 about 150 s; at these widths about 10
 
 SMOKE_METHOD_CHANGES: dict[str, dict[str, Any]] = {
     "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
-    "adsh": {"optim.lr": 0.001, "baseline.adsh_inner_epochs": 1},
-    "semicon": {"optim.lr": 0.001, "baseline.semicon_inner_epochs": 1},
-    "exchnet": {"optim.lr": 0.001, "baseline.exchnet_inner_epochs": 1,
-                "baseline.exchnet_align_start": 2},
+    "adsh": {"optim.lr": 0.001, "options.inner_epochs": 1},
+    "semicon": {"optim.lr": 0.001, "options.inner_epochs": 1},
+    "exchnet": {"optim.lr": 0.001, "options.inner_epochs": 1, "options.align_start": 2},
 }
 """Notebook 09 in 3 epochs: the cpu profile's learning rates (:data:`CPU_METHOD_CHANGES`)
 and one epoch per outer iteration of the asymmetric methods, so V is updated 3 times."""
@@ -162,11 +164,10 @@ and one epoch per outer iteration of the asymmetric methods, so V is updated 3 t
 CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
     "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
     "hashnet": {"optim.lr": 0.01},
-    "adsh": {"optim.lr": 0.001, "baseline.adsh_inner_epochs": 3},
-    "semicon": {"optim.lr": 0.1, "baseline.semicon_inner_epochs": 3,
-                "baseline.semicon_num_samples": 500},
-    "exchnet": {"optim.lr": 0.001, "baseline.exchnet_inner_epochs": 3,
-                "baseline.exchnet_align_start": 2, "baseline.exchnet_num_samples": 500},
+    "adsh": {"optim.lr": 0.001, "options.inner_epochs": 3},
+    "semicon": {"optim.lr": 0.1, "options.inner_epochs": 3, "options.num_samples": 500},
+    "exchnet": {"optim.lr": 0.001, "options.inner_epochs": 3, "options.align_start": 2,
+                "options.num_samples": 500},
 }
 """Notebook 09's per-method settings in the profile's 12 epochs.
 

@@ -50,8 +50,19 @@ def _in(low: float, high: float, *, low_open: bool = False, high_open: bool = Fa
     return check
 
 
+def at_least(low: float) -> dict[str, Check]:
+    """Field metadata of a method option (``fusnet.baselines``): the value must be >= ``low``."""
+    return {"check": _at_least(low)}
+
+
+def within(low: float, high: float) -> dict[str, Check]:
+    """Field metadata of a method option: the value must be in [``low``, ``high``]."""
+    return {"check": _in(low, high)}
+
+
 # Numeric ranges by "section.field" ("run" for RunConfig's own fields). Fields without
-# an entry (e.g. ones added later) still get the type check against their default.
+# an entry (e.g. ones added later) still get the type check against their default. A
+# method's options carry their ranges as field metadata (at_least, within).
 RANGES: dict[str, Check] = {
     "data.image_size": _at_least(32),
     "data.val_fraction": _in(0.0, 1.0, high_open=True),
@@ -78,19 +89,9 @@ RANGES: dict[str, Check] = {
     "optim.lr_step": _at_least(1),
     "optim.lr_gamma": _above(0),
     "optim.backbone_lr_scale": _at_least(0),
-    "baseline.hashnet_beta_step": _at_least(1),
-    "baseline.adsh_num_samples": _at_least(1),
-    "baseline.adsh_inner_epochs": _at_least(1),
-    "baseline.semicon_num_samples": _at_least(1),
-    "baseline.semicon_inner_epochs": _at_least(1),
-    "baseline.exchnet_num_samples": _at_least(1),
-    "baseline.exchnet_inner_epochs": _at_least(1),
-    "baseline.exchnet_parts": _at_least(1),
-    "baseline.exchnet_exchange_prob": _in(0.0, 1.0),
-    "baseline.exchnet_align_start": _at_least(0),
     "run.eval_every": _at_least(1),
 }
-NON_NEGATIVE_SECTIONS = ("baseline",)  # every other number there: >= 0
+NON_NEGATIVE_SECTIONS = ("options",)  # every other number of a method's options: >= 0
 SELECT_RULES: tuple[str, ...] = ("val", "last")
 # Fields whose value must be in a tuple constant of fusnet.config (checked when it exists).
 CHOICES: dict[str, str] = {"data.augment": "AUGMENTATIONS", "optim.schedule": "SCHEDULES",
@@ -101,9 +102,9 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _label(section: str, name: str) -> str:
+def _label(section: str, name: str, flag_prefix: str = "") -> str:
     where = name if section == "run" else f"{section}.{name}"
-    return f"{where} ({_flag(name)})"
+    return f"{where} ({_flag(flag_prefix + name)})"
 
 
 def _type_problem(value: Any, default: Any) -> str | None:
@@ -129,7 +130,7 @@ def _field_default(f: dataclasses.Field) -> Any:
     return None
 
 
-def _section_problems(section: str, obj: Any) -> list[str]:
+def _section_problems(section: str, obj: Any, flag_prefix: str = "") -> list[str]:
     problems = []
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -138,19 +139,20 @@ def _section_problems(section: str, obj: Any) -> list[str]:
         default = _field_default(f)
         if default is None:  # an optional path or name: null or a non-empty string
             if value is not None and not (isinstance(value, str | os.PathLike) and str(value)):
-                problems.append(f"{_label(section, f.name)} = {value!r}: must be a string or null")
+                label = _label(section, f.name, flag_prefix)
+                problems.append(f"{label} = {value!r}: must be a string or null")
             continue
         if value is None:
-            problems.append(f"{_label(section, f.name)} = None: must be set")
+            problems.append(f"{_label(section, f.name, flag_prefix)} = None: must be set")
             continue
         wrong = _type_problem(value, default)
         if wrong is None:
-            check = RANGES.get(f"{section}.{f.name}")
+            check = RANGES.get(f"{section}.{f.name}", f.metadata.get("check"))
             if check is None and section in NON_NEGATIVE_SECTIONS and not isinstance(value, bool):
                 check = _at_least(0) if isinstance(value, int | float) else None
             wrong = check(value) if check is not None and not isinstance(value, bool) else None
         if wrong is not None:
-            problems.append(f"{_label(section, f.name)} = {value!r}: {wrong}")
+            problems.append(f"{_label(section, f.name, flag_prefix)} = {value!r}: {wrong}")
     return problems
 
 
@@ -169,8 +171,9 @@ def config_problems(config: RunConfig) -> list[str]:
     problems = _section_problems("run", config)
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            problems += _section_problems(f.name, value)
+        if dataclasses.is_dataclass(value):  # a method's options: flags --<method>-<option>
+            prefix = f"{config.method}_" if f.name == "options" else ""
+            problems += _section_problems(f.name, value, prefix)
     if config.mode not in MODES:
         problems.append(f"mode (--mode) = {config.mode!r}: must be one of {', '.join(MODES)}")
     for where, constant in CHOICES.items():

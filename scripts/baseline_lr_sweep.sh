@@ -13,16 +13,18 @@ cache="${FUSNET_CACHE:-results/cache}"
 common=(--dataset cub200 --root "${CUB_ROOT:-../shared/data/cub100}" --backbone efficientnet_lite0
         --pretrained default --image-size 224 --mode frozen --epochs 6 --batch-size 32
         --block-mid 32 --level-dim 128 --transformer-dim 64
-        --select val --eval-every 1 --seed 0 --bits 48 --cache-dir "$cache"
-        --adsh-inner-epochs 3
-        --semicon-inner-epochs 3 --semicon-num-samples 500
-        --exchnet-inner-epochs 3 --exchnet-num-samples 500 --exchnet-align-start 2)
+        --select val --eval-every 1 --seed 0 --bits 48 --cache-dir "$cache")
 for method in ${METHODS:-dpsh hashnet adsh semicon exchnet}; do
   for lr in ${LRS:-0.001 0.01 0.05}; do
     run="$out/$method-$lr"
     [ -f "$run/bits48/metrics.json" ] && continue
-    extra=()
-    [ "$method" = dpsh ] && extra=(--momentum 0)  # DPSH diverges with momentum (fusnet.baselines.dpsh)
+    case "$method" in  # each method's own options (flags of another method are refused)
+      dpsh) extra=(--momentum 0) ;;  # DPSH diverges with momentum (fusnet.baselines.dpsh)
+      adsh) extra=(--adsh-inner-epochs 3) ;;
+      semicon) extra=(--semicon-inner-epochs 3 --semicon-num-samples 500) ;;
+      exchnet) extra=(--exchnet-inner-epochs 3 --exchnet-num-samples 500 --exchnet-align-start 2) ;;
+      *) extra=() ;;
+    esac
     ${FUSNET:-.venv/bin/fusnet} train "${common[@]}" --method "$method" --lr "$lr" "${extra[@]}" \
         --output-dir "$run"
   done

@@ -3,6 +3,7 @@ force, and a tiny end-to-end run per method (train -> metrics.json with mAP), re
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from fusnet.baselines import LEARNED_DATABASE, METHODS, NETWORK_DATABASE, HashOutput, build_method
+from fusnet.baselines.adsh import ADSHOptions
 from fusnet.baselines.asymmetric import (
     asymmetric_loss,
     asymmetric_similarity,
@@ -20,7 +22,7 @@ from fusnet.baselines.asymmetric import (
     soft_ratio,
 )
 from fusnet.baselines.base import sign_codes
-from fusnet.baselines.dpsh import dpsh_loss
+from fusnet.baselines.dpsh import DPSHOptions, dpsh_loss
 from fusnet.baselines.exchnet import (
     channel_diversity_loss,
     mean_pairwise_hellinger,
@@ -38,7 +40,7 @@ from fusnet.baselines.semicon import (
     trunk_channels,
 )
 from fusnet.cli import main as cli_main
-from fusnet.config import ModelConfig, RunConfig
+from fusnet.config import ModelConfig, NoOptions, RunConfig
 from fusnet.data import split_train_val
 from fusnet.errors import ConfigError
 from fusnet.evaluate import load_codes
@@ -88,7 +90,7 @@ def test_dpsh_loss_by_hand() -> None:
 
 def test_dpsh_method_writes_the_memory_and_pairs_against_all_fit_images() -> None:
     labels = torch.tensor([0, 1, 0])
-    method = build_method("dpsh")(_config(), labels, num_classes=2)
+    method = build_method("dpsh")(_config(method="dpsh"), labels, num_classes=2)
     u = torch.tensor(U_BATCH, requires_grad=True)
     index = torch.tensor([2, 0])  # the batch holds fit images 2 and 0
     loss, parts = method.loss(HashOutput(hash_logits=u), labels[index], index)
@@ -132,7 +134,7 @@ def test_hashnet_continuation_schedule_and_method() -> None:
     assert continuation_beta(198, 200, 0.005, 0.5) == 1.0
     assert continuation_beta(199, 200, 0.005, 0.5) == pytest.approx(math.sqrt(2.0))
     assert continuation_beta(399, 200, 0.005, 0.5) == pytest.approx(math.sqrt(3.0))
-    config = _config(**{"baseline.hashnet_beta_step": 1})
+    config = _config(**{"method": "hashnet", "options.beta_step": 1})
     method = build_method("hashnet")(config, torch.tensor(H_LABELS), num_classes=2)
     method.after_step()  # one step done: the next forward is t = 2 -> beta = sqrt(1.01)
     z = torch.tensor(H)
@@ -217,7 +219,7 @@ def test_dcc_bit_update_is_the_exact_minimiser() -> None:
 
 def test_adsh_method_samples_omega_updates_v_and_defines_the_database() -> None:
     labels = torch.tensor([0, 1, 0, 2, 1, 2])
-    config = _config(**{"baseline.adsh_num_samples": 4, "baseline.adsh_inner_epochs": 1,
+    config = _config(**{"method": "adsh", "options.num_samples": 4, "options.inner_epochs": 1,
                         "optim.epochs": 1})
     method = build_method("adsh")(config, labels, num_classes=3)
     assert method.database == LEARNED_DATABASE
@@ -243,8 +245,8 @@ def test_adsh_method_samples_omega_updates_v_and_defines_the_database() -> None:
 
 def test_semicon_loss_is_adsh_scaled_by_12_over_k_and_v_starts_gaussian() -> None:
     labels = torch.tensor([0, 1, 0, 1])
-    config = _config(**{"model.bits": 6, "baseline.semicon_num_samples": 4,
-                        "baseline.semicon_inner_epochs": 1})
+    config = _config(**{"model.bits": 6, "method": "semicon", "options.num_samples": 4,
+                        "options.inner_epochs": 1})
     method = build_method("semicon")(config, labels, num_classes=2)
     v = method.codes.clone()
     assert not set(v.unique().tolist()) <= {-1.0, 1.0}  # N(0, 1), as the code's torch.randn
@@ -302,8 +304,8 @@ def test_exchnet_diversity_losses_by_hand() -> None:
 def test_exchnet_loss_total_and_anchor_exchange() -> None:
     labels = torch.tensor([0, 1, 0, 1])
     config = _config(**{"model.bits": 4, "model.backbone": "resnet18", "model.pretrained": "none",
-                        "baseline.exchnet_num_samples": 4, "baseline.exchnet_inner_epochs": 1,
-                        "baseline.exchnet_align_start": 1, "baseline.exchnet_parts": 2})
+                        "method": "exchnet", "options.num_samples": 4,
+                        "options.inner_epochs": 1, "options.align_start": 1, "options.parts": 2})
     cls = build_method("exchnet")
     model = cls.build_model(config, 2, build_model_backbone(config.model))
     method = cls(config, labels, num_classes=2)
@@ -402,7 +404,7 @@ def test_semicon_and_exchnet_heads_train_on_efficientnet_lite0() -> None:
     torch.manual_seed(0)
     for method in ("semicon", "exchnet"):
         config = _config(**{"model.bits": 12, "model.backbone": "efficientnet_lite0",
-                            "model.pretrained": "none"})
+                            "model.pretrained": "none", "method": method})
         model = build_method(method).build_model(config, 3, build_model_backbone(config.model))
         levels = [f.detach() for f in model.backbone(torch.randn(2, 3, 64, 64))]  # as cached
         assert [f.shape[1:] for f in levels] == [(40, 8, 8), (112, 4, 4), (320, 2, 2)]
@@ -438,6 +440,117 @@ def test_registry_and_unknown_method() -> None:
     assert RunConfig.from_dict(RunConfig().replace(method="adsh").to_dict()).method == "adsh"
 
 
+def _legacy_dict(config: RunConfig) -> dict:
+    """``config`` in the form before each method owned its options: one flat ``baseline``
+    section of every method's options (``adsh_gamma``), the run's method's values in it."""
+    raw = config.to_dict()
+    options = raw.pop("options")
+    flat = {f"{m}_{f.name}": f.default for m in METHODS for f in dataclasses.fields(METHODS[m].Options)}
+    flat.update({f"{config.method}_{k}": v for k, v in options.items()})
+    return {**raw, "baseline": flat}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_owns_frozen_options_recorded_as_its_hyperparameters(method) -> None:
+    cls = METHODS[method]
+    assert dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen
+    assert cls.Options.__module__ == cls.__module__  # beside the method, in its own module
+    config = _config(method=method)
+    assert config.options == cls.Options()
+    instance = cls(config, torch.tensor([0, 1, 0, 1]), num_classes=2)
+    assert instance.hyperparameters() == dataclasses.asdict(config.options)
+    assert instance.describe()["hyperparameters"] == dataclasses.asdict(config.options)
+    # The JSON form round-trips, and the old flat form reads as the same config.
+    changed = config.replace(**{f"options.{dataclasses.fields(cls.Options)[0].name}": 3})
+    assert RunConfig.from_dict(changed.to_dict()) == changed
+    assert RunConfig.from_dict(_legacy_dict(changed)) == changed
+
+
+def test_run_config_checks_the_options_against_the_method() -> None:
+    assert RunConfig().options == NoOptions() and RunConfig().to_dict()["options"] == {}
+    adsh = RunConfig().replace(**{"method": "adsh", "options.num_samples": 60})
+    assert adsh.options == ADSHOptions(num_samples=60)
+    assert adsh.replace(method="dpsh").options == DPSHOptions()  # a new method: its defaults
+    with pytest.raises(ConfigError, match=r"\['gamma'\]: method 'dpsh' takes the options \['eta'\]"):
+        RunConfig().replace(**{"method": "dpsh", "options.gamma": 1.0})
+    with pytest.raises(ConfigError, match="method 'multifusnet' has no options of its own"):
+        RunConfig().replace(**{"options.eta": 1.0})
+    with pytest.raises(ConfigError, match="options are DPSHOptions, but method 'adsh' takes"):
+        RunConfig(method="adsh", options=DPSHOptions())
+    with pytest.raises(ConfigError, match="unknown options config key"):
+        RunConfig.from_dict({"method": "hashnet", "options": {"eta": 1.0}})
+    with pytest.raises(ConfigError, match=r"options.num_samples \(--adsh-num-samples\) = 0: must be >= 1"):
+        adsh.replace(**{"options.num_samples": 0})
+    with pytest.raises(ConfigError, match=r"options.exchange_prob \(--exchnet-exchange-prob\) = 2"):
+        RunConfig().replace(**{"method": "exchnet", "options.exchange_prob": 2.0})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        adsh.replace(**{"options.inner_epochs": 1.5})
+    with pytest.raises(ConfigError, match="needs ADSHOptions"):  # a method built on another's config
+        build_method("adsh")(RunConfig(), torch.tensor([0, 1]), num_classes=2)
+
+
+def test_old_flat_baseline_section_is_migrated() -> None:
+    new = RunConfig().replace(**{"method": "exchnet", "options.align_start": 2,
+                                 "options.num_samples": 500})
+    old = _legacy_dict(new)
+    old["baseline"]["adsh_gamma"] = 1.0  # another method's option had no effect: dropped
+    assert RunConfig.from_dict(old) == new
+    mf = RunConfig.from_dict(_legacy_dict(RunConfig()))
+    assert mf == RunConfig() and mf.options == NoOptions()
+    with pytest.raises(ConfigError, match=r"unknown baseline config key\(s\) \['dpsh_gamma'\]"):
+        RunConfig.from_dict({**old, "baseline": {"dpsh_gamma": 1.0}})
+    with pytest.raises(ConfigError, match="both 'options' and the old 'baseline'"):
+        RunConfig.from_dict({**old, "options": {}})
+
+
+def test_run_names_use_the_old_dotted_option_keys() -> None:
+    """Run folders are named as before each method owned its options (no run renamed)."""
+    from fusnet.experiments.runs import run_hash, run_identity
+
+    config = RunConfig().replace(**{"method": "exchnet", "options.align_start": 2,
+                                    "options.num_samples": 500, "optim.lr": 0.001})
+    identity = run_identity(config)
+    assert identity == {"method": "exchnet", "optim.lr": 0.001,
+                        "baseline.exchnet_align_start": 2, "baseline.exchnet_num_samples": 500}
+    assert run_hash(RunConfig().replace(method="dpsh")) == run_hash(
+        RunConfig.from_dict(_legacy_dict(RunConfig().replace(method="dpsh"))))
+
+
+def test_an_old_checkpoint_config_matches_the_new_form() -> None:
+    from fusnet.checkpoints import _config_differences, _with_defaults
+
+    config = RunConfig().replace(**{"method": "adsh", "options.num_samples": 60})
+    assert _config_differences(_with_defaults(_legacy_dict(config)), config.to_dict()) == []
+    other = config.replace(**{"options.num_samples": 61})
+    assert _config_differences(_with_defaults(_legacy_dict(config)), other.to_dict()) == [
+        "options.num_samples: checkpoint 60 vs now 61"]
+
+
+def test_cli_shows_each_methods_options_in_its_group_and_refuses_anothers(capsys) -> None:
+    from fusnet.cli import build_parser
+
+    train_help = next(
+        a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "train"
+    )[1].format_help()
+    for method in METHODS:
+        assert f"{method} options (with --method {method}):" in train_help
+    assert "--adsh-num-samples" in train_help and "--exchnet-align-start" in train_help
+    assert cli_main(["train", "--method", "dpsh", "--adsh-num-samples", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--adsh-num-samples is an option of --method adsh, but the method is dpsh" in err
+    assert "dpsh's options: --dpsh-eta" in err
+    with pytest.raises(SystemExit):  # --method choices come from the registry
+        cli_main(["train", "--method", "dsph"])
+
+
+TINY_OPTIONS: dict[str, dict[str, int]] = {
+    "adsh": {"options.num_samples": 40, "options.inner_epochs": 1},
+    "semicon": {"options.num_samples": 32, "options.inner_epochs": 1},
+    "exchnet": {"options.num_samples": 32, "options.inner_epochs": 1, "options.align_start": 1},
+}
+"""Each method's options in the tiny runs (its own only: another method's are an error)."""
+
+
 def tiny_config(tmp_path, method: str, **changes) -> RunConfig:
     base = RunConfig().replace(
         **{
@@ -452,13 +565,7 @@ def tiny_config(tmp_path, method: str, **changes) -> RunConfig:
             "model.bits": 8,
             "optim.epochs": 2,
             "optim.lr": 0.01,
-            "baseline.adsh_num_samples": 40,
-            "baseline.adsh_inner_epochs": 1,
-            "baseline.semicon_num_samples": 32,
-            "baseline.semicon_inner_epochs": 1,
-            "baseline.exchnet_num_samples": 32,
-            "baseline.exchnet_inner_epochs": 1,
-            "baseline.exchnet_align_start": 1,
+            **TINY_OPTIONS.get(method, {}),
             "device": "cpu",
             "output_dir": str(tmp_path / "run"),
         }
@@ -565,10 +672,10 @@ def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path, caps
 @pytest.mark.parametrize("method", ["adsh", "exchnet", "hashnet", "dpsh"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, method) -> None:
     changes = {"mode": "frozen", "select": "last", "optim.epochs": 3,
-               "baseline.adsh_inner_epochs": 2, "baseline.exchnet_inner_epochs": 1,
-               "baseline.hashnet_beta_step": 2}
-    if method == "exchnet":
-        changes["baseline.exchnet_align_start"] = 1  # anchors built after epoch 1, used after
+               **{"adsh": {"options.inner_epochs": 2}, "hashnet": {"options.beta_step": 2},
+                  # anchors built after epoch 1, used after
+                  "exchnet": {"options.inner_epochs": 1, "options.align_start": 1},
+                  }.get(method, {})}
     straight = train(tiny_config(tmp_path / "a", method, **changes))
 
     interrupted = tiny_config(tmp_path / "b", method, **changes)

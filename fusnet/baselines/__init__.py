@@ -1,9 +1,11 @@
 """Baselines trained and evaluated beside Multi-FusNet under one protocol.
 
 Each baseline shares Multi-FusNet's data, backbone, training loop (``fusnet.train``) and
-evaluation, and brings its paper's network head, loss and hyper-parameters
-(``RunConfig.baseline``); choose one with ``RunConfig.method`` (``fusnet train --method
-dpsh``). Every module's docstring names its sources and states its simplifications.
+evaluation, and brings its paper's network head, loss and hyper-parameters: its options, a
+frozen dataclass in its module registered with it (``DPSHOptions``, ...; the run's
+``RunConfig.options``, ``--<method>-<option>`` on the command line); choose one with
+``RunConfig.method`` (``fusnet train --method dpsh``). Every module's docstring names its
+sources and states its simplifications.
 
 =========  ===========================  ==============================================
 method     paper                        retrieval database
@@ -20,7 +22,8 @@ baselines' registry :data:`METHODS`); :func:`method_class` finds either by name,
 training loop treats them alike.
 """
 
-from fusnet.baselines import adsh, dpsh, exchnet, hashnet, semicon  # noqa: F401  (registration)
+# Registration, in the order of the table above (the order of METHODS, so of notebook 09).
+from fusnet.baselines import dpsh, hashnet, adsh, semicon, exchnet  # noqa: F401, I001
 from fusnet.baselines.base import (
     LEARNED_DATABASE,
     METHODS,

@@ -26,6 +26,7 @@ Simplifications (stated loudly):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
@@ -33,10 +34,30 @@ from fusnet.baselines.asymmetric import AsymmetricMethod
 from fusnet.baselines.base import HashingNet, register_method
 from fusnet.baselines.layers import PooledLinearHead
 from fusnet.config import RunConfig
+from fusnet.validation import at_least
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ADSH"]
+__all__ = ["ADSH", "ADSHOptions"]
+
+
+@dataclass(frozen=True)
+class ADSHOptions:
+    """ADSH's options (``RunConfig.options`` of a ``method="adsh"`` run).
+
+    Attributes:
+        gamma: quantisation weight gamma (paper and code: 200).
+        num_samples: sampled query set size |Omega| per outer iteration (2000).
+        inner_epochs: epochs over Omega per outer iteration, between V updates (3).
+        soft_similarity: the authors' code's soft similarity (dissimilar target
+            -n_pos/n_neg instead of the paper's -1); SEMICON's and ExchNet's code always
+            use it.
+    """
+
+    gamma: float = 200.0
+    num_samples: int = field(default=2000, metadata=at_least(1))
+    inner_epochs: int = field(default=3, metadata=at_least(1))
+    soft_similarity: bool = True
 
 
 @register_method("adsh")
@@ -46,12 +67,14 @@ class ADSH(AsymmetricMethod):
     paper = "Jiang & Li. Asymmetric Deep Supervised Hashing. AAAI 2018"
     v_init = "zeros"
     loss_scale = 1.0
+    Options = ADSHOptions
+    options: ADSHOptions
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = config.baseline
-        self._init_state(options.adsh_gamma, options.adsh_num_samples, options.adsh_inner_epochs,
-                         soft=options.adsh_soft_similarity)
+        options = self.options
+        self._init_state(options.gamma, options.num_samples, options.inner_epochs,
+                         soft=options.soft_similarity)
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:

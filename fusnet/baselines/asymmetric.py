@@ -17,7 +17,7 @@ The database for retrieval is V itself (the learned codes of the training images
 queries are encoded by the network. Following the authors' PyTorch code (``jiangqy/ADSH-AAAI2018``,
 ``ADSH_pytorch``), the loss is divided by (N·B) for a batch of B, and the similarity is
 "soft": dissimilar pairs target −n₊/n₋ (the ratio of similar to dissimilar pairs over Ω×Γ)
-instead of −1 (``calc_sim``'s "soft constraint"; ``adsh_soft_similarity=False`` gives the
+instead of −1 (``calc_sim``'s "soft constraint"; ADSH's ``soft_similarity=False`` gives the
 paper's ±1). SEMICON's and ExchNet's code use the same loss, scaled by 12/k.
 
 Mapping onto the shared training loop: one *outer iteration* is ``inner_epochs`` trainer
@@ -198,11 +198,9 @@ class AsymmetricMethod(HashingMethod):
         self.register_buffer("rho", torch.zeros((), dtype=torch.float64))  # soft ratio of Ω
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # V updates so far
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def derived(self) -> dict[str, Any]:
         return {
-            "gamma": self.gamma,
-            "num_samples": min(self.num_samples, self.num_fit),
-            "inner_epochs": self.inner_epochs,
+            "samples_per_outer_iteration": min(self.num_samples, self.num_fit),
             "soft_similarity": self.soft,
             "loss_scale": self.loss_scale,
             "v_init": self.v_init,

@@ -23,8 +23,15 @@ with the rest and a resumed run continues exactly. The training loop
 - ``learned_database_codes()``: codes for the fit images that replace the network's codes
   in the retrieval database (ADSH-style methods), or None; ``database_definition()``
   says which, for ``metrics.json``;
-- ``metrics_details()`` (by default ``describe()``) and ``proxy_diagnostics``: what
-  ``metrics.json`` records about the method.
+- ``metrics_details()`` (by default ``describe()``: ``hyperparameters()``, the method's
+  options as given, and ``derived()``, what it computes from them) and
+  ``proxy_diagnostics``: what ``metrics.json`` records about the method.
+
+Each method owns its options: a frozen dataclass beside it in its module (``Options``, e.g.
+:class:`fusnet.baselines.adsh.ADSHOptions`), registered with the method. The run config
+holds the chosen method's options (``RunConfig.options``, checked against the method), the
+command line shows them as ``--<method>-<option>`` flags in the method's own group, and
+``hyperparameters()`` is ``dataclasses.asdict`` of them.
 
 Register a baseline with :func:`register_method`; build one by name with
 :func:`build_method` (baselines) or ``fusnet.baselines.method_class`` (any method).
@@ -32,6 +39,7 @@ Register a baseline with :func:`register_method`; build one by name with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -42,7 +50,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fusnet.config import RunConfig
+from fusnet.config import NoOptions, RunConfig
+from fusnet.errors import ConfigError
 from fusnet.models.multifusnet import build_model_backbone
 from fusnet.registry import Registry
 
@@ -164,6 +173,9 @@ class HashingMethod(nn.Module):
         paper: citation.
         database: the retrieval database's definition (recorded in ``metrics.json``).
         supports_frozen: whether frozen-backbone mode is meaningful for the method.
+        Options: the method's options, a frozen dataclass (``RunConfig.options`` of its
+            runs; :class:`~fusnet.config.NoOptions` when it has none).
+        options: the run's options of the method.
         proxy_diagnostics: diagnostics of the method's class proxy codes for
             ``metrics.json`` (Multi-FusNet's), or None.
     """
@@ -172,11 +184,16 @@ class HashingMethod(nn.Module):
     paper: ClassVar[str] = ""
     database: ClassVar[str] = NETWORK_DATABASE
     supports_frozen: ClassVar[bool] = True
+    Options: ClassVar[type] = NoOptions
     proxy_diagnostics: dict[str, Any] | None = None
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__()
+        if not isinstance(config.options, self.Options):
+            raise ConfigError(f"{type(self).__name__} needs {self.Options.__name__}; the config's "
+                              f"method {config.method!r} has {type(config.options).__name__}")
         self.config = config
+        self.options = config.options
         self.bits = config.model.bits
         self.num_classes = num_classes
         self.register_buffer("fit_labels", fit_labels.to(torch.int64).clone())  # (N_fit,)
@@ -201,7 +218,12 @@ class HashingMethod(nn.Module):
         raise NotImplementedError
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The method's hyper-parameters as used (recorded in ``metrics.json``)."""
+        """The method's options as given (recorded in ``metrics.json``)."""
+        return dataclasses.asdict(self.options)
+
+    def derived(self) -> dict[str, Any]:
+        """What the method computes from its options and the run (HashNet's alpha, the
+        sample size actually drawn, ...), recorded beside them."""
         return {}
 
     def describe(self) -> dict[str, Any]:
@@ -210,6 +232,7 @@ class HashingMethod(nn.Module):
             "paper": self.paper,
             "database": self.database,
             "hyperparameters": self.hyperparameters(),
+            "derived": self.derived(),
         }
 
     def metrics_details(self) -> dict[str, Any] | None:
@@ -297,7 +320,8 @@ baseline): it cannot be registered and heads the known names of the unknown-name
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
-    """Class decorator adding a :class:`HashingMethod` subclass to :data:`METHODS`.
+    """Class decorator adding a :class:`HashingMethod` subclass to :data:`METHODS`, with
+    its options (the class's ``Options``).
 
     Sets the class's ``name`` to ``name``.
 
@@ -309,6 +333,8 @@ def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
     """
 
     def decorator(cls: MethodFactory) -> MethodFactory:
+        if not (dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen):
+            raise ConfigError(f"method {name!r}: its Options must be a frozen dataclass")
         METHODS.register(name, cls)
         cls.name = name
         return cls

@@ -36,6 +36,7 @@ Simplifications (stated loudly):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,7 +57,18 @@ from fusnet.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DPSH", "dpsh_loss"]
+__all__ = ["DPSH", "DPSHOptions", "dpsh_loss"]
+
+
+@dataclass(frozen=True)
+class DPSHOptions:
+    """DPSH's options (``RunConfig.options`` of a ``method="dpsh"`` run).
+
+    Attributes:
+        eta: quantisation weight eta (authors' CIFAR-10 demo: 10).
+    """
+
+    eta: float = 10.0
 
 
 def dpsh_loss(
@@ -87,10 +99,12 @@ class DPSH(HashingMethod):
     """DPSH with its output memory U (N_fit, bits) as a buffer."""
 
     paper = "Li, Wang & Kang. Feature Learning based Deep Supervised Hashing with Pairwise Labels. IJCAI 2016"
+    Options = DPSHOptions
+    options: DPSHOptions
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        self.eta = config.baseline.dpsh_eta
+        self.eta = self.options.eta
         self.register_buffer("memory", torch.zeros(self.num_fit, self.bits))  # (N_fit, k)
 
     @classmethod
@@ -98,8 +112,8 @@ class DPSH(HashingMethod):
         head = PooledLinearHead(backbone.feature_info[-1]["num_chs"], config.model.bits, "none")
         return HashingNet(backbone, head, "dpsh")
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"eta": self.eta, "output": "linear", "pairs": "batch x all fit images"}
+    def derived(self) -> dict[str, Any]:
+        return {"output": "linear", "pairs": "batch x all fit images"}
 
     def loss(
         self, out: HashOutput, labels: Tensor, index: Tensor

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -84,6 +85,7 @@ from fusnet.baselines.layers import copy_top_stage, init_conv_bn
 from fusnet.baselines.semicon import attention_out_channels, attention_trunk
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
+from fusnet.validation import at_least, within
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +165,35 @@ class ExchNetHead(nn.Module):
         )
 
 
+@dataclass(frozen=True)
+class ExchNetOptions:
+    """ExchNet's options (``RunConfig.options`` of a ``method="exchnet"`` run).
+
+    Attributes:
+        gamma: quantisation weight gamma (ADSH's 200).
+        num_samples: |Omega| per outer iteration (2000).
+        inner_epochs: epochs per outer iteration (reimplementation: 10).
+        parts: number of part attention maps M (4).
+        margin: channel-diversity margin t (0.4).
+        lambda_spatial: weight of the spatial-diversity loss (1.0).
+        lambda_channel: weight of the channel-diversity loss (1.0).
+        exchange_prob: probability that a part feature is swapped for its class anchor
+            (0.5).
+        align_start: outer iteration (1-based) after which anchors are built and features
+            exchanged (reimplementation: 25 of 60).
+    """
+
+    gamma: float = 200.0
+    num_samples: int = field(default=2000, metadata=at_least(1))
+    inner_epochs: int = field(default=10, metadata=at_least(1))
+    parts: int = field(default=4, metadata=at_least(1))
+    margin: float = 0.4
+    lambda_spatial: float = 1.0
+    lambda_channel: float = 1.0
+    exchange_prob: float = field(default=0.5, metadata=within(0.0, 1.0))
+    align_start: int = field(default=25, metadata=at_least(0))
+
+
 @register_method("exchnet")
 class ExchNet(AsymmetricMethod):
     """ExchNet: part features with anchor exchange, diversity constraints, ADSH loss ×12/k."""
@@ -170,20 +201,22 @@ class ExchNet(AsymmetricMethod):
     paper = ("Cui, Jiang, Wei, Li & Yoshie. ExchNet: A Unified Hashing Network for Large-Scale "
              "Fine-Grained Image Retrieval. ECCV 2020")
     v_init = "normal"
+    Options = ExchNetOptions
+    options: ExchNetOptions
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = config.baseline
-        self.parts = options.exchnet_parts
-        self.margin = options.exchnet_margin
-        self.lambda_spatial = options.exchnet_lambda_spatial
-        self.lambda_channel = options.exchnet_lambda_channel
-        self.exchange_prob = options.exchnet_exchange_prob
-        self.align_start = options.exchnet_align_start
+        options = self.options
+        self.parts = options.parts
+        self.margin = options.margin
+        self.lambda_spatial = options.lambda_spatial
+        self.lambda_channel = options.lambda_channel
+        self.exchange_prob = options.exchange_prob
+        self.align_start = options.align_start
         if not 0.0 <= self.exchange_prob <= 1.0:
-            raise ConfigError(f"exchnet_exchange_prob must be in [0, 1], got {self.exchange_prob}")
+            raise ConfigError(f"exchnet exchange_prob must be in [0, 1], got {self.exchange_prob}")
         self._init_state(  # the reimplementation's soft similarity, scaled by 12/k
-            options.exchnet_gamma, options.exchnet_num_samples, options.exchnet_inner_epochs,
+            options.gamma, options.num_samples, options.inner_epochs,
             soft=True, loss_scale=12.0 / self.bits,
         )
         # Anchors (C, M, C'): sized by bind() once the network (and so C') is known.
@@ -194,18 +227,12 @@ class ExchNet(AsymmetricMethod):
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
-        head = ExchNetHead(backbone, config.model.bits, config.baseline.exchnet_parts)
+        head = ExchNetHead(backbone, config.model.bits, config.options.parts)
         return HashingNet(backbone, head, "exchnet")
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def derived(self) -> dict[str, Any]:
         return {
-            **super().hyperparameters(),
-            "parts": self.parts,
-            "margin": self.margin,
-            "lambda_spatial": self.lambda_spatial,
-            "lambda_channel": self.lambda_channel,
-            "exchange_prob": self.exchange_prob,
-            "align_start": self.align_start,
+            **super().derived(),
             "anchors": "class means of the previous outer iteration's part features",
         }
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,10 +46,28 @@ from torch import Tensor, nn
 from fusnet.baselines.base import HashingMethod, HashingNet, HashOutput, register_method, same_label
 from fusnet.baselines.layers import PooledLinearHead
 from fusnet.config import RunConfig
+from fusnet.validation import at_least
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HashNet", "continuation_beta", "hashnet_loss"]
+__all__ = ["HashNet", "HashNetOptions", "continuation_beta", "hashnet_loss"]
+
+
+@dataclass(frozen=True)
+class HashNetOptions:
+    """HashNet's options (``RunConfig.options`` of a ``method="hashnet"`` run).
+
+    Attributes:
+        alpha_scale: sigmoid scale alpha = this / bits (authors' code: 10/bits).
+        beta_step: continuation: beta grows every this many steps (code: 200).
+        beta_gamma: continuation beta = (1 + gamma * step) ** power (code: 0.005).
+        beta_power: continuation power (code: 0.5).
+    """
+
+    alpha_scale: float = 10.0
+    beta_step: int = field(default=200, metadata=at_least(1))
+    beta_gamma: float = 0.005
+    beta_power: float = 0.5
 
 
 def continuation_beta(step: int, step_size: int, gamma: float, power: float) -> float:
@@ -97,14 +116,16 @@ class HashNet(HashingMethod):
     """HashNet with its continuation step counter as a buffer."""
 
     paper = "Cao, Long, Wang & Yu. HashNet: Deep Learning to Hash by Continuation. ICCV 2017"
+    Options = HashNetOptions
+    options: HashNetOptions
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = config.baseline
-        self.alpha = options.hashnet_alpha_scale / self.bits
-        self.beta_step = options.hashnet_beta_step
-        self.beta_gamma = options.hashnet_beta_gamma
-        self.beta_power = options.hashnet_beta_power
+        options = self.options
+        self.alpha = options.alpha_scale / self.bits
+        self.beta_step = options.beta_step
+        self.beta_gamma = options.beta_gamma
+        self.beta_power = options.beta_power
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))  # optimiser steps so far
 
     @classmethod
@@ -114,7 +135,7 @@ class HashNet(HashingMethod):
         )
         return HashingNet(backbone, head, "hashnet")
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def derived(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha,
             "beta": f"(1 + {self.beta_gamma} t)^{self.beta_power}, refreshed every "

@@ -58,6 +58,7 @@ Simplifications (stated loudly):
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,7 @@ from fusnet.baselines.layers import (
 )
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
+from fusnet.validation import at_least
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +273,21 @@ class SEMICONHead(nn.Module):
         return HashOutput(hash_logits=u, levels=levels, extras={"attention": maps})
 
 
+@dataclass(frozen=True)
+class SEMICONOptions:
+    """SEMICON's options (``RunConfig.options`` of a ``method="semicon"`` run).
+
+    Attributes:
+        gamma: quantisation weight gamma (authors' code: 200).
+        num_samples: |Omega| per outer iteration (authors' code: 2000).
+        inner_epochs: epochs per outer iteration (authors' code: 30).
+    """
+
+    gamma: float = 200.0
+    num_samples: int = field(default=2000, metadata=at_least(1))
+    inner_epochs: int = field(default=30, metadata=at_least(1))
+
+
 @register_method("semicon")
 class SEMICON(AsymmetricMethod):
     """SEMICON: SEM + ICON network, ADSH loss ×12/k, V ~ N(0, 1) at the start."""
@@ -278,12 +295,14 @@ class SEMICON(AsymmetricMethod):
     paper = ("Shen, Sun, Wei, Xu, Zhao, Chen & Yang. SEMICON: A Learning-to-hash Solution for "
              "Large-scale Fine-grained Image Retrieval. ECCV 2022")
     v_init = "normal"
+    Options = SEMICONOptions
+    options: SEMICONOptions
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = config.baseline
+        options = self.options
         self._init_state(  # the code always uses the soft similarity, and scales by 12/k
-            options.semicon_gamma, options.semicon_num_samples, options.semicon_inner_epochs,
+            options.gamma, options.num_samples, options.inner_epochs,
             soft=True, loss_scale=12.0 / self.bits,
         )
 

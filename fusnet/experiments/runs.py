@@ -19,6 +19,7 @@ reads one asks :func:`ensure_run` for it (``needs``) and gets the run retrained 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusnet.config import RunConfig, run_fields
+from fusnet.config import LEGACY_OPTIONS_SECTION, RunConfig, run_fields
 from fusnet.errors import DataError
 from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
 
@@ -69,6 +70,10 @@ def run_identity(config: RunConfig, data_root: str | None = None) -> dict[str, A
 
     Comparing with the defaults keeps a run's name when a later version adds a config
     field (with a default that keeps the old behaviour); a changed default renames it.
+    The method's options are compared with the method's defaults and named as they were
+    when one flat section held every method's (``baseline.adsh_num_samples``, not
+    ``options.num_samples``: :func:`option_identity`), so no run was renamed when each
+    method came to own its options.
 
     Args:
         config: the run's config.
@@ -79,11 +84,25 @@ def run_identity(config: RunConfig, data_root: str | None = None) -> dict[str, A
     defaults = _flatten(RunConfig().to_dict())
     flat = {
         k: v for k, v in _flatten(config.to_dict()).items()
-        if k not in _NOT_IDENTITY and (k not in defaults or defaults[k] != v)
+        if k not in _NOT_IDENTITY and not k.startswith("options.")
+        and (k not in defaults or defaults[k] != v)
     }
+    flat.update(option_identity(config))
     if data_root is not None:
         flat["data.root"] = data_root
     return flat
+
+
+def option_identity(config: RunConfig) -> dict[str, Any]:
+    """The run's method options that differ from the method's defaults, under their
+    dotted names of the old flat section (``{"baseline.exchnet_align_start": 2}``;
+    ``fusnet.config.LEGACY_OPTIONS_SECTION``)."""
+    options = config.options
+    return {
+        f"{LEGACY_OPTIONS_SECTION}.{config.method}_{f.name}": getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != f.default
+    }
 
 
 def run_hash(config: RunConfig, data_root: str | None = None) -> str:
