@@ -98,6 +98,8 @@ def _profile(
     search: dict[str, Any] | None = None,
     regimes: dict[str, dict[str, Any]] | None = None,
     regime_bits: list[int] | None = None,
+    regime_rows: list[str] | None = None,
+    regime_configurations: dict[str, list[str]] | None = None,
     **recipe: Any,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters from one training recipe and the datasets per figure."""
@@ -122,7 +124,9 @@ def _profile(
                                method_bits=method_bits or {}),
         "10_search_your_images": params(**(search or {})),
         "11_regimes": params(datasets=ablation, bits=regime_bits or ablation_bits,
-                             regimes=regimes or {}, configurations=REGIME_CONFIGURATIONS),
+                             regimes=regimes or {},
+                             configurations=regime_rows or REGIME_CONFIGURATIONS,
+                             regime_configurations=regime_configurations or {}),
     }
 
 
@@ -216,12 +220,24 @@ SMOKE_REGIMES: dict[str, dict[str, Any]] = {
 CPU_REGIMES: dict[str, dict[str, Any]] = {
     "frozen": REGIMES["frozen"],
     "top2-views4": {**REGIMES["top2-views4"], "optim.lr": 0.2},
+    "top2-views4-ld0.5": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.5},
+    "top2-views4-ld0.8": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.8},
 }
 """Notebook 11 in the cpu profile. The top-stage regime's lr 0.2 (head; 0.04 for the two
 backbone stages) was the best of 0.02 / 0.05 / 0.1 / 0.2 on the CUB validation split at 48
 bits, for the baseline and for the full model alike (a sweep on a lent GPU,
 ``results/regimes/gpu/``); the test split played no part. End-to-end training (the
-paper's regime) is about 4.7 images/s here, over 2 hours a run: not in this profile."""
+paper's regime) is about 4.7 images/s here, over 2 hours a run: not in this profile.
+The ``-ld`` regimes drop the lower levels' vectors while training (``model.level_dropout``,
+ours), a remedy the frozen regime's diagnosis pointed at; the baseline has no lower levels,
+so it shares the ``top2-views4`` run."""
+CPU_REGIME_ROWS = ["baseline", "cascading", "cascading+attention", "cascading+fusion+attention"]
+"""Notebook 11's Table 6 rows in the cpu profile: which part of the full model costs it."""
+CPU_REGIME_CONFIGURATIONS = {
+    name: ["baseline", "cascading+fusion+attention"]
+    for name in ("top2-views4-ld0.5", "top2-views4-ld0.8")
+}
+"""The level-dropout regimes train the full model only (against the shared baseline)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
@@ -290,6 +306,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
         regimes=CPU_REGIMES,
         regime_bits=[48],
+        regime_rows=CPU_REGIME_ROWS,
+        regime_configurations=CPU_REGIME_CONFIGURATIONS,
     ),
     "paper": _profile(
         profile="paper",

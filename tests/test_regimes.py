@@ -41,3 +41,18 @@ def test_lower_level_changes_skip_the_baseline_so_its_run_is_shared():
 def test_unknown_configuration_is_refused():
     with pytest.raises(ConfigError, match="unknown configurations"):
         regime_requests(["cub200"], [48], {"frozen": {"mode": "frozen"}}, ["no-such-row"])
+
+
+def test_regime_configurations_limit_a_regime_to_some_rows():
+    regimes = {"top2": {"mode": "top"}, "top2-ld": {"mode": "top", "model.level_dropout": 0.5}}
+    rows = ["baseline", "cascading", "cascading+fusion+attention"]
+    requests = regime_requests(["cub200"], [48], regimes, rows,
+                               {"top2-ld": ["baseline", "cascading+fusion+attention"]})
+    assert [r.label for r in requests] == [
+        "top2/baseline", "top2/cascading", "top2/cascading+fusion+attention",
+        "top2-ld/baseline", "top2-ld/cascading+fusion+attention",
+    ]
+    with pytest.raises(ConfigError, match="not among the regimes"):
+        regime_requests(["cub200"], [48], regimes, rows, {"top3": ["baseline"]})
+    with pytest.raises(ConfigError, match="unknown configurations"):
+        regime_requests(["cub200"], [48], regimes, rows, {"top2": ["no-such-row"]})

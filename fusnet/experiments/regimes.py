@@ -112,7 +112,7 @@ def regime_markdown(root: Path) -> str:
 
 def regime_requests(
     datasets: Sequence[str], bits: Sequence[int], regimes: Mapping[str, Mapping[str, Any]],
-    configurations: Sequence[str],
+    configurations: Sequence[str], regime_configurations: Mapping[str, Sequence[str]] | None = None,
 ) -> list[RunRequest]:
     """One run per (dataset, bits, regime, configuration), labelled ``regime/configuration``.
 
@@ -121,15 +121,22 @@ def regime_requests(
         bits: code lengths.
         regimes: regime name -> RunConfig changes (dotted), e.g. ``{"mode": "top", ...}``.
         configurations: Table 6 configuration names (``ABLATION_CONFIGURATIONS``).
+        regime_configurations: regime name -> the configurations run in it (in
+            ``configurations``' order); a regime not named here runs them all.
 
     Raises:
-        ConfigError: an unknown configuration.
+        ConfigError: an unknown configuration or regime.
     """
-    unknown = [c for c in configurations if c not in ABLATION_CONFIGURATIONS]
+    only = dict(regime_configurations or {})
+    named = [c for names in only.values() for c in names]
+    unknown = [c for c in [*configurations, *named] if c not in ABLATION_CONFIGURATIONS]
     if unknown:
         raise ConfigError(f"unknown configurations {unknown}; choose from "
                           f"{list(ABLATION_CONFIGURATIONS)}")
-    switches = ablation_variants(configurations)
+    if set(only) - set(regimes):
+        raise ConfigError(f"regime_configurations names regimes {sorted(set(only) - set(regimes))} "
+                          f"that are not among the regimes {list(regimes)}")
+    switches = ablation_variants(list(configurations) + named)
 
     def run_changes(configuration: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         if ABLATION_CONFIGURATIONS[configuration]["cascade"]:
@@ -141,6 +148,7 @@ def regime_requests(
         RunRequest(dataset, int(k), f"{regime}/{configuration}", run_changes(configuration, changes))
         for dataset in datasets for k in bits
         for regime, changes in regimes.items() for configuration in configurations
+        if regime not in only or configuration in only[regime]
     ]
 
 
