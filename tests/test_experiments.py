@@ -143,8 +143,12 @@ def test_every_committed_run_keeps_its_folder_name():
     """``results/runs/<profile>/<dataset>/<name>`` is ``run_dir`` of its ``config.json``.
 
     The data folder that named it is the config's, as its checkout wrote it: relative to
-    that checkout (``output_dir`` less the run's path in the repository).
+    that checkout (``output_dir`` less the run's path in the repository), or, where that
+    checkout reached the data through a link (the config holds the resolved folder), the
+    profile's data folder as its parameters give it.
     """
+    from fusnet.profiles import PROFILES
+
     configs = sorted((REPO_ROOT / "results" / "runs").glob("**/config.json"))
     if not configs:
         pytest.skip("no committed runs in this checkout")
@@ -158,7 +162,13 @@ def test_every_committed_run_keeps_its_folder_name():
         checkout = Path(*written[: -len(inside)])
         root = raw["data"]["root"]
         data_root = None if root is None else os.path.relpath(root, checkout)
-        named = run_dir(folder.parents[1], folder.parent.name, RunConfig.from_dict(raw), data_root)
+        config = RunConfig.from_dict(raw)
+        named = run_dir(folder.parents[1], folder.parent.name, config, data_root)
+        profile_roots = PROFILES.get(folder.parents[1].name, {}).get("01_main_results", {})
+        roots = profile_roots.get("data_root")
+        profile_root = roots.get(folder.parent.name) if isinstance(roots, dict) else None
+        if named != folder and profile_root is not None:
+            named = run_dir(folder.parents[1], folder.parent.name, config, profile_root)
         if named != folder:
             renamed.append(f"{folder.relative_to(REPO_ROOT)} -> {named.name}")
     assert not renamed, "\n".join(renamed)
