@@ -206,22 +206,14 @@ class ExchNet(AsymmetricMethod):
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = self.options
-        self.parts = options.parts
-        self.margin = options.margin
-        self.lambda_spatial = options.lambda_spatial
-        self.lambda_channel = options.lambda_channel
-        self.exchange_prob = options.exchange_prob
-        self.align_start = options.align_start
-        if not 0.0 <= self.exchange_prob <= 1.0:
-            raise ConfigError(f"exchnet exchange_prob must be in [0, 1], got {self.exchange_prob}")
+        options = self.options  # ranges checked by the options' field metadata
         self._init_state(  # the reimplementation's soft similarity, scaled by 12/k
             options.gamma, options.num_samples, options.inner_epochs,
             soft=True, loss_scale=12.0 / self.bits,
         )
         # Anchors (C, M, C'): sized by bind() once the network (and so C') is known.
-        self.register_buffer("anchors", torch.zeros(num_classes, self.parts, 0))
-        self.register_buffer("anchor_sums", torch.zeros(num_classes, self.parts, 0))
+        self.register_buffer("anchors", torch.zeros(num_classes, self.options.parts, 0))
+        self.register_buffer("anchor_sums", torch.zeros(num_classes, self.options.parts, 0))
         self.register_buffer("anchor_counts", torch.zeros(num_classes))
         self.register_buffer("anchors_ready", torch.zeros((), dtype=torch.bool))
 
@@ -238,10 +230,10 @@ class ExchNet(AsymmetricMethod):
 
     def bind(self, model: HashingNet) -> None:
         """Size the anchor buffers (C, M, C') from the network's part-feature width."""
-        dim = model.head.hash_layer.in_features // (self.parts + 1)
+        dim = model.head.hash_layer.in_features // (self.options.parts + 1)
         device = self.anchors.device
-        self.anchors = torch.zeros(self.num_classes, self.parts, dim, device=device)
-        self.anchor_sums = torch.zeros(self.num_classes, self.parts, dim, device=device)
+        self.anchors = torch.zeros(self.num_classes, self.options.parts, dim, device=device)
+        self.anchor_sums = torch.zeros(self.num_classes, self.options.parts, dim, device=device)
 
     def on_epoch_start(self, epoch: int) -> None:
         if epoch % self.inner_epochs == 0:
@@ -253,7 +245,7 @@ class ExchNet(AsymmetricMethod):
         if not bool(self.anchors_ready):
             return {}
         keep = torch.bernoulli(
-            torch.full((labels.shape[0], self.parts, 1), 1.0 - self.exchange_prob, device=labels.device)
+            torch.full((labels.shape[0], self.options.parts, 1), 1.0 - self.options.exchange_prob, device=labels.device)
         )  # (B, M, 1)
         return {"anchors": self.anchors[labels], "keep": keep}
 
@@ -263,21 +255,21 @@ class ExchNet(AsymmetricMethod):
         self._accumulate_anchors(out.extras["parts"].detach().float(), labels)
         hash_total, parts = self.hash_loss(out.hash_logits, labels, index)
         l_sp = spatial_diversity_loss(out.extras["spatial"])
-        l_ch = channel_diversity_loss(out.extras["channel"], self.margin)
-        total = hash_total + self.lambda_spatial * l_sp + self.lambda_channel * l_ch
+        l_ch = channel_diversity_loss(out.extras["channel"], self.options.margin)
+        total = hash_total + self.options.lambda_spatial * l_sp + self.options.lambda_channel * l_ch
         parts.update(loss=total.detach(), loss_spatial=l_sp.detach(), loss_channel=l_ch.detach())
         return total, parts
 
     def _accumulate_anchors(self, features: Tensor, labels: Tensor) -> None:
         b = features.shape[0]
         values, classes = gather_rows(features.reshape(b, -1), labels)
-        self.anchor_sums.index_add_(0, classes, values.reshape(len(classes), self.parts, -1))
+        self.anchor_sums.index_add_(0, classes, values.reshape(len(classes), self.options.parts, -1))
         self.anchor_counts.index_add_(0, classes, torch.ones_like(classes, dtype=self.anchor_counts.dtype))
 
     def on_epoch_end(self, epoch: int) -> None:
         super().on_epoch_end(epoch)
         outer = epoch // self.inner_epochs
-        if (epoch + 1) % self.inner_epochs == 0 and outer + 1 >= self.align_start:
+        if (epoch + 1) % self.inner_epochs == 0 and outer + 1 >= self.options.align_start:
             seen = self.anchor_counts > 0  # (C,)
             self.anchors[seen] = self.anchor_sums[seen] / self.anchor_counts[seen, None, None]
             self.anchors_ready.fill_(True)
