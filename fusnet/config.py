@@ -32,6 +32,7 @@ AUGMENTATIONS: tuple[str, ...] = ("paper", "mild")
 IMAGE_BACKENDS: tuple[str, ...] = ("pil", "tensor")
 """How image files are decoded and augmented (``DataConfig.image_backend``)."""
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
+LEVEL_POOLS: tuple[str, ...] = ("max", "avg", "avgmax")
 """Learning-rate schedules (``OptimConfig.schedule``)."""
 
 NOT_IDENTITY: dict[str, bool] = {"identity": False, "resumable": True}
@@ -105,6 +106,13 @@ class ModelConfig:
             (all but the top level) is zeroed per image with this probability, the kept
             ones scaled by 1 / (1 - p), so the hash head cannot lean on the lower levels
             alone (they let it memorise the training images; README fidelity notes).
+        level_pool: ours (``"max"`` = the paper's GlobalMaxPool): how each level block pools
+            its map into g_i, ``"max"``, ``"avg"`` or ``"avgmax"`` (the sum of both), for
+            every level alike (README fidelity notes).
+        lower_level_gate: ours (False = the paper): the lower levels' slots of the hash
+            head's input are multiplied, after its first BatchNorm, by one learned scalar
+            per level initialised to 0, so training starts from the top-level model and
+            the lower levels enter only as far as the loss pulls them in.
     """
 
     backbone: str = "resnet50"
@@ -123,6 +131,8 @@ class ModelConfig:
     transformer_heads: int = 4
     dropout: float = 0.1
     level_dropout: float = 0.0
+    level_pool: str = "max"
+    lower_level_gate: bool = False
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ NON_NEGATIVE_SECTIONS = ("options",)  # every other number of a method's options
 SELECT_RULES: tuple[str, ...] = ("val", "last")
 # Fields whose value must be in a tuple constant of fusnet.config (checked when it exists).
 CHOICES: dict[str, str] = {"data.augment": "AUGMENTATIONS", "optim.schedule": "SCHEDULES",
-                           "data.image_backend": "IMAGE_BACKENDS"}
+                           "data.image_backend": "IMAGE_BACKENDS", "model.level_pool": "LEVEL_POOLS"}
 
 
 def _flag(name: str) -> str:

@@ -96,3 +96,52 @@ def test_level_dropout_is_refused_out_of_range():
 
     with pytest.raises(ConfigError, match="level_dropout"):
         RunConfig().replace(model=dataclasses.replace(TINY, level_dropout=1.0))
+
+
+@pytest.mark.parametrize("pool", ["max", "avg", "avgmax"])
+def test_level_pool_reduces_each_map_as_named(pool):
+    from fusnet.models.multifusnet import LevelBlock
+
+    block = LevelBlock(8, 4, 6, pool=pool).eval()
+    x = torch.randn(2, 8, 5, 7)
+    mapped = block.expand(block.reduce(x))  # (2, 6, 5, 7)
+    expected = {"max": mapped.amax(dim=(2, 3)), "avg": mapped.mean(dim=(2, 3)),
+                "avgmax": mapped.amax(dim=(2, 3)) + mapped.mean(dim=(2, 3))}[pool]
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_level_pool_is_refused_when_unknown():
+    from fusnet.config import RunConfig
+    from fusnet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="level_pool"):
+        RunConfig().replace(model=dataclasses.replace(TINY, level_pool="gem"))
+
+
+def test_lower_level_gate_starts_as_the_top_level_model_and_learns():
+    torch.manual_seed(0)
+    model = _model(lower_level_gate=True, transformer=False).eval()
+    images = torch.randn(4, 3, 64, 64)
+    out = model(images)
+    # Gate 0: changing the lower levels' vectors leaves the hash logits unchanged.
+    head = model.head.hash_head
+    z = torch.cat(out.level_vectors, dim=1)  # (4, L * D)
+    lower = head.gated_width
+    moved = torch.cat([z[:, :lower] + 5.0, z[:, lower:]], dim=1)
+    torch.testing.assert_close(head(moved), head(z))
+    # ... and the gate gets a gradient, so the lower levels can come in.
+    model.train()
+    model(images).hash_logits.square().mean().backward()
+    assert head.lower_gate.grad is not None and head.lower_gate.grad.abs().sum() > 0
+    with torch.no_grad():
+        head.lower_gate.fill_(1.0)
+    model.eval()
+    assert not torch.allclose(head(moved), head(z))
+
+
+def test_lower_level_gate_keeps_the_plain_head_state_dict_keys():
+    plain = set(_model().state_dict())
+    gated = set(_model(lower_level_gate=True).state_dict())
+    assert gated - plain == {"head.hash_head.lower_gate"}
+    baseline = _model(lower_level_gate=True, cascade=False)  # one level: nothing to gate
+    assert "head.hash_head.lower_gate" not in baseline.state_dict()

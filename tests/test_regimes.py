@@ -12,7 +12,8 @@ def _config(mode: str, **data_and_model) -> dict:
     return {
         "mode": mode, "top_stages": 2,
         "data": {k: v for k, v in data_and_model.items() if k in ("augment", "cached_views")},
-        "model": {k: v for k, v in data_and_model.items() if k == "level_dropout"},
+        "model": {k: v for k, v in data_and_model.items()
+                  if k in ("level_dropout", "level_pool", "lower_level_gate")},
     }
 
 
@@ -23,6 +24,10 @@ def _config(mode: str, **data_and_model) -> dict:
     (_config("top", cached_views=4), "top2-views4"),
     (_config("top", cached_views=4, level_dropout=0.5), "top2-views4-ld0.5"),
     (_config("top", level_dropout=0.0), "top2"),
+    (_config("top", cached_views=4, level_pool="avgmax"), "top2-views4-avgmaxpool"),
+    (_config("top", cached_views=4, level_pool="max", lower_level_gate=True), "top2-views4-gate"),
+    (_config("frozen", level_pool="avg", lower_level_gate=True), "frozen-avgpool-gate"),
+    (_config("full", augment="mild", lower_level_gate=False), "full-mild"),
 ])
 def test_regime_names_follow_the_config(config, name):
     assert regime_name(config) == name

@@ -26,7 +26,7 @@ from fusnet.experiments.runs import (
     ablation_variants,
 )
 
-LOWER_LEVEL_CHANGES = ("model.level_dropout",)
+LOWER_LEVEL_CHANGES = ("model.level_dropout", "model.lower_level_gate")
 """Changes that act on the lower levels only: a configuration without the cascade (the top
 level alone) does not get them, so its run is the same (and is trained once) in every regime
 that differs from another by them alone."""
@@ -38,17 +38,24 @@ _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale"
 
 def regime_name(config: dict) -> str:
     """``frozen``, ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` from a run config,
-    with ``-ld<p>`` when the lower levels are dropped (``model.level_dropout``)."""
+    then the head's design choices that are not the paper's: ``-ld<p>`` when the lower
+    levels are dropped (``model.level_dropout``), ``-<pool>pool`` for another level pooling
+    (``model.level_pool``), ``-gate`` for the zero-initialised lower-level gate."""
     mode = config["mode"]
     if mode == "frozen":
-        return "frozen"
-    if mode == "full":
-        return f"full-{config['data'].get('augment', 'paper')}"
-    views = config["data"].get("cached_views", 0)
-    name = f"top{config.get('top_stages', 2)}"
-    name = f"{name}-views{views}" if views else name
-    level_dropout = config["model"].get("level_dropout", 0.0)
-    return f"{name}-ld{level_dropout:g}" if level_dropout else name
+        name = "frozen"
+    elif mode == "full":
+        name = f"full-{config['data'].get('augment', 'paper')}"
+    else:
+        views = config["data"].get("cached_views", 0)
+        name = f"top{config.get('top_stages', 2)}"
+        name = f"{name}-views{views}" if views else name
+    model = config["model"]
+    level_dropout = model.get("level_dropout", 0.0)
+    name = f"{name}-ld{level_dropout:g}" if level_dropout else name
+    pool = model.get("level_pool", "max")
+    name = f"{name}-{pool}pool" if pool != "max" else name
+    return f"{name}-gate" if model.get("lower_level_gate", False) else name
 
 
 def configuration_name(config: dict) -> str:

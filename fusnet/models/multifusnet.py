@@ -48,16 +48,23 @@ class ConvBNReLU(nn.Sequential):
 
 
 class LevelBlock(nn.Module):
-    """g = GlobalMaxPool(ConvBNReLU3x3(ConvBNReLU1x1(f -> mid) -> out))."""
+    """g = GlobalMaxPool(ConvBNReLU3x3(ConvBNReLU1x1(f -> mid) -> out)); ``pool`` "avg" or
+    "avgmax" (average + max) replaces the max pooling (ours, ``ModelConfig.level_pool``)."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int,
+                 pool: str = "max") -> None:
         super().__init__()
         self.reduce = ConvBNReLU(in_channels, mid_channels, 1)
         self.expand = ConvBNReLU(mid_channels, out_channels, 3)
+        self.pool = pool
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.expand(self.reduce(x))  # (B, out, H, W)
-        return torch.amax(x, dim=(2, 3))  # (B, out)
+        if self.pool == "max":
+            return torch.amax(x, dim=(2, 3))  # (B, out)
+        if self.pool == "avg":
+            return x.mean(dim=(2, 3))  # (B, out)
+        return torch.amax(x, dim=(2, 3)) + x.mean(dim=(2, 3))  # (B, out)
 
 
 class TwoBranchFusion(nn.Module):
@@ -108,10 +115,21 @@ class HashFeatureEnhancer(nn.Module):
 
 
 class HashHead(nn.Module):
-    """Eqs. 10-11: u = Linear(ELU(BN(Linear(BN(z'))))), widths in -> hidden -> bits."""
+    """Eqs. 10-11: u = Linear(ELU(BN(Linear(BN(z'))))), widths in -> hidden -> bits.
 
-    def __init__(self, in_dim: int, hidden: int, bits: int) -> None:
+    ``gated_levels`` > 0 (ours, ``ModelConfig.lower_level_gate``): z' is ``gated_levels``
+    lower-level slots then the top level's, each ``level_dim`` wide; after the first
+    BatchNorm each lower slot is multiplied by a learned scalar initialised to 0 (a gate
+    before that BatchNorm would be normalised away), so the head starts as the top-level
+    model's.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, bits: int, gated_levels: int = 0,
+                 level_dim: int = 0) -> None:
         super().__init__()
+        self.gated_width = gated_levels * level_dim
+        if gated_levels:
+            self.lower_gate = nn.Parameter(torch.zeros(gated_levels))
         self.net = nn.Sequential(
             nn.BatchNorm1d(in_dim),
             nn.Linear(in_dim, hidden),
@@ -121,7 +139,13 @@ class HashHead(nn.Module):
         )
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)  # (B, bits)
+        if not self.gated_width:
+            return self.net(z)  # (B, bits)
+        x = self.net[0](z)  # (B, in_dim), normalised
+        lower, top = x[:, : self.gated_width], x[:, self.gated_width :]
+        gate = self.lower_gate.repeat_interleave(self.gated_width // len(self.lower_gate))
+        x = torch.cat([lower * gate, top], dim=1)  # (B, in_dim)
+        return self.net[1:](x)  # (B, bits)
 
 
 class MultiFusNetHead(nn.Module):
@@ -137,7 +161,7 @@ class MultiFusNetHead(nn.Module):
             [TwoBranchFusion(c, config.attention) if config.fusion else nn.Identity() for c in channels]
         )
         self.blocks = nn.ModuleList(
-            [LevelBlock(c, config.block_mid, config.level_dim) for c in channels]
+            [LevelBlock(c, config.block_mid, config.level_dim, config.level_pool) for c in channels]
         )
         num_levels = len(channels)
         self.enhancer = (
@@ -152,7 +176,9 @@ class MultiFusNetHead(nn.Module):
             if config.transformer
             else None
         )
-        self.hash_head = HashHead(num_levels * config.level_dim, config.hash_hidden, config.bits)
+        gated = num_levels - 1 if config.lower_level_gate else 0
+        self.hash_head = HashHead(num_levels * config.level_dim, config.hash_hidden, config.bits,
+                                  gated, config.level_dim)
         # The authors' classifier: Linear(level_dim -> bits) on the top level, then bits -> C.
         self.classifier = nn.Sequential(
             nn.Linear(config.level_dim, config.bits), nn.Linear(config.bits, num_classes)
