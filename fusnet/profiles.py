@@ -222,6 +222,7 @@ CPU_REGIMES: dict[str, dict[str, Any]] = {
     "top2-views4": {**REGIMES["top2-views4"], "optim.lr": 0.2},
     "top2-views4-ld0.5": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.5},
     "top2-views4-ld0.8": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.8},
+    "top2-views4-gate": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.lower_level_gate": True},
 }
 """Notebook 11 in the cpu profile. The top-stage regime's lr 0.2 (head; 0.04 for the two
 backbone stages) was the best of 0.02 / 0.05 / 0.1 / 0.2 on the CUB validation split at 48
@@ -229,15 +230,18 @@ bits, for the baseline and for the full model alike (a sweep on a lent GPU,
 ``results/regimes/gpu/``); the test split played no part. End-to-end training (the
 paper's regime) is about 4.7 images/s here, over 2 hours a run: not in this profile.
 The ``-ld`` regimes drop the lower levels' vectors while training (``model.level_dropout``,
-ours), a remedy the frozen regime's diagnosis pointed at; the baseline has no lower levels,
-so it shares the ``top2-views4`` run."""
+ours), a remedy the frozen regime's diagnosis pointed at; the ``-gate`` regime lets them in
+through learned scalars that start at 0 (``model.lower_level_gate``, ours; the best of the
+head designs tried on a lent GPU, ``results/regimes/gpu-designs/``). The baseline has no
+lower levels, so it shares the ``top2-views4`` run."""
 CPU_REGIME_ROWS = ["baseline", "cascading", "cascading+attention", "cascading+fusion+attention"]
 """Notebook 11's Table 6 rows in the cpu profile: which part of the full model costs it."""
 CPU_REGIME_CONFIGURATIONS = {
     name: ["baseline", "cascading+fusion+attention"]
-    for name in ("top2-views4-ld0.5", "top2-views4-ld0.8")
+    for name in ("top2-views4-ld0.5", "top2-views4-ld0.8", "top2-views4-gate")
 }
-"""The level-dropout regimes train the full model only (against the shared baseline)."""
+"""The level-dropout and gate regimes train the full model only (against the shared
+baseline)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
