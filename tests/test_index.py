@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fusnet
-import fusnet.index.gallery as gallery_module
+import fusnet.index.jobs as jobs_module
 from fusnet import index
 from fusnet.cli import main as cli_main
 from fusnet.errors import DataError
@@ -108,7 +108,7 @@ def test_csv_source_keeps_order_and_labels(setup, tmp_path):
 
 def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monkeypatch):
     straight = index.build(setup["encoder"], setup["photos"], tmp_path / "straight", chunk_size=4)
-    original = gallery_module._encode_chunk
+    original = jobs_module._encode_chunk
     calls: list[Path] = []
 
     def stop_at_third(part, encoder, batch_size, path):
@@ -117,7 +117,7 @@ def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monke
         calls.append(path)
         return original(part, encoder, batch_size, path)
 
-    monkeypatch.setattr(gallery_module, "_encode_chunk", stop_at_third)
+    monkeypatch.setattr(jobs_module, "_encode_chunk", stop_at_third)
     with pytest.raises(KeyboardInterrupt):
         index.build(setup["encoder"], setup["photos"], tmp_path / "g", chunk_size=4)
     with pytest.raises(DataError, match="interrupted build"):
@@ -125,7 +125,7 @@ def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monke
     with pytest.raises(DataError, match="interrupted job over 16 images, not these 5"):
         index.build(setup["encoder"], setup["more"], tmp_path / "g", chunk_size=4)
     calls.clear()
-    monkeypatch.setattr(gallery_module, "_encode_chunk",
+    monkeypatch.setattr(jobs_module, "_encode_chunk",
                         lambda *a: (calls.append(a[3]), original(*a))[1])
     g = index.build(setup["encoder"], setup["photos"], tmp_path / "g", chunk_size=4)
     assert len(calls) == 2  # chunks 3 and 4 only: the first two were kept
@@ -135,7 +135,7 @@ def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monke
 
 def test_commit_interrupted_after_recording_is_not_applied_twice(setup, tmp_path, monkeypatch):
     index.build(setup["encoder"], setup["more"], tmp_path / "g")
-    monkeypatch.setattr(gallery_module, "_clean_job", lambda directory: None)
+    monkeypatch.setattr(jobs_module, "_clean_job", lambda directory: None)
     with pytest.raises(DataError, match="interrupted"):  # committed, but the job files stay behind
         index.add(tmp_path / "g", setup["photos"])
     monkeypatch.undo()
@@ -244,7 +244,7 @@ def test_ivf_commit_killed_before_recording_resumes(setup, tmp_path, monkeypatch
     def killed(directory, meta):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gallery_module, "_write_meta", killed)
+    monkeypatch.setattr(jobs_module, "write_meta", killed)
     with pytest.raises(KeyboardInterrupt):  # codes, items and ivf-21.faiss written, gallery.json not
         index.add(tmp_path / "g", setup["more"])
     monkeypatch.undo()

@@ -7,8 +7,10 @@ Three operations, the same as ``fusnet index build|add|search``::
     >>> fusnet.index.add("gallery/", "more_photos/")                   # append
     >>> hits = fusnet.index.search("gallery/", "new.jpg", k=10)[0]    # Hit(rank, id, distance, path, label)
 
-``fusnet.index.gallery`` keeps the files (codes, ids, paths, labels; resumable
-jobs), ``fusnet.index.backends`` the search backends (faiss flat / ivf).
+``fusnet.index.gallery`` holds the operations and :class:`Gallery`,
+``fusnet.index.layout`` the files (codes, ids, paths, labels), ``fusnet.index.jobs``
+the resumable builds and adds, ``fusnet.index.backends`` the search backends (faiss
+flat / ivf; Milvus in ``fusnet.index.milvus_backend``).
 """
 
 from fusnet.index.backends import KINDS

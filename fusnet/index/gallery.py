@@ -1,29 +1,14 @@
-"""A persistent gallery index on disk: build, add, open, search.
+"""A persistent gallery index on disk: build, add, open, search, convert.
 
-A gallery directory holds::
-
-    gallery.json   format, code length, model id and file, index kind, count, finished jobs
-    codes.npy      (count, ceil(bits / 8)) uint8 packed codes; row = id
-    items.csv      id,path,label of every coded image
-    skipped.csv    path,reason of every image that could not be read (skipped)
-    ivf-N.faiss    the approximate index over N codes (kind "ivf" only)
-
-(kind "milvus": the codes are also in a Milvus collection, ``fusnet.index.milvus_backend``)
-
-A build or an add is a *job*: ``job.json`` lists its images, and the codes of every
-``chunk_size`` images are written to ``chunks/`` as they are done. Running the same
-command again after an interruption resumes at the first missing chunk. When the
-last chunk is done the job is *committed*: codes, items and index are rewritten
-(each atomically), then ``gallery.json`` records the new count and the job as done,
-then the job files are removed. While ``job.json`` exists the gallery refuses to
-search (it would answer from a partial gallery).
+The gallery's files are described in :mod:`fusnet.index.layout`; a build or an add
+runs as a resumable job (:mod:`fusnet.index.jobs`) and the codes are searched by a
+backend (:mod:`fusnet.index.backends`).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -31,21 +16,25 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from fusnet.errors import DataError
 from fusnet.export import Encoder, load, open_image
 from fusnet.index.backends import KINDS, Backend, open_backend
-from fusnet.index.sources import Item, collect_images
-from fusnet.runtime import atomic_write_text
+from fusnet.index.jobs import run_job
+from fusnet.index.layout import (
+    CODES,
+    FORMAT,
+    ITEMS,
+    JOB,
+    META,
+    VERSION,
+    read_meta,
+    remove_stale_files,
+    write_meta,
+)
+from fusnet.index.sources import collect_images
 
 logger = logging.getLogger(__name__)
-
-FORMAT = "fusnet-gallery"
-VERSION = 1
-META, CODES, ITEMS, SKIPPED, JOB, CHUNKS = (
-    "gallery.json", "codes.npy", "items.csv", "skipped.csv", "job.json", "chunks",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,24 +48,8 @@ class Hit:
     label: str
 
 
-def _read_meta(directory: Path) -> dict[str, Any]:
-    path = directory / META
-    if not path.is_file():
-        raise DataError(f"{directory} is not a gallery ({META} missing): build one with `fusnet index build`")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise DataError(
-            f"{path} is not a fusnet gallery of version {VERSION} (format {meta.get('format')!r}, "
-            f"version {meta.get('version')!r}): build the gallery again with this fusnet"
-        )
-    return meta
-
-
-def _write_meta(directory: Path, meta: dict[str, Any]) -> None:
-    atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")
-
-
 def _check_model(directory: Path, meta: dict[str, Any], encoder: Encoder) -> None:
+    """Refuse an encoder other than the one the gallery's codes come from."""
     if encoder.bits != meta["bits"] or encoder.model_id != meta["model_id"]:
         raise DataError(
             f"gallery {directory} holds {meta['bits']}-bit codes of model {meta['model_id']} "
@@ -86,6 +59,7 @@ def _check_model(directory: Path, meta: dict[str, Any], encoder: Encoder) -> Non
 
 
 def _encoder(directory: Path, meta: dict[str, Any], model: Encoder | str | Path | None) -> Encoder:
+    """The gallery's encoder: ``model`` (loaded if a path) or the file recorded at build time."""
     if isinstance(model, Encoder):
         encoder = model
     else:
@@ -100,131 +74,7 @@ def _encoder(directory: Path, meta: dict[str, Any], model: Encoder | str | Path 
     return encoder
 
 
-# --- jobs: encode a list of images in resumable chunks ---------------------------------------
-
-
-def _run_job(directory: Path, meta: dict[str, Any], items: list[Item], encoder: Encoder,
-             batch_size: int, chunk_size: int) -> None:
-    """Encode ``items`` into chunk files, resuming a job of the same images, then commit it."""
-    job_path = directory / JOB
-    if job_path.is_file():
-        job = json.loads(job_path.read_text())
-        if [tuple(x) for x in job["items"]] != items:
-            raise DataError(
-                f"{directory} holds an interrupted job over {len(job['items'])} images, not these "
-                f"{len(items)}: rerun that command to finish it (or delete job.json and chunks/ "
-                "to drop it)"
-            )
-        logger.info("resuming the interrupted job %d in %s", job["job"], directory)
-    else:
-        job = {"job": len(meta["jobs_done"]), "chunk_size": chunk_size, "items": items}
-        atomic_write_text(job_path, json.dumps(job) + "\n")
-    if job["job"] in meta["jobs_done"]:  # committed, then interrupted before clean-up
-        _clean_job(directory)
-        return
-    chunks = directory / CHUNKS
-    chunks.mkdir(exist_ok=True)
-    size = job["chunk_size"]
-    starts = range(0, len(items), size)
-    with tqdm(total=len(items), desc="indexing", unit="img", disable=None) as bar:
-        for number, start in enumerate(starts):
-            path = chunks / f"{job['job']:04d}-{number:06d}.npz"
-            part = items[start : start + size]
-            if not path.is_file():
-                _encode_chunk(part, encoder, batch_size, path)
-            bar.update(len(part))
-    _commit(directory, meta, job, [chunks / f"{job['job']:04d}-{n:06d}.npz" for n in range(len(starts))])
-
-
-def _encode_chunk(part: list[Item], encoder: Encoder, batch_size: int, path: Path) -> None:
-    images, kept, skipped = [], [], []
-    for position, (file, _) in enumerate(part):
-        try:
-            images.append(open_image(Path(file)))
-            kept.append(position)
-        except DataError as exc:
-            logger.warning("skipped: %s", exc)
-            skipped.append(str(exc.__cause__ or exc))
-    codes = encoder.encode(images, batch_size) if images else np.zeros((0, (encoder.bits + 7) // 8), np.uint8)
-    reasons = np.array(skipped, dtype=str)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, codes=codes, kept=np.array(kept, np.int64), reasons=reasons)
-    tmp.replace(path)
-
-
-def _commit(directory: Path, meta: dict[str, Any], job: dict[str, Any], chunk_files: list[Path]) -> None:
-    items = [tuple(x) for x in job["items"]]
-    size = job["chunk_size"]
-    new_codes, new_items, skipped = [], [], []
-    for number, path in enumerate(chunk_files):
-        with np.load(path) as chunk:
-            part = items[number * size : (number + 1) * size]
-            kept = set(chunk["kept"].tolist())
-            new_codes.append(chunk["codes"])
-            new_items.extend(part[p] for p in sorted(kept))
-            reasons = iter(chunk["reasons"].tolist())
-            skipped.extend((part[p][0], next(reasons)) for p in range(len(part)) if p not in kept)
-    count = meta["count"]
-    fresh = np.concatenate(new_codes)  # (m, nbytes)
-    if count == 0 and len(fresh) == 0:
-        _clean_job(directory)
-        raise DataError(
-            f"none of the {len(items)} images could be read (see the warnings); nothing was indexed "
-            f"in {directory}"
-        )
-    old = np.load(directory / CODES)[:count] if count else fresh[:0]
-    codes = np.concatenate([old, fresh])  # (count + m, nbytes)
-    backend = open_backend(directory, meta["index"], meta["bits"], old, repair=True)
-    if len(fresh):
-        backend.add(fresh)
-    tmp = directory / f".{CODES}.tmp.npy"
-    np.save(tmp, codes)
-    tmp.replace(directory / CODES)
-    _append_rows(directory / ITEMS, ["id", "path", "label"],
-                 [(count + i, p, label) for i, (p, label) in enumerate(new_items)], count)
-    if skipped or (directory / SKIPPED).is_file():
-        # the rows the gallery had committed (a re-run commit after a crash adds them once)
-        _append_rows(directory / SKIPPED, ["path", "reason"], skipped, meta.get("skipped", 0))
-    backend.save(directory)
-    meta.update(count=len(codes), jobs_done=[*meta["jobs_done"], job["job"]], index=backend.describe(),
-                skipped=meta.get("skipped", 0) + len(skipped))
-    _write_meta(directory, meta)
-    _clean_job(directory)
-    _remove_stale_files(directory, meta)
-    logger.info("%s: %d images indexed (%d skipped), %d in the gallery",
-                directory, len(fresh), len(skipped), len(codes))
-
-
-def _append_rows(path: Path, header: list[str], rows: list[tuple], keep: int | None) -> None:
-    """Rewrite ``path`` atomically as its first ``keep`` data rows (None: all) plus ``rows``."""
-    old: list[list[str]] = []
-    if path.is_file():
-        with path.open(newline="") as handle:
-            old = list(csv.reader(handle))[1:]
-    if keep is not None:
-        old = old[:keep]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(old)
-        writer.writerows(rows)
-    tmp.replace(path)
-
-
-def _clean_job(directory: Path) -> None:
-    shutil.rmtree(directory / CHUNKS, ignore_errors=True)
-    (directory / JOB).unlink(missing_ok=True)
-
-
-def _remove_stale_files(directory: Path, meta: dict[str, Any]) -> None:
-    """ivf files of earlier counts (the committed one is named in ``gallery.json``)."""
-    for path in directory.glob("ivf-*.faiss"):
-        if path.name != meta["index"].get("file"):
-            path.unlink(missing_ok=True)
-
-
-# --- the three operations ----------------------------------------------------------------------
+# --- the operations ----------------------------------------------------------------------
 
 
 def index_spec(directory: Path, kind: str, nlist: int | None = None, nprobe: int | None = None,
@@ -240,6 +90,7 @@ def index_spec(directory: Path, kind: str, nlist: int | None = None, nprobe: int
 
 
 def _prepare(spec: dict[str, Any], overwrite: bool) -> None:
+    """Make ready what an index kind keeps outside the directory (a Milvus collection)."""
     if spec["kind"] == "milvus":
         from fusnet.index.milvus_backend import MilvusBackend
 
@@ -281,14 +132,14 @@ def build(model: Encoder | str | Path, source: str | Path, output: str | Path, k
         if overwrite and (directory / META).is_file():
             shutil.rmtree(directory)
         elif (directory / META).is_file():
-            meta = _read_meta(directory)
+            meta = read_meta(directory)
             if not (directory / JOB).is_file() or meta["jobs_done"]:
                 raise DataError(
                     f"{directory} already holds a gallery of {meta['count']} images: add to it "
                     "with `fusnet index add`, or pass --overwrite to replace it"
                 )
             _check_model(directory, meta, encoder)
-            _run_job(directory, meta, items, encoder, batch_size, chunk_size)  # resume the build
+            run_job(directory, meta, items, encoder, batch_size, chunk_size)  # resume the build
             return Gallery.open(directory)
         else:
             raise DataError(f"{directory} exists and is not a gallery: choose an empty or new folder")
@@ -299,8 +150,8 @@ def build(model: Encoder | str | Path, source: str | Path, output: str | Path, k
         "model": str(encoder.path.resolve()), "index": spec,
         "count": 0, "skipped": 0, "jobs_done": [],
     }
-    _write_meta(directory, meta)
-    _run_job(directory, meta, items, encoder, batch_size, chunk_size)
+    write_meta(directory, meta)
+    run_job(directory, meta, items, encoder, batch_size, chunk_size)
     return Gallery.open(directory)
 
 
@@ -319,9 +170,9 @@ def add(directory: str | Path, source: str | Path, model: Encoder | str | Path |
         The opened gallery.
     """
     directory = Path(directory)
-    meta = _read_meta(directory)
+    meta = read_meta(directory)
     encoder = _encoder(directory, meta, model)
-    _run_job(directory, meta, collect_images(source), encoder, batch_size, chunk_size)
+    run_job(directory, meta, collect_images(source), encoder, batch_size, chunk_size)
     return Gallery.open(directory)
 
 
@@ -381,8 +232,8 @@ def convert(directory: str | Path, kind: str, nlist: int | None = None, nprobe: 
     backend.add(gallery.codes)
     backend.save(gallery.directory)
     meta = {**gallery.meta, "index": backend.describe()}
-    _write_meta(gallery.directory, meta)
-    _remove_stale_files(gallery.directory, meta)
+    write_meta(gallery.directory, meta)
+    remove_stale_files(gallery.directory, meta)
     logger.info("%s: %d codes moved to a %s index", gallery.directory, gallery.count, kind)
     return Gallery.open(directory)
 
@@ -413,7 +264,7 @@ class Gallery:
             nprobe: ivf lists scanned per query (None: the gallery's setting).
         """
         directory = Path(directory)
-        meta = _read_meta(directory)
+        meta = read_meta(directory)
         if (directory / JOB).is_file():
             raise DataError(
                 f"{directory} holds an interrupted build or add (job.json): rerun the same "
