@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from fusnet.metrics import (
+    _chunk_tasks,
     _counting,
     _tie_aware,
     evaluate_retrieval,
@@ -234,7 +235,7 @@ def test_multi_hot_against_stable_argsort():
 
 def test_histogram_float64_path(monkeypatch):
     # a small exactness threshold forces the float64 matrix product
-    monkeypatch.setattr(_counting, "_FLOAT32_EXACT", 8)
+    monkeypatch.setattr(_chunk_tasks, "_FLOAT32_EXACT", 8)
     rng = np.random.default_rng(4)
     q, d, ql, dl = random_case(rng, 12, 200, 6, 3)
     expected = ref_index_ap(q, d, ql, dl)

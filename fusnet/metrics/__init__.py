@@ -69,7 +69,8 @@ from typing import Literal
 
 import numpy as np
 
-from fusnet.metrics._counting import ArrayLike, _retrieval_stats, _safe_div, _Stats
+from fusnet.metrics._arrays import ArrayLike, _safe_div
+from fusnet.metrics._counting import _retrieval_stats, _Stats
 from fusnet.metrics._tie_aware import _expected_rel_at_k, _tie_aware_ap
 
 logger = logging.getLogger(__name__)

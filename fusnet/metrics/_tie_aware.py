@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from fusnet.metrics._counting import _CHUNK_ELEMENTS, _safe_div, _Stats
+from fusnet.metrics._arrays import _safe_div
+from fusnet.metrics._chunk_tasks import _CHUNK_ELEMENTS
+from fusnet.metrics._counting import _Stats
 
 # Histogram cells per chunk of the tie-aware closed form (cache-sized temporaries).
 _TIE_ROWS_CELLS = 1 << 16
