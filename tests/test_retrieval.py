@@ -116,7 +116,7 @@ def test_topk_matches_reference_on_ties(bits, n, distinct, k):
 
 def test_topk_merges_many_candidates(monkeypatch):
     # tiny blocks: the threshold filter and the merge run many times
-    monkeypatch.setattr(retrieval, "_TOPK_BLOCK", 16)
+    monkeypatch.setattr(retrieval.topk, "_TOPK_BLOCK", 16)
     rng = np.random.default_rng(1)
     db = random_packed(rng, 2000, 6)
     q = random_packed(rng, 9, 6)
@@ -202,7 +202,7 @@ def test_index_rejects_bad_input():
 def test_faiss_search_in_parts_leaves_caller_threads(monkeypatch):
     import faiss
 
-    monkeypatch.setattr(retrieval, "_FAISS_PART", 3)  # many parts on worker threads
+    monkeypatch.setattr(retrieval.hamming_index, "_FAISS_PART", 3)  # many parts on worker threads
     rng = np.random.default_rng(4)
     db = random_packed(rng, 3000, 12, distinct=25)
     q = random_packed(rng, 41, 12)

@@ -96,7 +96,6 @@ def _scratch(key: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     return buf[:numel].view(shape)
 
 
-
 def _histogram_task(ctx: _Context, rows: Tensor, labels: Tensor) -> None:
     """Index-tie statistics for a chunk of class-labelled queries, without sorting.
 
