@@ -1,5 +1,6 @@
 """The ``fusnet`` command line: train, encode, evaluate, search, data, export, index,
-reproduce (the ``index`` commands in :mod:`fusnet.cli_index`).
+reproduce (``train`` in :mod:`fusnet.cli_train`, ``encode`` in :mod:`fusnet.cli_encode`,
+``index`` in :mod:`fusnet.cli_index`, error reporting in :mod:`fusnet.cli_errors`).
 
 Run ``fusnet <command> --help`` for each command's options. Training options
 come either from flags or from a JSON config file (``--config``), never both.
@@ -8,251 +9,33 @@ come either from flags or from a JSON config file (``--config``), never both.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from fusnet.cli_errors import debug_requested, non_negative_int, positive_int, report
+from fusnet.cli_encode import add_encode_parser, cmd_encode
+from fusnet.cli_errors import debug_requested, positive_int, report
 from fusnet.cli_index import add_index_parser
-from fusnet.config import (
-    PAPER_BITS,
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-)
-from fusnet.errors import ConfigError, FusnetError
+from fusnet.cli_train import OPTIONS_DEST, SECTIONS, add_train_parser, cmd_train
+from fusnet.errors import FusnetError
 
-if TYPE_CHECKING:
-    import torch
-
-logger = logging.getLogger("fusnet")
-
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "loss": LossConfig,
-    "optim": OptimConfig,
-    "run": RunConfig,
-}
-OPTIONS_DEST = "options-"
-"""``dest`` section prefix of a method's option flags (``cfg__options-adsh__num_samples``)."""
-
-
-def _attribute_help(cls: type) -> dict[str, str]:
-    """Field descriptions from a dataclass's Google-style "Attributes:" docstring."""
-    text = cls.__doc__ or ""
-    helps: dict[str, str] = {}
-    current = None
-    for line in text.split("Attributes:", 1)[-1].splitlines():
-        match = re.match(r"\s{8}(\w+): (.*)", line)
-        if match:
-            current = match.group(1)
-            helps[current] = match.group(2).strip()
-        elif current and line.startswith(" " * 12):
-            helps[current] += " " + line.strip()
-    return helps
-
-
-def _add_flag(group: Any, flag: str, dest: str, f: dataclasses.Field, helps: dict[str, str],
-              **extra: Any) -> None:
-    """One option flag for the dataclass field ``f`` (a bool: ``--x`` / ``--no-x``)."""
-    default = f.default
-    text = helps.get(f.name, "").replace("%", "%%") + f" (default: {default})"  # argparse %-formats help
-    if isinstance(default, bool):
-        group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
-    else:
-        kind = type(default) if default is not None else str
-        group.add_argument(flag, dest=dest, type=kind, default=None, metavar=f.name.upper(), help=text,
-                           **extra)
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """The RunConfig sections' flags, then each method's options in its own group
-    (``--<method>-<option>``, from the registry: ``fusnet.baselines.METHODS``)."""
-    from fusnet.baselines import METHODS
-
-    for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} options")
-        helps = _attribute_help(cls)
-        for f in dataclasses.fields(cls):
-            if f.name in SECTIONS or f.name == "options":  # RunConfig's nested sections
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            dest = f"cfg__{section}__{f.name}"
-            if f.name == "bits":
-                group.add_argument(
-                    flag, dest=dest, type=int, nargs="+", default=None,
-                    help=f"hash code length(s); one run per length (default: {' '.join(map(str, PAPER_BITS))})",
-                )
-            elif section == "run" and f.name == "method":
-                _add_flag(group, flag, dest, f, helps, choices=METHODS.choices())
-            else:
-                _add_flag(group, flag, dest, f, helps)
-    for method, method_cls in METHODS.items():
-        options = method_cls.Options
-        if not dataclasses.fields(options):
-            continue
-        group = parser.add_argument_group(f"{method} options (with --method {method})")
-        helps = _attribute_help(options)
-        for f in dataclasses.fields(options):
-            flag = f"--{method}-" + f.name.replace("_", "-")
-            _add_flag(group, flag, f"cfg__{OPTIONS_DEST}{method}__{f.name}", f, helps)
-
-
-def _config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ...]]:
-    given = {k: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
-    if args.config:
-        if given:
-            flags = ", ".join(_flag_of(k) for k in given)
-            raise ConfigError(
-                f"--config {args.config} was given together with {flags}; put every option in the "
-                "config file, or pass flags only"
-            )
-        config = RunConfig.from_json(args.config)
-        return config, (config.model.bits,)
-    changes: dict[str, Any] = {}
-    bits: tuple[int, ...] = PAPER_BITS
-    chosen = given.get("cfg__run__method", RunConfig().method)
-    for key, value in given.items():
-        _, section, name = key.split("__")
-        if name == "bits":
-            bits = tuple(value)
-            continue
-        if section.startswith(OPTIONS_DEST):
-            method = section.removeprefix(OPTIONS_DEST)
-            if method != chosen:
-                raise ConfigError(f"{_flag_of(key)} is an option of --method {method}, but the "
-                                  f"method is {chosen}; {_method_flags(chosen)}")
-            changes[f"options.{name}"] = value
-            continue
-        changes[name if section == "run" else f"{section}.{name}"] = value
-    return RunConfig().replace(**changes), bits
-
-
-def _flag_of(key: str) -> str:
-    """The flag of a ``cfg__<section>__<name>`` destination."""
-    _, section, name = key.split("__")
-    prefix = section.removeprefix(OPTIONS_DEST) + "_" if section.startswith(OPTIONS_DEST) else ""
-    return "--" + (prefix + name).replace("_", "-")
-
-
-def _method_flags(method: str) -> str:
-    """What ``method``'s option flags are, for messages."""
-    from fusnet.config import options_class
-
-    names = [f.name for f in dataclasses.fields(options_class(method))]
-    if not names:
-        return f"{method} has no options of its own"
-    return f"{method}'s options: " + ", ".join(f"--{method}-" + n.replace("_", "-") for n in names)
-
-
-# --- commands ---------------------------------------------------------------------
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from fusnet.train import train, train_bit_lengths
-
-    config, bits = _config_from_args(args)
-    if args.config:
-        result = train(config, resume=args.resume)
-        summary = {str(config.model.bits): result.metrics["map_index_ties"]}
-    else:
-        runs = train_bit_lengths(config, bits, resume=args.resume)["runs"]
-        summary = {k: v["map_index_ties"] for k, v in runs.items()}
-    for k, value in summary.items():
-        sys.stdout.write(f"{k:>3} bits  test mAP {value:.4f} (ties by index)\n")
-    sys.stdout.write(f"results in {config.output_dir}\n")
-    return 0
-
-
-def cmd_encode(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from fusnet.checkpoints import load_model
-    from fusnet.data import build_dataset
-    from fusnet.data.transforms import build_transform
-    from fusnet.evaluate import encode_dataset
-    from fusnet.retrieval import pack_codes
-    from fusnet.run_data import dataset_kwargs
-    from fusnet.runtime import atomic_savez, resolve_device
-
-    device = resolve_device(args.device)
-    model, config = load_model(args.model, device)
-    transform = build_transform(
-        config.data.image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
-    )
-    same_data = args.dataset in (None, config.data.dataset)
-    dataset = build_dataset(
-        args.dataset or config.data.dataset, args.root or config.data.root, args.split,
-        transform=transform, **(dataset_kwargs(config) if same_data else {}),
-    )
-    learned = _learned_database_codes(args, config, same_data)
-    if learned is not None:
-        codes, labels = learned
-        expected = getattr(dataset, "labels", None)
-        if len(codes) != len(dataset) or (
-            expected is not None and not np.array_equal(np.asarray(expected), labels.numpy())
-        ):
-            raise FusnetError(
-                f"{Path(args.model).parent / 'codes.npz'}: its {len(codes)} database codes do not "
-                f"line up with the {len(dataset)} images of this training split (other data or "
-                "order); pass --network-codes to encode them with the network"
-            )
-        source = f"read from {Path(args.model).parent / 'codes.npz'}"
-    else:
-        codes, labels, speed = encode_dataset(
-            model, dataset, device, args.batch_size, args.num_workers
-        )
-        source = f"{speed:.1f} img/s"
-    atomic_savez(
-        Path(args.output), bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
-        paths=np.array([str(p) for p, _ in getattr(dataset, "samples", [])]),
-    )
-    sys.stdout.write(f"{len(codes)} codes of {codes.shape[1]} bits -> {args.output} ({source})\n")
-    return 0
-
-
-def _learned_database_codes(
-    args: argparse.Namespace, config: RunConfig, same_data: bool
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The run's evaluated database codes for ``encode --split train``, or None.
-
-    ADSH, SEMICON and ExchNet retrieve from codes learned for the training images (V),
-    not from the network's codes of them; ``fusnet encode --split train`` of such a run
-    gives the database it was evaluated with: the ``db_codes`` of the ``codes.npz``
-    beside the model (V for the fit images; network codes for held-out validation
-    images, ADSH's out-of-sample extension), unless ``--network-codes`` asks for the
-    network's codes of every image.
-    """
-    import torch
-
-    from fusnet.baselines import LEARNED_DATABASE, MULTIFUSNET, build_method
-    from fusnet.evaluate import load_codes
-
-    if args.split != "train" or not same_data or args.network_codes:
-        return None
-    if config.method == MULTIFUSNET or build_method(config.method).database != LEARNED_DATABASE:
-        return None
-    path = Path(args.model).parent / "codes.npz"
-    if not path.is_file():
-        raise FusnetError(
-            f"{config.method} retrieves from its learned database codes V, kept in codes.npz "
-            f"beside the model, but {path} is missing; pass --network-codes to encode the "
-            "training images with the network instead"
-        )
-    logger.info("%s: the training split's codes are the evaluated database (learned V) from %s",
-                config.method, path)
-    saved = load_codes(path)
-    return torch.as_tensor(saved["db_codes"]), torch.as_tensor(saved["db_labels"])
-
+__all__ = [
+    "OPTIONS_DEST",
+    "SECTIONS",
+    "build_parser",
+    "cmd_data",
+    "cmd_encode",
+    "cmd_evaluate",
+    "cmd_export",
+    "cmd_reproduce",
+    "cmd_search",
+    "cmd_train",
+    "main",
+]
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``fusnet evaluate``: the retrieval metrics of a codes file, printed as JSON."""
     from fusnet.evaluate import load_codes
     from fusnet.metrics import evaluate_retrieval
 
@@ -271,6 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """``fusnet search``: a query image's top-k database images of a run."""
     from fusnet.search import search_image
 
     hits = search_image(Path(args.run), Path(args.image), k=args.k, sheet=args.sheet, device=args.device)
@@ -282,6 +66,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """``fusnet data list|download|verify``."""
     from fusnet.data import DATASETS, build_dataset
 
     if args.data_command == "list":
@@ -305,6 +90,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``fusnet reproduce``: a profile's notebooks; exit status 1 when one failed."""
     from fusnet.experiments.reproduce import reproduce, summary_table
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours
@@ -318,6 +104,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """``fusnet export``: a finished run as one self-contained model file."""
     from fusnet.export import export_model, read_export
 
     path = export_model(Path(args.run), Path(args.output))
@@ -327,6 +114,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fusnet`` parser with every sub-command."""
     parser = argparse.ArgumentParser(
         prog="fusnet",
         description="Multi-FusNet fine-grained hashing: train models, encode images to binary "
@@ -336,34 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error too (or set FUSNET_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train_p = commands.add_parser(
-        "train", help="train Multi-FusNet and evaluate it on the test split",
-        description="Train one model per bit length (paper: 12 24 32 48) and write config.json, "
-        "metrics.json, codes.npz and manifest.json under --output-dir. Defaults are the paper's "
-        "recipe; e.g. `fusnet train --dataset cub200 --root /data --backbone resnet50`. "
-        "The synthetic default needs no download.",
-    )
-    train_p.add_argument("--config", help="JSON RunConfig (then no other option flags)")
-    train_p.add_argument("--resume", action="store_true", help="continue an interrupted run exactly")
-    _add_config_flags(train_p)
-    train_p.set_defaults(func=cmd_train)
-
-    enc = commands.add_parser("encode", help="images -> packed binary codes (.npz)")
-    enc.add_argument("--model", required=True, help="a run's model.pt")
-    enc.add_argument("--dataset", help="dataset name (default: the run's)")
-    enc.add_argument("--root", help="dataset root (default: the run's)")
-    enc.add_argument("--split", default="test", choices=["train", "test", "val", "fit"])
-    enc.add_argument("--output", required=True, help="output .npz")
-    enc.add_argument("--batch-size", type=positive_int, default=64)
-    enc.add_argument("--num-workers", type=non_negative_int, default=0)
-    enc.add_argument("--device", default="auto")
-    enc.add_argument(
-        "--network-codes", action="store_true",
-        help="ADSH-style methods: encode --split train with the network instead of giving "
-        "the evaluated database (learned V) from the run's codes.npz",
-    )
-    enc.set_defaults(func=cmd_encode)
+    add_train_parser(commands)
+    add_encode_parser(commands)
 
     ev = commands.add_parser("evaluate", help="codes -> retrieval metrics (mAP, precision@k)")
     ev.add_argument("--codes", required=True, help="a run's codes.npz")
@@ -426,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``fusnet`` command; the exit status (errors: :mod:`fusnet.cli_errors`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
