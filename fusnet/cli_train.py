@@ -24,6 +24,7 @@ from fusnet.config import (
     RunConfig,
 )
 from fusnet.errors import ConfigError
+from fusnet.method_options import options_class
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -137,8 +138,6 @@ def _flag_of(key: str) -> str:
 
 def _method_flags(method: str) -> str:
     """What ``method``'s option flags are, for messages."""
-    from fusnet.config import options_class
-
     names = [f.name for f in dataclasses.fields(options_class(method))]
     if not names:
         return f"{method} has no options of its own"

@@ -9,8 +9,9 @@ option fails at once instead of being ignored.
 A method's own options (DPSH's eta, ADSH's |Omega|, ...) are not here: each method
 defines them as a frozen dataclass in its module (``fusnet.baselines.adsh.ADSHOptions``),
 registered with it, and ``RunConfig.options`` holds the chosen method's, checked against
-it (:func:`method_options`). Configs written before that, with one flat ``baseline``
-section, still load (:data:`LEGACY_OPTIONS_SECTION`).
+it (:func:`~fusnet.method_options.method_options`, re-exported here with ``NoOptions``,
+``options_class`` and ``LEGACY_OPTIONS_SECTION``). Configs written before that, with one
+flat ``baseline`` section, still load (:data:`LEGACY_OPTIONS_SECTION`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,34 @@ from pathlib import Path
 from typing import Any
 
 from fusnet.errors import ConfigError
+from fusnet.method_options import (
+    LEGACY_OPTIONS_SECTION,
+    NoOptions,
+    method_options,
+    migrate_legacy_options,
+    options_class,
+)
+
+__all__ = [
+    "AUGMENTATIONS",
+    "IMAGE_BACKENDS",
+    "LEGACY_OPTIONS_SECTION",
+    "LEVEL_POOLS",
+    "MODES",
+    "NOT_IDENTITY",
+    "PAPER_BITS",
+    "RESUMABLE",
+    "SCHEDULES",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "NoOptions",
+    "OptimConfig",
+    "RunConfig",
+    "method_options",
+    "options_class",
+    "run_fields",
+]
 
 PAPER_BITS: tuple[int, ...] = (12, 24, 32, 48)
 MODES: tuple[str, ...] = ("full", "frozen", "top")
@@ -32,8 +61,9 @@ AUGMENTATIONS: tuple[str, ...] = ("paper", "mild")
 IMAGE_BACKENDS: tuple[str, ...] = ("pil", "tensor")
 """How image files are decoded and augmented (``DataConfig.image_backend``)."""
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
-LEVEL_POOLS: tuple[str, ...] = ("max", "avg", "avgmax")
 """Learning-rate schedules (``OptimConfig.schedule``)."""
+LEVEL_POOLS: tuple[str, ...] = ("max", "avg", "avgmax")
+"""How a level block pools its map into g_i (``ModelConfig.level_pool``)."""
 
 NOT_IDENTITY: dict[str, bool] = {"identity": False, "resumable": True}
 """Field metadata of a setting that says where or how fast a run computes, not what: it does
@@ -176,84 +206,6 @@ class OptimConfig:
     warmup_epochs: int = 0
 
 
-@dataclass(frozen=True)
-class NoOptions:
-    """The options of a method without options of its own: Multi-FusNet (its settings are
-    the run's ``model`` and ``loss`` sections), or a method name that is not registered
-    (``fusnet.validation.run_problems`` reports it)."""
-
-
-LEGACY_OPTIONS_SECTION = "baseline"
-"""The one flat section that held every baseline's options before each method owned its
-own (``"baseline": {"adsh_gamma": 200.0, "dpsh_eta": 10.0, ...}``): an option ``name`` of
-method ``m`` was ``<m>_<name>`` there. :meth:`RunConfig.from_dict` reads that form, and
-run names are still computed over those dotted keys (``fusnet.experiments.runs``)."""
-
-
-def options_class(method: str) -> type:
-    """The options dataclass of ``method`` (registered with it in ``fusnet.baselines``);
-    :class:`NoOptions` for Multi-FusNet and for names that are not methods."""
-    from fusnet.baselines import method_class  # the methods import this module
-
-    try:
-        return method_class(method).Options
-    except (ConfigError, TypeError):
-        return NoOptions
-
-
-def method_options(method: str, given: Any = None) -> Any:
-    """The options of ``method``: its defaults (``given`` None), ``given`` itself (an
-    instance of its options class), or built from a mapping of option names.
-
-    Raises:
-        ConfigError: unknown keys (another method's options among them) or options of
-            another method, naming ``method`` and its known options.
-    """
-    cls = options_class(method)
-    if given is None:
-        return cls()
-    if isinstance(given, cls):
-        return given
-    known = [f.name for f in fields(cls)]
-    what = (f"method {method!r} has no options of its own" if not known
-            else f"method {method!r} takes the options {known}")
-    if dataclasses.is_dataclass(given) and not isinstance(given, type):
-        raise ConfigError(f"options are {type(given).__name__}, but {what}")
-    if not isinstance(given, dict):
-        raise ConfigError(f"config section 'options' must be a mapping; {what}")
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown options config key(s) {unknown}: {what}")
-    return cls(**given)
-
-
-def _migrate_legacy_options(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config dict in the form before each method owned its options: its flat
-    ``baseline`` section (:data:`LEGACY_OPTIONS_SECTION`) becomes the run's method's
-    ``options`` (prefix dropped). Other methods' entries had no effect and are dropped.
-
-    Raises:
-        ConfigError: a key of the old section that no method had, or both forms at once.
-    """
-    from fusnet.baselines import METHODS
-
-    old = raw[LEGACY_OPTIONS_SECTION]
-    if not isinstance(old, dict):
-        raise ConfigError(f"config section {LEGACY_OPTIONS_SECTION!r} must be a mapping")
-    if "options" in raw:
-        raise ConfigError(f"config has both 'options' and the old {LEGACY_OPTIONS_SECTION!r} "
-                          "section; keep 'options'")
-    legacy = {f"{m}_{f.name}": (m, f.name) for m in METHODS for f in fields(METHODS[m].Options)}
-    unknown = sorted(set(old) - set(legacy))
-    if unknown:
-        raise ConfigError(f"unknown {LEGACY_OPTIONS_SECTION} config key(s) {unknown}; "
-                          f"known keys: {sorted(legacy)}")
-    method = raw.get("method", "multifusnet")
-    options = {name: old[key] for key, (m, name) in legacy.items() if m == method and key in old}
-    migrated = {k: v for k, v in raw.items() if k != LEGACY_OPTIONS_SECTION}
-    migrated["options"] = options
-    return migrated
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -380,7 +332,7 @@ class RunConfig:
             "optim": OptimConfig,
         }
         if LEGACY_OPTIONS_SECTION in raw:
-            raw = _migrate_legacy_options(raw)
+            raw = migrate_legacy_options(raw)
         _check_keys(cls, raw, "run")
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
