@@ -61,3 +61,20 @@ def test_regime_configurations_limit_a_regime_to_some_rows():
         regime_requests(["cub200"], [48], regimes, rows, {"top3": ["baseline"]})
     with pytest.raises(ConfigError, match="unknown configurations"):
         regime_requests(["cub200"], [48], regimes, rows, {"top2": ["no-such-row"]})
+
+
+def test_regime_configurations_may_name_rows_per_code_length():
+    regimes = {"top2": {"mode": "top"}, "top2-gate": {"mode": "top", "model.lower_level_gate": True}}
+    rows = ["baseline", "cascading+fusion+attention"]
+    requests = regime_requests(["cub200"], [12, 48], regimes, rows,
+                               {"top2": {48: rows, "12": ["baseline"]},
+                                "top2-gate": {48: rows}})
+    assert [(r.bits, r.label) for r in requests] == [
+        (12, "top2/baseline"),
+        (48, "top2/baseline"), (48, "top2/cascading+fusion+attention"),
+        (48, "top2-gate/baseline"), (48, "top2-gate/cascading+fusion+attention"),
+    ]
+    with pytest.raises(ConfigError, match="code lengths"):
+        regime_requests(["cub200"], [48], regimes, rows, {"top2": {24: rows}})
+    with pytest.raises(ConfigError, match="unknown configurations"):
+        regime_requests(["cub200"], [48], regimes, rows, {"top2": {48: ["no-such-row"]}})

@@ -117,9 +117,14 @@ def regime_markdown(root: Path) -> str:
     return to_markdown(table.set_index(["regime", "configuration"]))
 
 
+RowsByBits = Mapping[int | str, Sequence[str]]
+"""Code length (an int, or its string from JSON) -> the configurations run at it."""
+
+
 def regime_requests(
     datasets: Sequence[str], bits: Sequence[int], regimes: Mapping[str, Mapping[str, Any]],
-    configurations: Sequence[str], regime_configurations: Mapping[str, Sequence[str]] | None = None,
+    configurations: Sequence[str],
+    regime_configurations: Mapping[str, Sequence[str] | RowsByBits] | None = None,
 ) -> list[RunRequest]:
     """One run per (dataset, bits, regime, configuration), labelled ``regime/configuration``.
 
@@ -129,13 +134,16 @@ def regime_requests(
         regimes: regime name -> RunConfig changes (dotted), e.g. ``{"mode": "top", ...}``.
         configurations: Table 6 configuration names (``ABLATION_CONFIGURATIONS``).
         regime_configurations: regime name -> the configurations run in it (in
-            ``configurations``' order); a regime not named here runs them all.
+            ``configurations``' order), either one list for every code length or a dict
+            code length -> list (a code length it does not name runs none); a regime not
+            named here runs them all at every code length.
 
     Raises:
-        ConfigError: an unknown configuration or regime.
+        ConfigError: an unknown configuration, regime or code length.
     """
-    only = dict(regime_configurations or {})
-    named = [c for names in only.values() for c in names]
+    only = {regime: _rows_by_bits(regime, rows, bits)
+            for regime, rows in (regime_configurations or {}).items()}
+    named = [c for by_bits in only.values() for rows in by_bits.values() for c in rows]
     unknown = [c for c in [*configurations, *named] if c not in ABLATION_CONFIGURATIONS]
     if unknown:
         raise ConfigError(f"unknown configurations {unknown}; choose from "
@@ -155,8 +163,21 @@ def regime_requests(
         RunRequest(dataset, int(k), f"{regime}/{configuration}", run_changes(configuration, changes))
         for dataset in datasets for k in bits
         for regime, changes in regimes.items() for configuration in configurations
-        if regime not in only or configuration in only[regime]
+        if regime not in only or configuration in only[regime].get(int(k), ())
     ]
+
+
+def _rows_by_bits(regime: str, rows: Sequence[str] | RowsByBits,
+                  bits: Sequence[int]) -> dict[int, Sequence[str]]:
+    """``regime_configurations[regime]`` as code length -> rows (a list: every length)."""
+    if not isinstance(rows, Mapping):
+        return {int(k): rows for k in bits}
+    by_bits = {int(k): names for k, names in rows.items()}
+    if set(by_bits) - {int(k) for k in bits}:
+        raise ConfigError(f"regime_configurations[{regime!r}] names code lengths "
+                          f"{sorted(set(by_bits) - {int(k) for k in bits})} that are not "
+                          f"among the bits {list(bits)}")
+    return by_bits
 
 
 def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
