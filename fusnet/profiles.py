@@ -1,9 +1,16 @@
-"""Profiles: the parameters of every notebook for one purpose (a CI check, a CPU, the paper).
+"""Profiles: a training recipe and every notebook's parameters for one purpose (a CI check,
+a CPU, the paper).
 
-``PROFILES[profile][notebook]`` is the dict of papermill parameters that
-``fusnet reproduce --profile <profile>`` injects into ``notebooks/<notebook>.ipynb``.
-Each notebook's ``parameters`` cell lists the same names with the ``smoke``
-values as defaults (a test checks both), so a bare notebook run is the smoke run.
+``RECIPES[profile]`` is the profile's training recipe, written once: data folders,
+backbone, epochs, image size, mode, device, seed, threads and RunConfig overrides
+(head widths, batch size, learning rate). ``PROFILES[profile][notebook]`` is the dict of
+papermill parameters that ``fusnet reproduce --profile <profile>`` injects into
+``notebooks/<notebook>.ipynb``: the profile's name, the grid the notebook sweeps
+(``datasets``, ``bits``), the notebook's own settings, ``changes`` to the recipe and
+``output_root``. The notebook builds its experiment from them with
+``ExperimentConfig.from_parameters``, which takes the recipe by the profile's name
+(:func:`recipe`). Each notebook's ``parameters`` cell lists the same names with the
+``smoke`` values as defaults (a test checks both), so a bare notebook run is the smoke run.
 
 =========  =======================================================================
 profile    what
@@ -25,6 +32,7 @@ profile    what
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from fusnet.baselines import METHODS as BASELINES
@@ -78,6 +86,7 @@ CONFIGURATIONS = [
 
 
 def _profile(
+    profile: str,
     *,
     main: list[str],
     generalisation: list[str],
@@ -100,25 +109,26 @@ def _profile(
     regime_bits: list[int] | None = None,
     regime_rows: list[str] | None = None,
     regime_configurations: dict[str, list[str]] | None = None,
-    **recipe: Any,
 ) -> dict[str, dict[str, Any]]:
-    """Every notebook's parameters from one training recipe and the datasets per figure."""
+    """Every notebook's parameters under ``profile``: the datasets per figure, the code
+    lengths and the notebooks' own settings (the recipe is ``RECIPES[profile]``)."""
 
-    def params(**first: Any) -> dict[str, Any]:  # profile, then what the notebook varies
-        return {"profile": recipe["profile"], **first, **recipe}
+    def params(**grid: Any) -> dict[str, Any]:  # profile, what the notebook varies, changes
+        return {"profile": profile, **grid, "changes": {}, "output_root": None}
 
     return {
         "01_main_results": params(datasets=main, bits=PAPER_BITS),
         "02_generalisation": params(datasets=generalisation, bits=PAPER_BITS),
         "03_ablation": params(datasets=ablation, bits=ablation_bits, configurations=CONFIGURATIONS),
         "04_attention": params(datasets=ablation, bits=attention_bits, attentions=ATTENTIONS),
-        "05_cam": params(dataset=main[0], bits=48, num_images=num_images, cam_target="hash"),
+        "05_cam": params(datasets=main[:1], bits=[48], num_images=num_images, cam_target="hash"),
         "06_convergence": params(datasets=convergence, bits=PAPER_BITS),
-        "07_retrieval_examples": params(datasets=examples, bits=48, num_queries=num_queries,
+        "07_retrieval_examples": params(datasets=examples, bits=[48], num_queries=num_queries,
                                         ks=[5, 10]),
-        "08_proxy_codes": {"profile": recipe["profile"], "class_counts": class_counts,
-                           "bits": PAPER_BITS, "proxy_iterations": 15, "seed": recipe["seed"],
-                           "output_root": recipe["output_root"]},
+        # Trains nothing, so takes no recipe and no changes; its FISH seed is the recipe's.
+        "08_proxy_codes": {"profile": profile, "class_counts": class_counts,
+                           "bits": PAPER_BITS, "proxy_iterations": 15,
+                           "seed": RECIPES[profile]["seed"], "output_root": None},
         "09_baselines": params(datasets=baselines, bits=baseline_bits, methods=baseline_methods,
                                seeds=seeds, method_changes=method_changes,
                                method_bits=method_bits or {}),
@@ -151,10 +161,10 @@ CPU_OVERRIDES: dict[str, Any] = {
     "model.level_dim": 128,
     "model.transformer_dim": 64,
 }
-"""Narrow head widths for 2 CPU cores and a frozen-mode lr: the recipe of
-``scripts/cub100_cpu.sh`` (results/cub100-cpu*/), so the profile and the standalone
-CUB runs are one setting. At the paper's 512/1024 level blocks an epoch over the CUB
-subset took ~25 min on 2 cores; at 128/256 about 150 s; at these widths about 10 s."""
+"""Narrow head widths for 2 CPU cores and a frozen-mode lr, first chosen for the standalone
+CUB runs of ``results/cub100-cpu*/``; ``scripts/cub100_cpu.sh`` now trains the cpu
+profile's own runs (:data:`RECIPES`). At the paper's 512/1024 level blocks an epoch over the
+CUB subset took ~25 min on 2 cores; at 128/256 about 150 s; at these widths about 10 s."""
 
 SMOKE_METHOD_CHANGES: dict[str, dict[str, Any]] = {
     "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
@@ -209,6 +219,53 @@ without SEMICON and ExchNet; their 12 runs took another hour, two at a time
 (``scripts/baselines_parallel.py``), and would take longer one after another inside the
 notebook."""
 
+RECIPE_NAMES: tuple[str, ...] = ("data_root", "backbone", "pretrained", "epochs", "image_size",
+                                 "mode", "device", "seed", "threads")
+"""A recipe's named settings (``ExperimentConfig`` fields); its ``overrides`` hold the
+other RunConfig fields it sets, dotted."""
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "data_root": None,
+        "backbone": "efficientnet_lite0",
+        "pretrained": "default",
+        "epochs": 3,
+        "image_size": 64,
+        "mode": "frozen",
+        "device": "cpu",
+        "seed": 0,
+        "threads": 1,
+        "overrides": SMOKE_OVERRIDES,
+    },
+    "cpu": {
+        "data_root": {"cub200": "../shared/data/cub100", "flowers17": "../shared/data/flowers17"},
+        "backbone": "efficientnet_lite0",
+        "pretrained": "default",
+        "epochs": CPU_EPOCHS,
+        "image_size": 224,
+        "mode": "frozen",
+        "device": "cpu",
+        "seed": 0,
+        "threads": None,
+        "overrides": CPU_OVERRIDES,
+    },
+    "paper": {
+        "data_root": None,  # required: fusnet reproduce --profile paper --data-root DIR
+        "backbone": "resnet50",
+        "pretrained": "default",
+        "epochs": 300,
+        "image_size": 336,
+        "mode": "full",
+        "device": "auto",
+        "seed": 0,
+        "threads": None,
+        "overrides": {"data.num_workers": 8},
+    },
+}
+"""profile -> its training recipe (module docstring): ``ExperimentConfig``'s keyword
+arguments besides the notebook, its grid and the output root. Every notebook of the
+profile trains with it; a notebook's ``changes`` amend it (:func:`recipe`)."""
+
 SMOKE_REGIMES: dict[str, dict[str, Any]] = {
     "frozen": REGIMES["frozen"],
     "top2": REGIMES["top2"],
@@ -245,18 +302,7 @@ baseline)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
-        profile="smoke",
-        data_root=None,
-        backbone="efficientnet_lite0",
-        pretrained="default",
-        epochs=3,
-        image_size=64,
-        mode="frozen",
-        device="cpu",
-        seed=0,
-        threads=1,
-        output_root=None,
-        overrides=SMOKE_OVERRIDES,
+        "smoke",
         main=["synthetic"],
         generalisation=["synthetic"],
         ablation=["synthetic"],
@@ -272,24 +318,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         baseline_bits=[12],
         seeds=[0, 1],
         method_changes=SMOKE_METHOD_CHANGES,
-        search={"dataset": "synthetic", "bits": 48, "photos": "../shared/data/flowers17",
+        search={"datasets": ["synthetic"], "bits": [48], "photos": "../shared/data/flowers17",
                 "num_gallery": 60, "num_added": 20, "num_queries": 4, "k": 5, "kind": "flat"},
         regimes=SMOKE_REGIMES,
         regime_bits=[12],
     ),
     "cpu": _profile(
-        profile="cpu",
-        data_root={"cub200": "../shared/data/cub100", "flowers17": "../shared/data/flowers17"},
-        backbone="efficientnet_lite0",
-        pretrained="default",
-        epochs=CPU_EPOCHS,
-        image_size=224,
-        mode="frozen",
-        device="cpu",
-        seed=0,
-        threads=None,
-        output_root=None,
-        overrides=CPU_OVERRIDES,
+        "cpu",
         main=["cub200"],
         generalisation=["flowers17"],
         ablation=["cub200"],
@@ -306,7 +341,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         seeds=[0, 1, 2],
         method_changes=CPU_METHOD_CHANGES,
         method_bits=CPU_METHOD_BITS,
-        search={"dataset": "flowers17", "bits": 48, "photos": "../shared/data/flowers17",
+        search={"datasets": ["flowers17"], "bits": [48], "photos": "../shared/data/flowers17",
                 "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
         regimes=CPU_REGIMES,
         regime_bits=[48],
@@ -314,18 +349,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         regime_configurations=CPU_REGIME_CONFIGURATIONS,
     ),
     "paper": _profile(
-        profile="paper",
-        data_root=None,  # required: fusnet reproduce --profile paper --data-root DIR
-        backbone="resnet50",
-        pretrained="default",
-        epochs=300,
-        image_size=336,
-        mode="full",
-        device="auto",
-        seed=0,
-        threads=None,
-        output_root=None,
-        overrides={"data.num_workers": 8},
+        "paper",
         main=["cub200", "aircraft", "food101", "nabirds", "vegfru"],
         generalisation=["stanford_dogs", "flowers5:imagefolder", "animals90:imagefolder",
                         "oxford5k:imagefolder", "bjfu100:imagefolder"],
@@ -347,12 +371,45 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # (27 Nov 2026, not committed); the other methods were within 2%.
         method_changes={"dpsh": {"optim.momentum": 0.0}, "semicon": {"amp": False}},
         # photos None: <--data-root>/flowers17
-        search={"dataset": "cub200", "bits": 48, "photos": None, "num_gallery": 900,
+        search={"datasets": ["cub200"], "bits": [48], "photos": None, "num_gallery": 900,
                 "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
         regimes={name: REGIMES[name] for name in ("frozen", "top2-views4", "full-paper")},
     ),
 }
 """profile -> notebook -> papermill parameters (module docstring)."""
+
+
+def _check_profile(profile: str) -> None:
+    """Raise ConfigError for a profile :data:`PROFILES` lacks, naming those it has."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+
+
+def recipe(profile: str, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of a profile's recipe with ``changes`` applied: ``ExperimentConfig``'s keyword
+    arguments besides the notebook, its grid and the output root.
+
+    Args:
+        profile: a key of :data:`RECIPES`.
+        changes: a name in :data:`RECIPE_NAMES` (``data_root``, ``device``, ``epochs`` ...)
+            replaces the recipe's value; any other key is a RunConfig field (dotted for a
+            section's: ``"optim.lr"``) set over the recipe's ``overrides``. The values are
+            checked where the experiment is built.
+
+    Raises:
+        ConfigError: unknown profile, or ``overrides`` among the changes.
+    """
+    _check_profile(profile)
+    result = copy.deepcopy(RECIPES[profile])
+    for key, value in (changes or {}).items():
+        if key == "overrides":
+            raise ConfigError("changes: give RunConfig fields by name ({'optim.lr': 0.01}), "
+                              "not under 'overrides'")
+        if key in RECIPE_NAMES:
+            result[key] = copy.deepcopy(value)
+        else:
+            result["overrides"][key] = copy.deepcopy(value)
+    return result
 
 
 def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str, Any]:
@@ -361,18 +418,21 @@ def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str
     Args:
         profile: a key of :data:`PROFILES`.
         notebook: a name in :data:`NOTEBOOKS`.
-        **changes: parameters to replace; only names the notebook has (``data_root``,
-            ``output_root``, ``device`` ...). A name the notebook lacks is ignored
-            when the notebook does not take it, so one set of command-line changes
-            can go to every notebook.
+        **changes: a name the notebook has replaces its value (``output_root``, ``bits``
+            ...); a recipe name (:data:`RECIPE_NAMES`: ``data_root``, ``device`` ...) goes
+            into the notebook's ``changes`` when it takes them. Any other name is ignored,
+            so one set of command-line changes can go to every notebook.
 
     Raises:
         ConfigError: unknown profile or notebook.
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    _check_profile(profile)
     if notebook not in PROFILES[profile]:
         raise ConfigError(f"unknown notebook {notebook!r}; choose from {list(NOTEBOOKS)}")
     params = copy.deepcopy(PROFILES[profile][notebook])
-    params.update({k: v for k, v in changes.items() if k in params})
+    for key, value in changes.items():
+        if key in params:
+            params[key] = value
+        elif key in RECIPE_NAMES and "changes" in params:
+            params["changes"][key] = value
     return params

@@ -43,19 +43,15 @@ NOTEBOOK = "09_baselines"
 
 
 def experiment(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str, Any]]:
-    params = notebook_parameters(args.profile, NOTEBOOK, device=args.device,
+    params = notebook_parameters(args.profile, NOTEBOOK, device=args.device, threads=None,
                                  output_root=args.output_root)
     if args.epochs is not None:  # a dry run of the driver itself
-        params["epochs"] = args.epochs
+        params["changes"]["epochs"] = args.epochs
     if args.bits:  # a subset of the profile's code lengths
         params["bits"] = args.bits
-    exp = ExperimentConfig(
-        notebook=NOTEBOOK, profile=params["profile"], datasets=params["datasets"],
-        bits=params["bits"], data_root=params["data_root"], backbone=params["backbone"],
-        pretrained=params["pretrained"], epochs=params["epochs"],
-        image_size=params["image_size"], mode=params["mode"], device=params["device"],
-        seed=params["seed"], threads=None, output_root=params["output_root"],
-        overrides=params["overrides"],
+    exp = ExperimentConfig.from_parameters(
+        NOTEBOOK, profile=params["profile"], datasets=params["datasets"], bits=params["bits"],
+        changes=params["changes"], output_root=params["output_root"],
     )
     return exp, params
 

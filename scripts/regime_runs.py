@@ -1,9 +1,10 @@
 """Train the regime comparison's runs (baseline vs full model under a training regime).
 
-Each arm is a named set of RunConfig changes on top of the cpu profile's recipe (CUB
-subset, EfficientNet-Lite0, 224 px, narrow head widths). Runs land where the notebooks'
-runs do (``results/runs/<profile>/<dataset>/<tag>-<bits>b-<hash>``, trained once and
-resumed exactly if interrupted), so a notebook reads them back with ``ensure_run``.
+Each arm is a named set of RunConfig changes on top of a profile's recipe
+(``fusnet.profiles.RECIPES``; the cpu profile's by default: CUB subset, EfficientNet-Lite0,
+224 px, narrow head widths); the ``frozen`` arm is the recipe itself. Runs land where the
+notebooks' runs do (``results/runs/<profile>/<dataset>/<tag>-<bits>b-<hash>``, trained
+once and resumed exactly if interrupted), so a notebook reads them back with ``ensure_run``.
 
     python scripts/regime_runs.py --arms top2-views4 --configurations baseline full \\
         --bits 48 --seeds 0
@@ -24,9 +25,9 @@ import torch
 from fusnet.experiments import ExperimentConfig, ensure_run
 from fusnet.experiments.regimes import regime_markdown
 from fusnet.experiments.runs import ABLATION_CONFIGURATIONS, RunRequest, ablation_variants
-from fusnet.profiles import REGIMES, notebook_parameters
+from fusnet.profiles import REGIMES
 
-NOTEBOOK = "03_ablation"  # the cpu profile's recipe and datasets for Table 6
+NOTEBOOK = "03_ablation"  # Table 6's rows; names the experiment only (no output of its own)
 
 ARMS = REGIMES
 """Arm name -> RunConfig changes (``fusnet.profiles.REGIMES``; the profile's recipe otherwise)."""
@@ -57,15 +58,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    params = notebook_parameters(args.profile, NOTEBOOK)
     for seed in args.seeds:
-        exp = ExperimentConfig(
-            notebook=NOTEBOOK, profile=params["profile"], datasets=[args.dataset],
-            bits=args.bits, data_root=params["data_root"], backbone=params["backbone"],
-            pretrained=params["pretrained"], epochs=params["epochs"],
-            image_size=params["image_size"], mode=params["mode"], device=params["device"],
-            seed=seed, threads=None, output_root=params["output_root"],
-            overrides=params["overrides"],
+        exp = ExperimentConfig.from_parameters(
+            NOTEBOOK, profile=args.profile, datasets=[args.dataset], bits=args.bits,
+            changes={"seed": seed, "threads": None},
         )
         variants = ablation_variants(CONFIGURATIONS[c] for c in args.configurations)
         for arm in args.arms:

@@ -145,9 +145,9 @@ def test_every_committed_run_keeps_its_folder_name():
     The data folder that named it is the config's, as its checkout wrote it: relative to
     that checkout (``output_dir`` less the run's path in the repository), or, where that
     checkout reached the data through a link (the config holds the resolved folder), the
-    profile's data folder as its parameters give it.
+    profile's data folder as its recipe gives it.
     """
-    from fusnet.profiles import PROFILES
+    from fusnet.profiles import RECIPES
 
     configs = sorted((REPO_ROOT / "results" / "runs").glob("**/config.json"))
     if not configs:
@@ -164,8 +164,7 @@ def test_every_committed_run_keeps_its_folder_name():
         data_root = None if root is None else os.path.relpath(root, checkout)
         config = RunConfig.from_dict(raw)
         named = run_dir(folder.parents[1], folder.parent.name, config, data_root)
-        profile_roots = PROFILES.get(folder.parents[1].name, {}).get("01_main_results", {})
-        roots = profile_roots.get("data_root")
+        roots = RECIPES.get(folder.parents[1].name, {}).get("data_root")
         profile_root = roots.get(folder.parent.name) if isinstance(roots, dict) else None
         if named != folder and profile_root is not None:
             named = run_dir(folder.parents[1], folder.parent.name, config, profile_root)
@@ -322,6 +321,9 @@ def test_notebook_outputs_and_completeness(tmp_path):
     assert metrics["tables"] == {"t": "t.csv"} and metrics["figures"] == {"f": ["f.png", "f.svg"]}
     assert outputs_complete(exp.output_dir, {"bits": [12, 48], "attentions": ["eca", "se"]})
     assert not outputs_complete(exp.output_dir, {"bits": [12]})
+    # A value and its one-item list are one parameter (05, 07, 10 once took plain values).
+    assert outputs_complete(exp.output_dir, {"epochs": [1]})
+    assert not outputs_complete(exp.output_dir, {"epochs": [1, 2]})
     (exp.output_dir / "f.svg").unlink()
     assert not outputs_complete(exp.output_dir)
     assert not outputs_complete(tmp_path / "nothing")
@@ -405,6 +407,24 @@ def test_reproduce_runs_skips_complete_outputs_and_records_failures(tmp_path):
     assert changed[0].status == "ran"
     text = rep.summary_table(results + again, tmp_path)
     assert "01_main_results" in text and "1 ran, 1 skipped, 2 failed" in text
+
+
+def test_reproduce_reruns_a_notebook_when_its_recipe_changes(tmp_path, monkeypatch):
+    from fusnet import profiles
+
+    def execute(source, output, params, kernel, cwd):  # records what a notebook records
+        output.write_text("{}")
+        payload = {"parameters": rep.recorded_parameters(params), "tables": {}, "figures": {}}
+        (output.parent / "metrics.json").write_text(json.dumps(payload))
+
+    first = rep.reproduce("smoke", ["01", "08"], output_root=tmp_path, execute=execute)
+    assert [r.status for r in first] == ["ran", "ran"]
+    recorded = json.loads((tmp_path / "01_main_results" / "smoke" / "metrics.json").read_text())
+    assert recorded["parameters"]["epochs"] == 3 and recorded["parameters"]["changes"] == {}
+    smoke = {**profiles.RECIPES["smoke"], "epochs": 4}
+    monkeypatch.setitem(profiles.RECIPES, "smoke", smoke)
+    again = rep.reproduce("smoke", ["01", "08"], output_root=tmp_path, execute=execute)
+    assert [r.status for r in again] == ["ran", "skipped"]  # 08 trains nothing: no recipe
 
 
 def test_cli_reproduce_passes_options_and_reports(monkeypatch, capsys, tmp_path):

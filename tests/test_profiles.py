@@ -10,7 +10,7 @@ import pytest
 
 from fusnet.errors import ConfigError
 from fusnet.experiments import ExperimentConfig
-from fusnet.profiles import NOTEBOOKS, PROFILES, notebook_parameters
+from fusnet.profiles import NOTEBOOKS, PROFILES, RECIPE_NAMES, RECIPES, notebook_parameters, recipe
 from tests.conftest import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -53,8 +53,12 @@ def test_every_profile_sets_exactly_the_notebooks_parameters(profile, notebook):
 def test_notebook_cells_are_thin_and_checked(notebook):
     cells = [c for c in _cells(notebook) if c["cell_type"] == "code"]
     sources = ["".join(c["source"]) for c in cells]
-    # The cell after the parameters builds the typed config.
-    assert "ExperimentConfig(" in sources[1]
+    # The cell after the parameters builds the typed config: from the profile's recipe and
+    # the changes in every notebook that trains (08 trains nothing: no recipe, no changes).
+    if "changes" in PROFILES["smoke"][notebook]:
+        assert f'ExperimentConfig.from_parameters(\n    "{notebook}", ' in sources[1]
+    else:
+        assert "ExperimentConfig(" in sources[1]
     assert any(s.startswith("# NBVAL_CHECK_OUTPUT") for s in sources)
     assert any("write_metrics(" in s for s in sources)
     for source in sources:  # no function or class definitions: logic lives in fusnet
@@ -62,44 +66,71 @@ def test_notebook_cells_are_thin_and_checked(notebook):
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
 
 
-_RECIPE = ("profile", "datasets", "bits", "data_root", "backbone", "pretrained", "epochs",
-           "image_size", "mode", "device", "seed", "threads", "output_root", "overrides")
+_EXPERIMENT = ("profile", "datasets", "bits", "changes", "output_root")
+"""The parameters ``ExperimentConfig.from_parameters`` reads; the others are a notebook's own."""
+
+
+def test_every_profile_has_one_recipe_and_every_notebook_takes_it_whole():
+    assert set(RECIPES) == set(PROFILES)
+    for name, entries in PROFILES.items():
+        assert set(RECIPES[name]) == {*RECIPE_NAMES, "overrides"}
+        for notebook, params in entries.items():
+            assert not set(params) & {*RECIPE_NAMES, "overrides"} - {"seed"}, notebook
+            assert params.get("changes", {}) == {} and params["profile"] == name
+            assert isinstance(params.get("bits", []), list)
+            assert isinstance(params.get("datasets", []), list)
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-@pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if n != "08_proxy_codes"])
+@pytest.mark.parametrize("notebook", [n for n in NOTEBOOKS if "changes" in PROFILES["smoke"][n]])
 def test_every_profile_builds_a_valid_config(profile, notebook):
     params = PROFILES[profile][notebook]
-    kwargs = {k: params[k] for k in _RECIPE if k in params}
-    if "dataset" in params:
-        kwargs["datasets"] = [params["dataset"]]
-    if isinstance(kwargs["bits"], int):
-        kwargs["bits"] = [kwargs["bits"]]
-    exp = ExperimentConfig(notebook=notebook, **kwargs)
+    exp = ExperimentConfig.from_parameters(notebook, **{k: params[k] for k in _EXPERIMENT})
+    assert exp.parameters() == {"notebook": notebook, "profile": profile, "output_root": None,
+                                "datasets": params["datasets"], "bits": params["bits"],
+                                **RECIPES[profile]}
     for spec in exp.dataset_specs:
         if profile == "paper":  # the paper's data come from --data-root
             with pytest.raises(ConfigError, match="--data-root"):
                 exp.run_config(spec.name, exp.bits[0])
         else:
             config = exp.run_config(spec.name, exp.bits[0])
-            assert config.mode == params["mode"] and config.eval_every == 1
+            assert config.mode == RECIPES[profile]["mode"] and config.eval_every == 1
+
+
+def test_changes_amend_the_recipe():
+    changed = recipe("cpu", {"device": "cuda", "optim.lr": 0.2, "top_stages": 1})
+    assert changed["device"] == "cuda" and changed["overrides"]["optim.lr"] == 0.2
+    assert changed["overrides"]["top_stages"] == 1 and changed["epochs"] == RECIPES["cpu"]["epochs"]
+    assert RECIPES["cpu"]["device"] == "cpu" and RECIPES["cpu"]["overrides"]["optim.lr"] == 0.05
+    exp = ExperimentConfig.from_parameters("01_main_results", profile="smoke", bits=[12],
+                                           datasets=["synthetic"], changes={"epochs": 1})
+    assert exp.run_config("synthetic", 12).optim.epochs == 1
+    with pytest.raises(ConfigError, match="overrides"):
+        recipe("smoke", {"overrides": {"optim.lr": 1.0}})
+    with pytest.raises(ConfigError, match="unknown"):
+        ExperimentConfig.from_parameters("01_main_results", profile="smoke",
+                                         changes={"optim.lrr": 1.0})
+    with pytest.raises(ConfigError, match="unknown profile"):
+        ExperimentConfig.from_parameters("01_main_results", profile="laptop")
 
 
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
-    params = PROFILES["cpu"]["01_main_results"]
-    exp = ExperimentConfig(notebook="01_main_results", profile="cpu", datasets=params["datasets"],
-                           data_root=params["data_root"])
+    exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])
     # Both sides resolved: ../shared may be reached through a symbolic link.
     assert Path(exp.run_config("cub200", 12).data.root) == (shared_data / "cub100").resolve()
 
 
 def test_notebook_parameters_copies_and_applies_known_changes():
-    params = notebook_parameters("paper", "01_main_results", data_root="/data", unknown=1)
-    assert params["data_root"] == "/data" and "unknown" not in params
-    assert PROFILES["paper"]["01_main_results"]["data_root"] is None
-    params["overrides"]["x"] = 1
-    assert "x" not in PROFILES["paper"]["01_main_results"]["overrides"]
-    assert "data_root" not in notebook_parameters("smoke", "08_proxy_codes", data_root="/d")
+    params = notebook_parameters("paper", "01_main_results", data_root="/data", unknown=1,
+                                 output_root="/out")
+    assert params["changes"] == {"data_root": "/data"} and params["output_root"] == "/out"
+    assert "unknown" not in params and "unknown" not in params["changes"]
+    assert PROFILES["paper"]["01_main_results"]["changes"] == {}
+    params["changes"]["x"] = 1
+    assert "x" not in PROFILES["paper"]["01_main_results"]["changes"]
+    proxy = notebook_parameters("smoke", "08_proxy_codes", data_root="/d", seed=3)
+    assert "data_root" not in proxy and "changes" not in proxy and proxy["seed"] == 3
     with pytest.raises(ConfigError, match="profile"):
         notebook_parameters("laptop", "01_main_results")
     with pytest.raises(ConfigError, match="notebook"):

@@ -1,7 +1,7 @@
 """The paper's experiments as library code the notebooks call (``notebooks/*.ipynb``).
 
 - :mod:`~fusnet.experiments.config`: :class:`ExperimentConfig`, the typed form of a
-  notebook's parameters, and where its outputs go;
+  notebook's parameters (its profile's recipe, changed), and where its outputs go;
 - :mod:`~fusnet.experiments.runs`: training runs shared by the notebooks, trained once;
 - :mod:`~fusnet.experiments.executor`: trains a list of runs here or in parallel child
   processes, and the learning-rate sweep on the validation split;
@@ -11,11 +11,11 @@
 - :mod:`~fusnet.experiments.examples`: retrieval examples (Fig. 12);
 - :mod:`~fusnet.experiments.reproduce`: ``fusnet reproduce``, the papermill runner.
 
-The profiles (parameters of every notebook for smoke, CPU and paper runs) are in
-:mod:`fusnet.profiles`; the figures' plotting in :mod:`fusnet.experiments.plots`.
+The profiles (a training recipe each, and every notebook's parameters for smoke, CPU and
+paper runs) are in :mod:`fusnet.profiles`; the figures' plotting in :mod:`fusnet.experiments.plots`.
 """
 
-from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices
+from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices, single
 from fusnet.experiments.outputs import NotebookOutputs, outputs_complete, read_metrics
 from fusnet.experiments.runs import (
     ABLATION_CONFIGURATIONS,
@@ -45,4 +45,5 @@ __all__ = [
     "grid",
     "outputs_complete",
     "read_metrics",
+    "single",
 ]

@@ -1,9 +1,12 @@
 """The typed configuration of one notebook run, built from its papermill parameters.
 
-A notebook's ``parameters`` cell holds plain values; the next cell passes them to
-:class:`ExperimentConfig`, which checks every name at once (datasets, backbone,
-mode, ``overrides`` keys) and turns them into :class:`~fusnet.config.RunConfig`
-objects, one per training run, and into the folders the notebook writes:
+A notebook's ``parameters`` cell holds plain values: the profile, the grid it sweeps
+(``datasets``, ``bits``), its own few settings and ``changes`` to the profile's recipe.
+The next cell passes them to :meth:`ExperimentConfig.from_parameters`, which takes the
+profile's recipe (``fusnet.profiles.RECIPES``: data, backbone, epochs, head widths ...),
+applies the changes, checks every name at once (datasets, backbone, mode, RunConfig
+fields) and turns them into :class:`~fusnet.config.RunConfig` objects, one per training
+run, and into the folders the notebook writes:
 
 =========================================  ==================================================
 ``<output root>/<notebook>/<profile>/``    the notebook's tables, figures, ``metrics.json``
@@ -26,7 +29,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -121,6 +124,24 @@ def check_choices(kind: str, values: Sequence[str] | str, choices: Mapping[str, 
     return _names_in(kind, values, allowed)
 
 
+T = TypeVar("T")
+
+
+def single(kind: str, values: Sequence[T]) -> T:
+    """The one value of a notebook parameter that lists exactly one.
+
+    A notebook that shows one model (05, 10) or one code length (07) takes its grid in the
+    shape of every other notebook's (``datasets``, ``bits``: lists) and reads its one value
+    with this.
+
+    Raises:
+        ConfigError: none, or more than one.
+    """
+    if len(values) != 1:
+        raise ConfigError(f"{kind}: this notebook takes exactly one, got {list(values)}")
+    return values[0]
+
+
 def _int_tuple(name: str, values: int | Sequence[int]) -> tuple[int, ...]:
     values = (values,) if isinstance(values, int) else tuple(values)
     if not values or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in values):
@@ -134,7 +155,8 @@ class ExperimentConfig:
 
     Attributes:
         notebook: the notebook's name (``"01_main_results"``); names its output folder.
-        profile: ``"smoke"``, ``"cpu"``, ``"paper"`` or a name of your own.
+        profile: ``"smoke"``, ``"cpu"``, ``"paper"`` or a name of your own (this
+            constructor; :meth:`from_parameters` takes a recipe of ``fusnet.profiles``).
         datasets: :class:`DatasetSpec` strings (``"cub200"``, ``"flowers5:imagefolder"``).
         bits: hash code lengths.
         data_root: where the datasets are: a folder holding one folder per dataset
@@ -185,6 +207,42 @@ class ExperimentConfig:
             if unknown:
                 logger.debug("data_root names datasets this notebook does not use: %s", unknown)
         self.base_run_config()  # every RunConfig name and value checked now
+
+    @classmethod
+    def from_parameters(
+        cls,
+        notebook: str,
+        *,
+        profile: str,
+        datasets: Sequence[str] | str = (),
+        bits: int | Sequence[int] = (12, 24, 32, 48),
+        changes: Mapping[str, Any] | None = None,
+        output_root: str | None = None,
+    ) -> ExperimentConfig:
+        """The experiment of a notebook's ``parameters`` cell: its profile's recipe, changed.
+
+        Every notebook that trains builds its experiment with this; so do the scripts that
+        train a profile's runs outside the notebooks (``scripts/regime_runs.py``,
+        ``scripts/baselines_parallel.py``).
+
+        Args:
+            notebook: the notebook's name.
+            profile: a profile of ``fusnet.profiles``: its recipe (``RECIPES[profile]``:
+                data folders, backbone, epochs, image size, mode, device, seed, threads,
+                RunConfig overrides) and the name of the output folders.
+            datasets, bits: the grid the notebook sweeps.
+            changes: changes to the recipe (``fusnet.profiles.recipe``): a recipe name
+                (``data_root``, ``device``, ``epochs`` ...) replaces its value, any other
+                key is a RunConfig field (``"optim.lr"``) set over the recipe's overrides.
+            output_root: the results folder (module docstring for the default).
+
+        Raises:
+            ConfigError: an unknown profile, or a wrong name or value (as the constructor).
+        """
+        from fusnet.profiles import recipe
+
+        return cls(notebook=notebook, profile=profile, datasets=datasets, bits=bits,
+                   output_root=output_root, **recipe(profile, changes))
 
     # --- folders ---------------------------------------------------------------------
 

@@ -49,10 +49,7 @@ class NotebookOutputs:
     Args:
         exp: the notebook's experiment.
         **extra_parameters: the notebook's own parameters besides ``exp``'s (e.g.
-            ``attentions``), recorded with them in ``metrics.json``; also a parameter as
-            the notebook received it where ``exp`` holds it in another form (``bits=48``
-            where ``exp.bits`` is ``(48,)``), so :func:`outputs_complete` compares like
-            with like.
+            ``attentions``), recorded with them in ``metrics.json``.
     """
 
     def __init__(self, exp: ExperimentConfig, **extra_parameters: Any) -> None:
@@ -137,12 +134,20 @@ def artifact_paths(output_dir: Path, metrics: Mapping[str, Any]) -> list[Path]:
     return [Path(output_dir) / name for name in names]
 
 
+def _same_parameter(recorded: Any, value: Any) -> bool:
+    """Whether a recorded parameter equals ``value``, a value being its one-item list."""
+    recorded, value = _plain(recorded), _plain(value)
+    return recorded == value or [recorded] == value or recorded == [value]
+
+
 def outputs_complete(output_dir: Path, parameters: Mapping[str, Any] | None = None) -> bool:
     """Whether a notebook's outputs are all there (and made with ``parameters``).
 
     Complete: ``metrics.json`` exists and reads, every artifact it lists exists, and,
     when ``parameters`` is given, every parameter recorded there equals it (so
-    changing a profile re-runs the notebook).
+    changing a profile re-runs the notebook). A value and the one-item list of it are
+    equal: notebooks 05, 07 and 10 took one dataset and code length as plain values before
+    they took them as lists, as the other notebooks do.
     """
     metrics = read_metrics(output_dir)
     if metrics is None:
@@ -152,7 +157,7 @@ def outputs_complete(output_dir: Path, parameters: Mapping[str, Any] | None = No
     if parameters is not None:
         recorded = metrics.get("parameters", {})
         for key, value in parameters.items():
-            if key in recorded and _plain(recorded[key]) != _plain(value):
+            if key in recorded and not _same_parameter(recorded[key], value):
                 logger.info("%s: parameter %s changed (%r -> %r)", output_dir, key,
                             recorded[key], value)
                 return False

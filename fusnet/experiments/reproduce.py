@@ -4,9 +4,9 @@ Each notebook runs with its profile's parameters (:mod:`fusnet.profiles`) and it
 executed copy goes to ``<output root>/<notebook>/<profile>/<notebook>.ipynb``,
 beside the tables, figures and ``metrics.json`` the notebook writes there. A
 notebook whose outputs are complete (``metrics.json``, every artifact it lists,
-the same parameters) is skipped unless ``force``; inside a notebook, finished
-training runs are read back and interrupted ones resume, so running the command
-again after an interruption continues where it stopped.
+the same parameters and recipe) is skipped unless ``force``; inside a notebook,
+finished training runs are read back and interrupted ones resume, so running the
+command again after an interruption continues where it stopped.
 
 The kernel is ``python3``: ipykernel installs that kernelspec into the virtual
 environment, and jupyter_client starts it with the running interpreter, so the
@@ -25,7 +25,7 @@ from typing import Any
 from fusnet.errors import ConfigError
 from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
 from fusnet.experiments.outputs import outputs_complete
-from fusnet.profiles import NOTEBOOKS, notebook_parameters
+from fusnet.profiles import NOTEBOOKS, notebook_parameters, recipe
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ def declared_parameters(path: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(path)))
 
 
+def recorded_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A notebook's papermill parameters with the recipe they resolve to, as the notebook
+    records them in ``metrics.json`` (``ExperimentConfig.parameters``): so a change to
+    the profile's recipe, not only to the notebook's own parameters, reruns it."""
+    if "changes" not in params:  # a notebook that trains nothing has no recipe
+        return dict(params)
+    return {**params, **recipe(params["profile"], params["changes"])}
+
+
 def _execute(path: Path, output: Path, parameters: dict[str, Any], kernel: str, cwd: Path) -> None:
     import papermill
 
@@ -101,8 +110,8 @@ def reproduce(
         output_root: results folder (relative: from the current directory).
         force: run notebooks whose outputs are complete too.
         kernel: Jupyter kernel name.
-        changes: parameters replaced in every notebook that has them (``data_root``,
-            ``device``).
+        changes: parameters replaced in every notebook that has them, recipe names
+            (``data_root``, ``device``) in its ``changes`` (``notebook_parameters``).
         notebook_dir: where the ``.ipynb`` files are.
         execute: runs one notebook (papermill by default).
 
@@ -120,7 +129,7 @@ def reproduce(
         if unknown:
             raise ConfigError(f"{source.name} has no parameter(s) {sorted(unknown)}")
         out_dir = root / name / profile
-        if not force and outputs_complete(out_dir, params):
+        if not force and outputs_complete(out_dir, recorded_parameters(params)):
             logger.info("[%d/%d] %s: outputs complete, skipped (--force reruns)", i, len(names), name)
             results.append(NotebookResult(name, "skipped", 0.0, out_dir))
             continue
