@@ -108,7 +108,7 @@ def _profile(
     regimes: dict[str, dict[str, Any]] | None = None,
     regime_bits: list[int] | None = None,
     regime_rows: list[str] | None = None,
-    regime_configurations: dict[str, list[str]] | None = None,
+    regime_configurations: dict[str, list[str] | dict[int, list[str]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters under ``profile``: the datasets per figure, the code
     lengths and the notebooks' own settings (the recipe is ``RECIPES[profile]``)."""
@@ -293,12 +293,17 @@ head designs tried on a lent GPU, ``results/regimes/gpu-designs/``). The baselin
 lower levels, so it shares the ``top2-views4`` run."""
 CPU_REGIME_ROWS = ["baseline", "cascading", "cascading+attention", "cascading+fusion+attention"]
 """Notebook 11's Table 6 rows in the cpu profile: which part of the full model costs it."""
-CPU_REGIME_CONFIGURATIONS = {
-    name: ["baseline", "cascading+fusion+attention"]
-    for name in ("top2-views4-ld0.5", "top2-views4-ld0.8", "top2-views4-gate")
+_FULL_VS_BASELINE = ["baseline", "cascading+fusion+attention"]
+CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
+    "frozen": {12: CPU_REGIME_ROWS, 48: CPU_REGIME_ROWS},
+    "top2-views4": {12: ["baseline"], 48: CPU_REGIME_ROWS},
+    "top2-views4-ld0.5": {48: _FULL_VS_BASELINE},
+    "top2-views4-ld0.8": {48: _FULL_VS_BASELINE},
+    "top2-views4-gate": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
 }
-"""The level-dropout and gate regimes train the full model only (against the shared
-baseline)."""
+"""Which rows each regime runs at 12 and 48 bits: the level-dropout and gate regimes train
+the full model only (against the shared baseline); at 12 bits the top-stage regime runs the
+baseline and the gated full model (the frozen rows are notebook 03's runs)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
@@ -344,7 +349,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         search={"datasets": ["flowers17"], "bits": [48], "photos": "../shared/data/flowers17",
                 "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
         regimes=CPU_REGIMES,
-        regime_bits=[48],
+        regime_bits=[12, 48],
         regime_rows=CPU_REGIME_ROWS,
         regime_configurations=CPU_REGIME_CONFIGURATIONS,
     ),
