@@ -13,16 +13,22 @@ STAMP  := $(VENV)/.fusnet-installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
 PROFILE ?= smoke
 
-.PHONY: venv demo test test-fast lint reproduce notebooks clean
+.PHONY: venv lock demo test test-fast lint reproduce notebooks clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
-	$(BIN)/python -m pip install -e '.[dev,notebooks]'
+	$(BIN)/python -m pip install -c requirements-lock.txt -e '.[dev,notebooks]'
 	touch $@
+
+# Re-pin requirements-lock.txt to what .venv has now (after a deliberate upgrade; then
+# `make notebooks` to refresh the saved smoke outputs that nbval checks).
+lock: venv
+	{ sed -n '1,3p' requirements-lock.txt; $(BIN)/python -m pip freeze --exclude-editable; } > requirements-lock.tmp
+	mv requirements-lock.tmp requirements-lock.txt
 
 demo: venv
 	$(BIN)/fusnet train --dataset synthetic --backbone efficientnet_lite0 --pretrained default \

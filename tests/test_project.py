@@ -37,6 +37,25 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     assert _environment_names() == _pyproject_names()
 
 
+def _lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements-lock.txt: {line!r} is not an exact pin"
+            pins[_name(name)] = version.strip()
+    return pins
+
+
+def test_lock_file_pins_every_dependency_and_the_makefile_uses_it():
+    pins = _lock_pins()
+    assert _pyproject_names() <= set(pins), _pyproject_names() - set(pins)
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "-c requirements-lock.txt" in makefile
+    torch_pins = dict(re.findall(r"(torch|torchvision)==([\w.]+)", makefile))
+    assert torch_pins == {"torch": pins["torch"], "torchvision": pins["torchvision"]}
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (REPO_ROOT / "README.md").read_text()
     ci = (REPO_ROOT / ".ci" / "run").read_text()
