@@ -78,3 +78,67 @@ def test_regime_configurations_may_name_rows_per_code_length():
         regime_requests(["cub200"], [48], regimes, rows, {"top2": {24: rows}})
     with pytest.raises(ConfigError, match="unknown configurations"):
         regime_requests(["cub200"], [48], regimes, rows, {"top2": {48: ["no-such-row"]}})
+
+
+def test_regime_seeds_add_one_run_per_seed_at_the_named_code_lengths():
+    regimes = {"top2": {"mode": "top"}, "top2-gate": {"mode": "top", "model.lower_level_gate": True}}
+    rows = ["baseline", "cascading+fusion+attention"]
+    requests = regime_requests(["cub200"], [12, 48], regimes, rows,
+                               {"top2": {12: ["baseline"], 48: ["baseline"]}},
+                               regime_seeds={"top2-gate": {"48": [0, 1]}})
+    labels = [(r.bits, r.label, r.changes.get("seed")) for r in requests]
+    assert labels == [
+        (12, "top2/baseline", None),
+        (12, "top2-gate/baseline", None), (12, "top2-gate/cascading+fusion+attention", None),
+        (48, "top2/baseline", None),
+        (48, "top2-gate/baseline/seed0", 0), (48, "top2-gate/baseline/seed1", 1),
+        (48, "top2-gate/cascading+fusion+attention/seed0", 0),
+        (48, "top2-gate/cascading+fusion+attention/seed1", 1),
+    ]
+    # the gate is a lower-level change: the baseline's seeded runs are plain baseline runs
+    seeded_base = next(r for r in requests if r.label == "top2-gate/baseline/seed1")
+    assert "model.lower_level_gate" not in seeded_base.changes
+    with pytest.raises(ConfigError, match="not among the regimes"):
+        regime_requests(["cub200"], [48], regimes, rows, regime_seeds={"top3": {48: [0]}})
+    with pytest.raises(ConfigError, match="code lengths"):
+        regime_requests(["cub200"], [48], regimes, rows, regime_seeds={"top2": {24: [0]}})
+    with pytest.raises(ConfigError, match="distinct seeds"):
+        regime_requests(["cub200"], [48], regimes, rows, regime_seeds={"top2": {48: [1, 1]}})
+    with pytest.raises(ConfigError, match="map code lengths"):
+        regime_requests(["cub200"], [48], regimes, rows, regime_seeds={"top2": [0, 1]})
+
+
+def _summary_rows(cells):
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"dataset": "cub200", "bits": 48, "regime": regime, "configuration": configuration,
+         "seed": seed, "val_map": val, "test_map": test, "train_minutes": 30.0}
+        for regime, configuration, seed, val, test in cells
+    ])
+
+
+def test_seed_means_and_paired_gaps():
+    import math
+
+    from fusnet.experiments.regimes import regime_gaps, regime_seed_means
+
+    full = "cascading+fusion+attention"
+    summary = _summary_rows([
+        ("gate", "baseline", 0, 80.0, 79.0), ("gate", "baseline", 1, 82.0, 81.0),
+        ("gate", "baseline", 2, 81.0, 80.0),
+        ("gate", full, 0, 81.0, 80.0), ("gate", full, 1, 83.0, 83.0),
+        ("frozen", "baseline", 0, 75.0, 74.0), ("frozen", full, 0, 62.0, 61.0),
+    ])
+    means = regime_seed_means(summary).set_index(["regime", "configuration"])
+    assert means.loc[("gate", "baseline"), "seeds"] == 3
+    assert means.loc[("gate", "baseline"), "test_map"] == pytest.approx(80.0)
+    assert means.loc[("gate", "baseline"), "test_std"] == pytest.approx(1.0)
+    assert math.isnan(means.loc[("frozen", full), "test_std"])
+    gaps = regime_gaps(summary, "baseline", full)
+    # paired over the seeds both rows ran (0 and 1): test differences +1 and +2
+    assert gaps["cub200/48/gate"]["n"] == 2
+    assert gaps["cub200/48/gate"]["test"] == pytest.approx(1.5)
+    assert gaps["cub200/48/gate"]["val"] == pytest.approx(1.0)
+    assert 0.0 < gaps["cub200/48/gate"]["test_p"] < 1.0
+    assert gaps["cub200/48/frozen"] == {"val": -13.0, "test": -13.0, "n": 1, "test_p": pytest.approx(math.nan, nan_ok=True)}

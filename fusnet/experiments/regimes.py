@@ -25,6 +25,7 @@ from fusnet.experiments.runs import (
     RunRequest,
     ablation_variants,
 )
+from fusnet.experiments.stats import paired_ttest
 
 LOWER_LEVEL_CHANGES = ("model.level_dropout", "model.lower_level_gate")
 """Changes that act on the lower levels only: a configuration without the cascade (the top
@@ -119,14 +120,18 @@ def regime_markdown(root: Path) -> str:
 
 RowsByBits = Mapping[int | str, Sequence[str]]
 """Code length (an int, or its string from JSON) -> the configurations run at it."""
+SeedsByBits = Mapping[int | str, Sequence[int]]
+"""Code length (an int, or its string from JSON) -> the training seeds run at it."""
 
 
 def regime_requests(
     datasets: Sequence[str], bits: Sequence[int], regimes: Mapping[str, Mapping[str, Any]],
     configurations: Sequence[str],
     regime_configurations: Mapping[str, Sequence[str] | RowsByBits] | None = None,
+    regime_seeds: Mapping[str, SeedsByBits] | None = None,
 ) -> list[RunRequest]:
-    """One run per (dataset, bits, regime, configuration), labelled ``regime/configuration``.
+    """One run per (dataset, bits, regime, configuration), labelled ``regime/configuration``;
+    where ``regime_seeds`` names more seeds, one per seed, labelled ``regime/configuration/seed<s>``.
 
     Args:
         datasets: the experiment's dataset names.
@@ -137,6 +142,9 @@ def regime_requests(
             ``configurations``' order), either one list for every code length or a dict
             code length -> list (a code length it does not name runs none); a regime not
             named here runs them all at every code length.
+        regime_seeds: regime name -> code length -> training seeds (``RunConfig.seed``) its
+            rows run with at that length; elsewhere the recipe's one seed. A row shared with
+            another regime (the baseline has no lower levels) is the same run at each seed.
 
     Raises:
         ConfigError: an unknown configuration, regime or code length.
@@ -159,12 +167,41 @@ def regime_requests(
         return {**switches[configuration],
                 **{k: v for k, v in changes.items() if k not in LOWER_LEVEL_CHANGES}}
 
+    seeds = {regime: _seeds_by_bits(regime, by_bits, bits)
+             for regime, by_bits in (regime_seeds or {}).items()}
+    if set(seeds) - set(regimes):
+        raise ConfigError(f"regime_seeds names regimes {sorted(set(seeds) - set(regimes))} "
+                          f"that are not among the regimes {list(regimes)}")
+
+    def seeded(label: str, changes: dict[str, Any], run_seeds: Sequence[int] | None):
+        if run_seeds is None:
+            return [(label, changes)]
+        return [(f"{label}/seed{seed}", {**changes, "seed": seed}) for seed in run_seeds]
+
     return [
-        RunRequest(dataset, int(k), f"{regime}/{configuration}", run_changes(configuration, changes))
+        RunRequest(dataset, int(k), label, run)
         for dataset in datasets for k in bits
         for regime, changes in regimes.items() for configuration in configurations
         if regime not in only or configuration in only[regime].get(int(k), ())
+        for label, run in seeded(f"{regime}/{configuration}", run_changes(configuration, changes),
+                                 seeds.get(regime, {}).get(int(k)))
     ]
+
+
+def _seeds_by_bits(regime: str, by_bits: SeedsByBits, bits: Sequence[int]) -> dict[int, list[int]]:
+    """``regime_seeds[regime]`` as code length -> seeds, checked."""
+    if not isinstance(by_bits, Mapping):
+        raise ConfigError(f"regime_seeds[{regime!r}] must map code lengths to seed lists, "
+                          f"e.g. {{48: [0, 1, 2]}}; got {by_bits!r}")
+    out = {int(k): [int(seed) for seed in seeds] for k, seeds in by_bits.items()}
+    if set(out) - {int(k) for k in bits}:
+        raise ConfigError(f"regime_seeds[{regime!r}] names code lengths "
+                          f"{sorted(set(out) - {int(k) for k in bits})} that are not among "
+                          f"the bits {list(bits)}")
+    for k, seeds in out.items():
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"regime_seeds[{regime!r}][{k}] = {seeds}: give distinct seeds")
+    return out
 
 
 def _rows_by_bits(regime: str, rows: Sequence[str] | RowsByBits,
@@ -185,13 +222,13 @@ def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
     epoch, the learned task weights there, training time and speed."""
     rows = []
     for r in records:
-        regime, _, configuration = r.label.partition("/")
+        regime, configuration = r.label.split("/")[:2]
         selected = r.metrics["selection"].get("epoch")
         epoch = next((h for h in r.metrics["history"] if h["epoch"] == selected),
                      r.metrics["history"][-1])
         rows.append({
             "dataset": r.dataset, "bits": r.bits, "regime": regime,
-            "configuration": configuration,
+            "configuration": configuration, "seed": r.config.seed,
             "val_map": 100.0 * r.metrics["selection"].get("val_map", math.nan),
             "test_map": 100.0 * r.map_index_ties,
             "epoch": selected,
@@ -202,8 +239,54 @@ def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_CELL = ["dataset", "bits", "regime"]
+
+
+def regime_seed_means(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`regime_summary` averaged over seeds: one row per (dataset, bits, regime,
+    configuration) with the mean and sample standard deviation (NaN for one seed) of
+    validation and test mAP, the number of seeds and the mean training minutes."""
+    keys = [*_CELL, "configuration"]
+    grouped = summary.groupby(keys, sort=False)
+    out = grouped.agg(val_map=("val_map", "mean"), val_std=("val_map", "std"),
+                      test_map=("test_map", "mean"), test_std=("test_map", "std"),
+                      seeds=("seed", "nunique"), train_minutes=("train_minutes", "mean"))
+    return out.reset_index()
+
+
+def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, dict[str, float]]:
+    """Full model minus baseline per ``dataset/bits/regime``, paired by seed.
+
+    Returns ``{"<dataset>/<bits>/<regime>": {"val", "test", "n", "test_p"}}``: the mean
+    differences (mAP points) over the seeds both rows ran, their number, and the two-sided
+    p-value of a paired t-test of the test differences (NaN below two seeds).
+    """
+    gaps: dict[str, dict[str, float]] = {}
+    for (dataset, bits, regime), part in summary.groupby(_CELL, sort=False):
+        rows = part.set_index(["configuration", "seed"])
+        if baseline not in rows.index.get_level_values(0) or full not in rows.index.get_level_values(0):
+            continue
+        base, head = rows.loc[baseline], rows.loc[full]
+        seeds = sorted(set(base.index) & set(head.index))
+        if not seeds:
+            continue
+        diff_val = head.loc[seeds, "val_map"].to_numpy() - base.loc[seeds, "val_map"].to_numpy()
+        p = math.nan
+        if len(seeds) >= 2:
+            p = paired_ttest(head.loc[seeds, "test_map"].to_numpy(),
+                             base.loc[seeds, "test_map"].to_numpy()).p_two_sided
+        gaps[f"{dataset}/{bits}/{regime}"] = {
+            "val": float(diff_val.mean()),
+            "test": float((head.loc[seeds, "test_map"].to_numpy()
+                           - base.loc[seeds, "test_map"].to_numpy()).mean()),
+            "n": len(seeds), "test_p": float(p),
+        }
+    return gaps
+
+
 def regime_figure(summary: pd.DataFrame) -> Any:
-    """Test mAP (%) per regime, one bar per configuration, a panel per (dataset, bits)."""
+    """Test mAP (%) per regime, one bar per configuration (the mean over its seeds), a panel
+    per (dataset, bits)."""
     import matplotlib.pyplot as plt
 
     panels = summary[["dataset", "bits"]].drop_duplicates().itertuples(index=False)

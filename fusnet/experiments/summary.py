@@ -43,12 +43,19 @@ def _attention(results: dict[str, Any]) -> pd.DataFrame:
 
 
 def _regimes(results: dict[str, Any]) -> pd.DataFrame:
-    frame = pd.DataFrame(results["runs"])
-    frame["val / test"] = [f"{v:.2f} / {t:.2f}" for v, t in zip(frame["val_map"],
-                                                                frame["test_map"], strict=True)]
+    from fusnet.experiments.regimes import regime_seed_means
+
+    runs = pd.DataFrame(results["runs"])
+    if "seed" not in runs:  # written before notebook 11 ran several seeds: one each
+        runs["seed"] = 0
+    frame = regime_seed_means(runs)
+    frame["val / test"] = [
+        f"{v:.2f} / {t:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
+        for v, t, sd in zip(frame["val_map"], frame["test_map"], frame["test_std"], strict=True)
+    ]
     frame["train min"] = frame["train_minutes"].round(1)
     return frame.set_index(["dataset", "bits", "regime", "configuration"])[
-        ["val / test", "epoch", "train min"]]
+        ["val / test", "seeds", "train min"]]
 
 
 def _paired(test: pd.Series | None) -> str:
