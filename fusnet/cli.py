@@ -164,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parser(commands)
 
-    from fusnet.profiles import NOTEBOOKS, PROFILES
+    from fusnet.experiments.profiles import NOTEBOOKS, PROFILES
 
     rep = commands.add_parser(
         "reproduce", help="run the paper's experiments: the notebooks of a profile (papermill)",
-        description="Execute notebooks/*.ipynb with a profile's parameters (fusnet.profiles): "
+        description="Execute notebooks/*.ipynb with a profile's parameters (fusnet.experiments.profiles): "
         "smoke (synthetic, minutes), cpu (the real photos in ../shared/data, about 3 hours), paper "
         "(the paper's recipe on a GPU). Tables, figures, metrics.json and the executed notebook "
         "go to OUTPUT_ROOT/<notebook>/<profile>/. Notebooks with complete outputs are skipped and "

@@ -35,7 +35,7 @@ from typing import Any
 
 from fusnet.experiments import ExperimentConfig
 from fusnet.experiments.executor import RunExecutor, cache_features_first, sweep_then_grid
-from fusnet.profiles import notebook_parameters
+from fusnet.experiments.profiles import notebook_parameters
 
 logger = logging.getLogger("baselines_parallel")
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue "model, training": Multi-FusNet vs the Table 6 row-1 baseline on the CUB subset, CPU
-# only, same budget: the cpu profile's recipe (fusnet.profiles.RECIPES["cpu"]: frozen
+# only, same budget: the cpu profile's recipe (fusnet.experiments.recipes.RECIPES["cpu"]: frozen
 # efficientnet_lite0 with its bundled ImageNet weights at 224 px, head widths 32/128/64, SGD
 # lr 0.05, batch 32, 12 epochs, validation-split selection, seed 0), both models at 12, 24,
 # 32 and 48 bits. The runs are built from the profile by scripts/regime_runs.py (its "frozen"

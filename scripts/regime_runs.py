@@ -1,7 +1,7 @@
 """Train the regime comparison's runs (baseline vs full model under a training regime).
 
 Each arm is a named set of RunConfig changes on top of a profile's recipe
-(``fusnet.profiles.RECIPES``; the cpu profile's by default: CUB subset, EfficientNet-Lite0,
+(``fusnet.experiments.recipes.RECIPES``; the cpu profile's by default: CUB subset, EfficientNet-Lite0,
 224 px, narrow head widths); the ``frozen`` arm is the recipe itself. Runs land where the
 notebooks' runs do (``results/runs/<profile>/<dataset>/<tag>-<bits>b-<hash>``, trained
 once and resumed exactly if interrupted), so a notebook reads them back with ``ensure_run``.
@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 
 from fusnet.experiments import ExperimentConfig, ensure_run
+from fusnet.experiments.recipes import REGIMES
 from fusnet.experiments.regimes import regime_markdown
 from fusnet.experiments.runs import ABLATION_CONFIGURATIONS, RunRequest, ablation_variants
-from fusnet.profiles import REGIMES
 
 NOTEBOOK = "03_ablation"  # Table 6's rows; names the experiment only (no output of its own)
 
 ARMS = REGIMES
-"""Arm name -> RunConfig changes (``fusnet.profiles.REGIMES``; the profile's recipe otherwise)."""
+"""Arm name -> RunConfig changes (``fusnet.experiments.recipes.REGIMES``; the profile's recipe otherwise)."""
 
 CONFIGURATIONS = {"full": "cascading+fusion+attention", **{c: c for c in ABLATION_CONFIGURATIONS}}
 """Configuration name -> Table 6 row: the five rows by name, and "full" for the last."""

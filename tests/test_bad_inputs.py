@@ -740,7 +740,7 @@ def test_notebook_run_with_an_unknown_profile_names_it(tmp_path: Path) -> None:
 
 
 def test_notebook_run_with_an_unknown_parameter_names_it(tmp_path, monkeypatch) -> None:
-    from fusnet import profiles
+    from fusnet.experiments import profiles
     from fusnet.experiments.reproduce import reproduce
 
     smoke = {**profiles.PROFILES["smoke"]}

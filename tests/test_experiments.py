@@ -147,7 +147,7 @@ def test_every_committed_run_keeps_its_folder_name():
     checkout reached the data through a link (the config holds the resolved folder), the
     profile's data folder as its recipe gives it.
     """
-    from fusnet.profiles import RECIPES
+    from fusnet.experiments.recipes import RECIPES
 
     configs = sorted((REPO_ROOT / "results" / "runs").glob("**/config.json"))
     if not configs:
@@ -372,7 +372,7 @@ def test_retrieval_examples_marks_right_and_wrong():
 
 def test_select_notebooks():
     assert rep.select_notebooks(["03", "01_main_results.ipynb"]) == ["01_main_results", "03_ablation"]
-    from fusnet.profiles import NOTEBOOKS
+    from fusnet.experiments.profiles import NOTEBOOKS
 
     assert rep.select_notebooks(None) == list(NOTEBOOKS) and len(NOTEBOOKS) == 11
     with pytest.raises(ConfigError, match="matches"):
@@ -410,7 +410,7 @@ def test_reproduce_runs_skips_complete_outputs_and_records_failures(tmp_path):
 
 
 def test_reproduce_reruns_a_notebook_when_its_recipe_changes(tmp_path, monkeypatch):
-    from fusnet import profiles
+    from fusnet.experiments import recipes
 
     def execute(source, output, params, kernel, cwd):  # records what a notebook records
         output.write_text("{}")
@@ -421,8 +421,8 @@ def test_reproduce_reruns_a_notebook_when_its_recipe_changes(tmp_path, monkeypat
     assert [r.status for r in first] == ["ran", "ran"]
     recorded = json.loads((tmp_path / "01_main_results" / "smoke" / "metrics.json").read_text())
     assert recorded["parameters"]["epochs"] == 3 and recorded["parameters"]["changes"] == {}
-    smoke = {**profiles.RECIPES["smoke"], "epochs": 4}
-    monkeypatch.setitem(profiles.RECIPES, "smoke", smoke)
+    smoke = {**recipes.RECIPES["smoke"], "epochs": 4}
+    monkeypatch.setitem(recipes.RECIPES, "smoke", smoke)
     again = rep.reproduce("smoke", ["01", "08"], output_root=tmp_path, execute=execute)
     assert [r.status for r in again] == ["ran", "skipped"]  # 08 trains nothing: no recipe
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fusnet.experiments.profiles import NOTEBOOKS
 from fusnet.experiments.reproduce import reproduce
-from fusnet.profiles import NOTEBOOKS
 
 pytestmark = pytest.mark.notebook
 
@@ -168,7 +168,7 @@ def test_search_your_images_builds_adds_and_searches(smoke):
 
 
 def test_regimes_trains_both_configurations_in_each_regime(smoke):
-    from fusnet.profiles import PROFILES
+    from fusnet.experiments.profiles import PROFILES
 
     params = PROFILES["smoke"]["11_regimes"]
     metrics = _metrics(smoke, "11_regimes")

@@ -10,7 +10,8 @@ import pytest
 
 from fusnet.errors import ConfigError
 from fusnet.experiments import ExperimentConfig
-from fusnet.profiles import NOTEBOOKS, PROFILES, RECIPE_NAMES, RECIPES, notebook_parameters, recipe
+from fusnet.experiments.profiles import NOTEBOOKS, PROFILES, notebook_parameters
+from fusnet.experiments.recipes import RECIPE_NAMES, RECIPES, recipe
 from tests.conftest import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"

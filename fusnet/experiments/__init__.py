@@ -9,10 +9,12 @@
 - :mod:`~fusnet.experiments.outputs`: CSV tables, PNG/SVG figures, ``metrics.json``;
 - :mod:`~fusnet.experiments.cam`: Grad-CAM of the fusion branch (Fig. 10);
 - :mod:`~fusnet.experiments.examples`: retrieval examples (Fig. 12);
-- :mod:`~fusnet.experiments.reproduce`: ``fusnet reproduce``, the papermill runner.
+- :mod:`~fusnet.experiments.reproduce`: ``fusnet reproduce``, the papermill runner;
+- :mod:`~fusnet.experiments.recipes`: each profile's training recipe (smoke, CPU, paper)
+  and the training regimes;
+- :mod:`~fusnet.experiments.profiles`: every notebook's parameters under each profile.
 
-The profiles (a training recipe each, and every notebook's parameters for smoke, CPU and
-paper runs) are in :mod:`fusnet.profiles`; the figures' plotting in :mod:`fusnet.experiments.plots`.
+The figures' plotting is in :mod:`fusnet.experiments.plots`.
 """
 
 from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices, single

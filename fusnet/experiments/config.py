@@ -3,7 +3,7 @@
 A notebook's ``parameters`` cell holds plain values: the profile, the grid it sweeps
 (``datasets``, ``bits``), its own few settings and ``changes`` to the profile's recipe.
 The next cell passes them to :meth:`ExperimentConfig.from_parameters`, which takes the
-profile's recipe (``fusnet.profiles.RECIPES``: data, backbone, epochs, head widths ...),
+profile's recipe (``fusnet.experiments.recipes.RECIPES``: data, backbone, epochs, head widths ...),
 applies the changes, checks every name at once (datasets, backbone, mode, RunConfig
 fields) and turns them into :class:`~fusnet.config.RunConfig` objects, one per training
 run, and into the folders the notebook writes:
@@ -36,6 +36,7 @@ import torch
 
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
+from fusnet.experiments.recipes import recipe
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class ExperimentConfig:
     Attributes:
         notebook: the notebook's name (``"01_main_results"``); names its output folder.
         profile: ``"smoke"``, ``"cpu"``, ``"paper"`` or a name of your own (this
-            constructor; :meth:`from_parameters` takes a recipe of ``fusnet.profiles``).
+            constructor; :meth:`from_parameters` takes a recipe of ``fusnet.experiments.recipes``).
         datasets: :class:`DatasetSpec` strings (``"cub200"``, ``"flowers5:imagefolder"``).
         bits: hash code lengths.
         data_root: where the datasets are: a folder holding one folder per dataset
@@ -227,11 +228,11 @@ class ExperimentConfig:
 
         Args:
             notebook: the notebook's name.
-            profile: a profile of ``fusnet.profiles``: its recipe (``RECIPES[profile]``:
+            profile: a profile of ``fusnet.experiments.recipes``: its recipe (``RECIPES[profile]``:
                 data folders, backbone, epochs, image size, mode, device, seed, threads,
                 RunConfig overrides) and the name of the output folders.
             datasets, bits: the grid the notebook sweeps.
-            changes: changes to the recipe (``fusnet.profiles.recipe``): a recipe name
+            changes: changes to the recipe (``fusnet.experiments.recipes.recipe``): a recipe name
                 (``data_root``, ``device``, ``epochs`` ...) replaces its value, any other
                 key is a RunConfig field (``"optim.lr"``) set over the recipe's overrides.
             output_root: the results folder (module docstring for the default).
@@ -239,8 +240,6 @@ class ExperimentConfig:
         Raises:
             ConfigError: an unknown profile, or a wrong name or value (as the constructor).
         """
-        from fusnet.profiles import recipe
-
         return cls(notebook=notebook, profile=profile, datasets=datasets, bits=bits,
                    output_root=output_root, **recipe(profile, changes))
 

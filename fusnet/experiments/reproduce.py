@@ -1,6 +1,6 @@
 """``fusnet reproduce``: execute the notebooks of a profile with papermill, resumably.
 
-Each notebook runs with its profile's parameters (:mod:`fusnet.profiles`) and its
+Each notebook runs with its profile's parameters (:mod:`fusnet.experiments.profiles`) and its
 executed copy goes to ``<output root>/<notebook>/<profile>/<notebook>.ipynb``,
 beside the tables, figures and ``metrics.json`` the notebook writes there. A
 notebook whose outputs are complete (``metrics.json``, every artifact it lists,
@@ -25,7 +25,8 @@ from typing import Any
 from fusnet.errors import ConfigError
 from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
 from fusnet.experiments.outputs import outputs_complete
-from fusnet.profiles import NOTEBOOKS, notebook_parameters, recipe
+from fusnet.experiments.profiles import NOTEBOOKS, notebook_parameters
+from fusnet.experiments.recipes import recipe
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def reproduce(
     """Run the notebooks of ``profile`` in order; return what happened to each.
 
     Args:
-        profile: a key of ``fusnet.profiles.PROFILES``.
+        profile: a key of ``fusnet.experiments.profiles.PROFILES``.
         notebooks: names or prefixes (default: all, in order).
         output_root: results folder (relative: from the current directory).
         force: run notebooks whose outputs are complete too.

@@ -1,43 +1,25 @@
-"""Profiles: a training recipe and every notebook's parameters for one purpose (a CI check,
-a CPU, the paper).
+"""Profiles: every notebook's parameters for one purpose (a CI check, a CPU, the paper).
 
-``RECIPES[profile]`` is the profile's training recipe, written once: data folders,
-backbone, epochs, image size, mode, device, seed, threads and RunConfig overrides
-(head widths, batch size, learning rate). ``PROFILES[profile][notebook]`` is the dict of
-papermill parameters that ``fusnet reproduce --profile <profile>`` injects into
-``notebooks/<notebook>.ipynb``: the profile's name, the grid the notebook sweeps
-(``datasets``, ``bits``), the notebook's own settings, ``changes`` to the recipe and
+``PROFILES[profile][notebook]`` is the dict of papermill parameters that ``fusnet reproduce
+--profile <profile>`` injects into ``notebooks/<notebook>.ipynb``: the profile's name, the
+grid the notebook sweeps (``datasets``, ``bits``), the notebook's own settings (notebook
+09's methods and their changes, notebook 11's regimes ...), ``changes`` to the recipe and
 ``output_root``. The notebook builds its experiment from them with
-``ExperimentConfig.from_parameters``, which takes the recipe by the profile's name
-(:func:`recipe`). Each notebook's ``parameters`` cell lists the same names with the
-``smoke`` values as defaults (a test checks both), so a bare notebook run is the smoke run.
-
-=========  =======================================================================
-profile    what
-=========  =======================================================================
-``smoke``  the synthetic set (6 classes, 64 px), EfficientNet-Lite0 (bundled
-           ImageNet weights), frozen backbone, tiny head widths, 3 epochs, 1 thread:
-           every notebook in a couple of minutes on a CPU, the same numbers on every
-           run (CI and ``pytest --nbval-lax``).
-``cpu``    the real photos in ``../shared/data`` (the 100-class CUB subset through
-           the ``cub200`` loader, and Oxford Flowers-17), EfficientNet-Lite0 at 224 px,
-           frozen backbone, head widths 32/128/64 (the paper's 512/1024 level
-           blocks are ~25 min an epoch on 2 CPU cores), 12 epochs; about 3 hours (notebook 11: about 2 more).
-``paper``  the paper's recipe: ResNet50, 336 px, full training, 300 epochs, batch
-           128, on a GPU; the paper's datasets under ``--data-root`` (one folder per
-           dataset name, e.g. ``<root>/cub200``, ``<root>/flowers5``).
-=========  =======================================================================
+``ExperimentConfig.from_parameters``, which takes the profile's training recipe by its name
+(:mod:`fusnet.experiments.recipes`: ``RECIPES[profile]``, what the profiles are). Each
+notebook's ``parameters`` cell lists the same names with the ``smoke`` values as defaults
+(a test checks both), so a bare notebook run is the smoke run.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from typing import Any
 
 from fusnet.baselines import METHODS as BASELINES
 from fusnet.baselines import MULTIFUSNET
 from fusnet.errors import ConfigError
+from fusnet.experiments.recipes import RECIPE_NAMES, RECIPES, REGIMES
 
 NOTEBOOKS: tuple[str, ...] = (
     "01_main_results",
@@ -59,21 +41,6 @@ ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
 METHODS = [MULTIFUSNET, *BASELINES]
 """Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.baselines``, in the
 registry's order (dpsh, hashnet, adsh, semicon, exchnet)."""
-FINE_TUNE: dict[str, Any] = {"optim.backbone_lr_scale": 0.2, "optim.schedule": "cosine",
-                             "optim.warmup_epochs": 1}
-"""What every fine-tuning regime changes besides its mode: backbone stages at a fifth of the
-head's rate, cosine schedule after one warm-up epoch (ours; ``results/regimes/``)."""
-REGIMES: dict[str, dict[str, Any]] = {
-    "frozen": {"mode": "frozen"},
-    "top2": {"mode": "top", "top_stages": 2, **FINE_TUNE},
-    "top2-views4": {"mode": "top", "top_stages": 2, **FINE_TUNE, "data.cached_views": 4,
-                    "data.augment": "mild"},
-    "top1-views4": {"mode": "top", "top_stages": 1, **FINE_TUNE, "data.cached_views": 4,
-                    "data.augment": "mild"},
-    "full-mild": {"mode": "full", **FINE_TUNE, "data.augment": "mild"},
-    "full-paper": {"mode": "full", **FINE_TUNE, "data.augment": "paper"},
-}
-"""Training regimes by name (notebook 11, ``scripts/regime_runs.py``): RunConfig changes."""
 REGIME_CONFIGURATIONS = ["baseline", "cascading+fusion+attention"]
 """Notebook 11 compares Table 6's row-1 baseline with the full model in each regime."""
 CONFIGURATIONS = [
@@ -140,32 +107,6 @@ def _profile(
     }
 
 
-SMOKE_OVERRIDES: dict[str, Any] = {
-    "data.synthetic_classes": 6,
-    "data.batch_size": 16,
-    "data.eval_batch_size": 64,
-    "optim.lr": 0.01,
-    "model.block_mid": 16,
-    "model.level_dim": 32,
-    "model.hash_hidden": 16,
-    "model.transformer_dim": 16,
-    "model.transformer_heads": 2,
-}
-"""Tiny head widths (as ``tests/test_train.py``'s ``tiny_config``) and a frozen-mode lr."""
-
-CPU_OVERRIDES: dict[str, Any] = {
-    "data.batch_size": 32,
-    "data.eval_batch_size": 64,
-    "optim.lr": 0.05,
-    "model.block_mid": 32,
-    "model.level_dim": 128,
-    "model.transformer_dim": 64,
-}
-"""Narrow head widths for 2 CPU cores and a frozen-mode lr, first chosen for the standalone
-CUB runs of ``results/cub100-cpu*/``; ``scripts/cub100_cpu.sh`` now trains the cpu
-profile's own runs (:data:`RECIPES`). At the paper's 512/1024 level blocks an epoch over the
-CUB subset took ~25 min on 2 cores; at 128/256 about 150 s; at these widths about 10 s."""
-
 SMOKE_METHOD_CHANGES: dict[str, dict[str, Any]] = {
     "dpsh": {"optim.lr": 0.001, "optim.momentum": 0.0},
     "adsh": {"optim.lr": 0.001, "options.inner_epochs": 1},
@@ -207,64 +148,6 @@ CPU_METHOD_CHANGES: dict[str, dict[str, Any]] = {
 
 CPU_METHOD_BITS: dict[str, list[int]] = {"semicon": [48], "exchnet": [48]}
 """Code lengths of the methods that the cpu profile runs at fewer than all its bits."""
-
-CPU_EPOCHS = 12
-"""Epochs of the ``cpu`` profile. On the 2-core machine a full-model CUB-subset run
-(3,000 training images, validation every epoch for Fig. 11) takes about 3 min once the
-backbone features are cached (computed once, ~5 min for CUB). The profile trains about
-14 CUB-sized full-head runs (the full model is shared by Tables 3 and 6 and Figs. 9-12)
-plus small baseline and Flowers-17 runs. Measured on 27 Nov 2026: notebooks 01-08 took
-90 min (feature caches included, other work running beside them), notebook 09 25 min
-without SEMICON and ExchNet; their 12 runs took another hour, two at a time
-(``scripts/baselines_parallel.py``), and would take longer one after another inside the
-notebook."""
-
-RECIPE_NAMES: tuple[str, ...] = ("data_root", "backbone", "pretrained", "epochs", "image_size",
-                                 "mode", "device", "seed", "threads")
-"""A recipe's named settings (``ExperimentConfig`` fields); its ``overrides`` hold the
-other RunConfig fields it sets, dotted."""
-
-RECIPES: dict[str, dict[str, Any]] = {
-    "smoke": {
-        "data_root": None,
-        "backbone": "efficientnet_lite0",
-        "pretrained": "default",
-        "epochs": 3,
-        "image_size": 64,
-        "mode": "frozen",
-        "device": "cpu",
-        "seed": 0,
-        "threads": 1,
-        "overrides": SMOKE_OVERRIDES,
-    },
-    "cpu": {
-        "data_root": {"cub200": "../shared/data/cub100", "flowers17": "../shared/data/flowers17"},
-        "backbone": "efficientnet_lite0",
-        "pretrained": "default",
-        "epochs": CPU_EPOCHS,
-        "image_size": 224,
-        "mode": "frozen",
-        "device": "cpu",
-        "seed": 0,
-        "threads": None,
-        "overrides": CPU_OVERRIDES,
-    },
-    "paper": {
-        "data_root": None,  # required: fusnet reproduce --profile paper --data-root DIR
-        "backbone": "resnet50",
-        "pretrained": "default",
-        "epochs": 300,
-        "image_size": 336,
-        "mode": "full",
-        "device": "auto",
-        "seed": 0,
-        "threads": None,
-        "overrides": {"data.num_workers": 8},
-    },
-}
-"""profile -> its training recipe (module docstring): ``ExperimentConfig``'s keyword
-arguments besides the notebook, its grid and the output root. Every notebook of the
-profile trains with it; a notebook's ``changes`` amend it (:func:`recipe`)."""
 
 SMOKE_REGIMES: dict[str, dict[str, Any]] = {
     "frozen": REGIMES["frozen"],
@@ -381,40 +264,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         regimes={name: REGIMES[name] for name in ("frozen", "top2-views4", "full-paper")},
     ),
 }
-"""profile -> notebook -> papermill parameters (module docstring)."""
+"""profile -> notebook -> papermill parameters (module docstring); the profiles are those
+of ``RECIPES``."""
 
 
 def _check_profile(profile: str) -> None:
     """Raise ConfigError for a profile :data:`PROFILES` lacks, naming those it has."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-
-
-def recipe(profile: str, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of a profile's recipe with ``changes`` applied: ``ExperimentConfig``'s keyword
-    arguments besides the notebook, its grid and the output root.
-
-    Args:
-        profile: a key of :data:`RECIPES`.
-        changes: a name in :data:`RECIPE_NAMES` (``data_root``, ``device``, ``epochs`` ...)
-            replaces the recipe's value; any other key is a RunConfig field (dotted for a
-            section's: ``"optim.lr"``) set over the recipe's ``overrides``. The values are
-            checked where the experiment is built.
-
-    Raises:
-        ConfigError: unknown profile, or ``overrides`` among the changes.
-    """
-    _check_profile(profile)
-    result = copy.deepcopy(RECIPES[profile])
-    for key, value in (changes or {}).items():
-        if key == "overrides":
-            raise ConfigError("changes: give RunConfig fields by name ({'optim.lr': 0.01}), "
-                              "not under 'overrides'")
-        if key in RECIPE_NAMES:
-            result[key] = copy.deepcopy(value)
-        else:
-            result["overrides"][key] = copy.deepcopy(value)
-    return result
 
 
 def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str, Any]:
