@@ -76,6 +76,7 @@ def _profile(
     regime_bits: list[int] | None = None,
     regime_rows: list[str] | None = None,
     regime_configurations: dict[str, list[str] | dict[int, list[str]]] | None = None,
+    regime_seeds: dict[str, dict[int, list[int]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every notebook's parameters under ``profile``: the datasets per figure, the code
     lengths and the notebooks' own settings (the recipe is ``RECIPES[profile]``)."""
@@ -103,7 +104,8 @@ def _profile(
         "11_regimes": params(datasets=ablation, bits=regime_bits or ablation_bits,
                              regimes=regimes or {},
                              configurations=regime_rows or REGIME_CONFIGURATIONS,
-                             regime_configurations=regime_configurations or {}),
+                             regime_configurations=regime_configurations or {},
+                             regime_seeds=regime_seeds or {}),
     }
 
 
@@ -159,6 +161,7 @@ SMOKE_REGIMES: dict[str, dict[str, Any]] = {
 
 CPU_REGIMES: dict[str, dict[str, Any]] = {
     "frozen": REGIMES["frozen"],
+    "frozen-gate": {**REGIMES["frozen"], "model.lower_level_gate": True},
     "top2-views4": {**REGIMES["top2-views4"], "optim.lr": 0.2},
     "top2-views4-ld0.5": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.5},
     "top2-views4-ld0.8": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.8},
@@ -172,8 +175,9 @@ paper's regime) is about 4.7 images/s here, over 2 hours a run: not in this prof
 The ``-ld`` regimes drop the lower levels' vectors while training (``model.level_dropout``,
 ours), a remedy the frozen regime's diagnosis pointed at; the ``-gate`` regime lets them in
 through learned scalars that start at 0 (``model.lower_level_gate``, ours; the best of the
-head designs tried on a lent GPU, ``results/regimes/gpu-designs/``). The baseline has no
-lower levels, so it shares the ``top2-views4`` run."""
+head designs tried on a lent GPU, ``results/regimes/gpu-designs/``), in the top-stage and
+in the frozen regime. The baseline has no lower levels, so it shares the ``top2-views4``
+(``frozen``) run."""
 CPU_REGIME_ROWS = ["baseline", "cascading", "cascading+attention", "cascading+fusion+attention"]
 """Notebook 11's Table 6 rows in the cpu profile: which part of the full model costs it."""
 _FULL_VS_BASELINE = ["baseline", "cascading+fusion+attention"]
@@ -183,10 +187,18 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     "top2-views4-ld0.5": {48: _FULL_VS_BASELINE},
     "top2-views4-ld0.8": {48: _FULL_VS_BASELINE},
     "top2-views4-gate": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
+    "frozen-gate": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
 }
 """Which rows each regime runs at 12 and 48 bits: the level-dropout and gate regimes train
 the full model only (against the shared baseline); at 12 bits the top-stage regime runs the
 baseline and the gated full model (the frozen rows are notebook 03's runs)."""
+CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
+    "frozen-gate": {12: [0, 1, 2], 48: [0, 1, 2]},
+    "top2-views4-gate": {48: [0, 1]},
+}
+"""Where notebook 11 runs more seeds than the recipe's seed 0: baseline and gated full model,
+3 seeds frozen at both code lengths, 2 top-stage at 48 bits (~40 min a top-stage run on one
+core here; a third pair did not fit the session that ran them)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
@@ -235,6 +247,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         regime_bits=[12, 48],
         regime_rows=CPU_REGIME_ROWS,
         regime_configurations=CPU_REGIME_CONFIGURATIONS,
+        regime_seeds=CPU_REGIME_SEEDS,
     ),
     "paper": _profile(
         "paper",
