@@ -1,5 +1,5 @@
 # fusnet: two commands on a fresh machine (Python 3.11, no GPU needed)
-#   make demo   train + evaluate Multi-FusNet on the embedded synthetic default
+#   make demo   train + evaluate Multi-FusNet on the embedded synthetic default (smoke recipe)
 #   make test   the whole test suite (unit, real-data, notebooks)
 # Both create and use the project virtual environment .venv themselves.
 #   make reproduce PROFILE=smoke|cpu|paper [NOTEBOOKS="01 03"] [DATA_ROOT=/data]
@@ -30,10 +30,10 @@ lock: venv
 	{ sed -n '1,3p' requirements-lock.txt; $(BIN)/python -m pip freeze --exclude-editable; } > requirements-lock.tmp
 	mv requirements-lock.tmp requirements-lock.txt
 
+# The smoke profile's training recipe (fusnet.experiments.recipes.RECIPES["smoke"]) on the
+# synthetic default, at two code lengths; then the metrics of the 48-bit run's codes.
 demo: venv
-	$(BIN)/fusnet train --dataset synthetic --backbone efficientnet_lite0 --pretrained default \
-		--image-size 96 --mode frozen --block-mid 32 --level-dim 128 --transformer-dim 64 \
-		--epochs 8 --batch-size 32 --lr 0.05 --bits 12 48 --output-dir runs/demo --resume
+	$(BIN)/fusnet train --profile smoke --bits 12 48 --output-dir runs/demo --resume
 	$(BIN)/fusnet evaluate --codes runs/demo/bits48/codes.npz
 
 test: venv

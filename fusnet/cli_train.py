@@ -4,7 +4,9 @@ Every field of the :class:`~fusnet.config.RunConfig` sections is a flag
 (``--image-size``; a bool is ``--x`` / ``--no-x``), with its help from the
 dataclass's "Attributes:" docstring; each method's options get a group of their own
 (``--<method>-<option>``, from ``fusnet.baselines.METHODS``). Training options come
-either from flags or from a JSON config file (``--config``), never both.
+either from flags or from a JSON config file (``--config``), never both; the flags start
+from RunConfig's defaults (the paper's recipe), or from a profile's training recipe with
+``--profile`` (``fusnet.experiments.recipes``).
 """
 
 from __future__ import annotations
@@ -101,18 +103,24 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ...]]:
     """The run config and bit lengths the flags (or ``--config``) ask for."""
     given = {k: v for k, v in vars(args).items() if k.startswith("cfg__") and v is not None}
+    profile = getattr(args, "profile", None)
     if args.config:
-        if given:
-            flags = ", ".join(_flag_of(k) for k in given)
+        if given or profile:
+            flags = ", ".join([_flag_of(k) for k in given] + (["--profile"] if profile else []))
             raise ConfigError(
                 f"--config {args.config} was given together with {flags}; put every option in the "
                 "config file, or pass flags only"
             )
         config = RunConfig.from_json(args.config)
         return config, (config.model.bits,)
+    base = RunConfig()
+    if profile:
+        from fusnet.experiments.recipes import recipe_run_config
+
+        base = recipe_run_config(profile, given.get("cfg__data__dataset"))
     changes: dict[str, Any] = {}
     bits: tuple[int, ...] = PAPER_BITS
-    chosen = given.get("cfg__run__method", RunConfig().method)
+    chosen = given.get("cfg__run__method", base.method)
     for key, value in given.items():
         _, section, name = key.split("__")
         if name == "bits":
@@ -126,7 +134,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ..
             changes[f"options.{name}"] = value
             continue
         changes[name if section == "run" else f"{section}.{name}"] = value
-    return RunConfig().replace(**changes), bits
+    return base.replace(**changes), bits
 
 
 def _flag_of(key: str) -> str:
@@ -149,6 +157,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fusnet.train import train, train_bit_lengths
 
     config, bits = config_from_args(args)
+    if args.profile:
+        from fusnet.experiments.recipes import RECIPES
+
+        threads = RECIPES[args.profile]["threads"]
+        if threads is not None:  # part of the recipe (smoke: 1, the same numbers anywhere)
+            import torch
+
+            torch.set_num_threads(threads)
     if args.config:
         result = train(config, resume=args.resume)
         summary = {str(config.model.bits): result.metrics["map_index_ties"]}
@@ -170,7 +186,15 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
         "recipe; e.g. `fusnet train --dataset cub200 --root /data --backbone resnet50`. "
         "The synthetic default needs no download.",
     )
+    from fusnet.experiments.recipes import RECIPES
+
     train_p.add_argument("--config", help="JSON RunConfig (then no other option flags)")
+    train_p.add_argument(
+        "--profile", choices=sorted(RECIPES),
+        help="start from a profile's training recipe (fusnet.experiments.recipes: backbone, "
+        "image size, mode, epochs, head widths, lr ..., torch threads, and the folder of "
+        "--dataset where the recipe has one) instead of the defaults; other flags change it",
+    )
     train_p.add_argument("--resume", action="store_true", help="continue an interrupted run exactly")
     add_config_flags(train_p)
     train_p.set_defaults(func=cmd_train)

@@ -4,6 +4,10 @@
 # the same short budget, on the 50-class CUB subset that benchmarks/prepare_gpu_carry.sh
 # writes to .gpu/ (the lent GPU machine has no network and a 64 MiB carry limit).
 # Output: $OUT/cub50_gpu_runs.tar.gz (config, metrics, manifest, codes of each run) and the log.
+# Kept as it ran for results/cub50-gpu/ (its flags, not a profile's recipe): no profile
+# trains this way (EfficientNet-Lite0 fine-tuned end to end at 336 px for 5 epochs, one lr for
+# backbone and head, last epoch selected), so taking a recipe would change what it computes.
+# The GPU comparison built from the profiles is scripts/regimes_gpu.sh (regime_runs.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-results/cub50-gpu}"; runs=/tmp/cub50-gpu; mkdir -p "$out" "$runs"

@@ -136,3 +136,31 @@ def test_notebook_parameters_copies_and_applies_known_changes():
         notebook_parameters("laptop", "01_main_results")
     with pytest.raises(ConfigError, match="notebook"):
         notebook_parameters("smoke", "09_extra")
+
+
+def _train_config(*argv: str):
+    from fusnet.cli import build_parser
+    from fusnet.cli_train import config_from_args
+
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_train_profile_starts_from_the_recipe_and_flags_change_it():
+    """``fusnet train --profile`` (``make demo``): the run a profile's notebook trains, but
+    for the notebooks' cache and output folders."""
+    config, bits = _train_config("--profile", "smoke", "--bits", "12", "48", "--output-dir", "o")
+    exp = ExperimentConfig.from_parameters("01_main_results", profile="smoke", bits=[48],
+                                           datasets=["synthetic"])
+    notebook_run = exp.run_config("synthetic", 48).replace(cache_dir=None, output_dir="o")
+    assert bits == (12, 48)
+    assert config.replace(**{"model.bits": 48}).to_dict() == notebook_run.to_dict()
+    cpu, _ = _train_config("--profile", "cpu", "--dataset", "cub200", "--lr", "0.2")
+    exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])
+    assert cpu.data.root == exp.dataset_root("cub200") and cpu.optim.lr == 0.2
+    assert cpu.model.level_dim == RECIPES["cpu"]["overrides"]["model.level_dim"]
+    own, _ = _train_config("--profile", "cpu", "--dataset", "cub200", "--root", "/photos")
+    assert own.data.root == "/photos"
+    paper, _ = _train_config("--profile", "paper", "--dataset", "cub200")  # no folder: --root
+    assert paper.data.root is None and paper.model.backbone == "resnet50"
+    with pytest.raises(ConfigError, match="--profile"):
+        _train_config("--config", "run.json", "--profile", "smoke")

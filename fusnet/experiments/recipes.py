@@ -5,9 +5,10 @@ trains: data folders, backbone, epochs, image size, mode, device, seed, threads 
 RunConfig overrides (head widths, batch size, learning rate); :func:`recipe` is a copy of
 it with changes. Every notebook of the profile trains with it
 (``ExperimentConfig.from_parameters``), and so do the scripts that train a profile's runs
-outside the notebooks. What each notebook runs under the profile (its grid and own
-settings) is :mod:`fusnet.experiments.profiles`. :data:`REGIMES` are named changes to a
-recipe: how much of the backbone trains, and how.
+outside the notebooks and ``fusnet train --profile`` (:func:`recipe_run_config`). What
+each notebook runs under the profile (its grid and own settings) is
+:mod:`fusnet.experiments.profiles`. :data:`REGIMES` are named changes to a recipe: how
+much of the backbone trains, and how.
 
 =========  =======================================================================
 profile    what
@@ -30,9 +31,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fusnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fusnet.config import RunConfig
 
 SMOKE_OVERRIDES: dict[str, Any] = {
     "data.synthetic_classes": 6,
@@ -162,3 +166,31 @@ def recipe(profile: str, changes: Mapping[str, Any] | None = None) -> dict[str, 
         else:
             result["overrides"][key] = copy.deepcopy(value)
     return result
+
+
+def recipe_run_config(profile: str, dataset: str | None = None) -> RunConfig:
+    """The RunConfig a profile's runs start from, for ``fusnet train --profile``.
+
+    The recipe's backbone, weights, image size, epochs, mode, device, seed and overrides,
+    validated every epoch (``ExperimentConfig.base_run_config``); with ``dataset`` (a
+    loader name) that loader and, where the recipe has a folder for it, the folder
+    (``data.root``, absolute). A notebook's run adds its code length, variant and the
+    shared feature cache (``ExperimentConfig.run_config``). The recipe's ``threads`` are
+    not a RunConfig field: the caller sets them.
+
+    Raises:
+        ConfigError: unknown profile or dataset loader.
+    """
+    from fusnet.experiments.config import ExperimentConfig
+
+    exp = ExperimentConfig(notebook="train", profile=profile, datasets=[dataset] if dataset else (),
+                           **recipe(profile))
+    config = exp.base_run_config()
+    if dataset is None:
+        return config
+    spec = exp.spec(dataset)
+    roots = exp.data_root
+    has_folder = spec.loader != "synthetic" and roots is not None and (
+        not isinstance(roots, Mapping) or spec.name in roots)
+    return config.replace(**{"data.dataset": spec.loader,
+                             "data.root": exp.dataset_root(dataset) if has_folder else None})
