@@ -107,7 +107,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "04_attention": ("Attention in the fusion module (Fig. 9): test mAP (%)", _attention),
     "09_baselines": ("Baselines side by side, same data, backbone and budget", _baselines),
     "11_regimes": ("Training regimes: Table 6 row 1 (baseline) vs the full model, "
-                   "validation / test mAP (%)", _regimes),
+                   "validation / test mAP (%), means over seeds (± the test sd)", _regimes),
 }
 """Notebook -> (title, table builder from its ``metrics.json`` results)."""
 
