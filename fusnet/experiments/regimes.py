@@ -194,10 +194,7 @@ def _seeds_by_bits(regime: str, by_bits: SeedsByBits, bits: Sequence[int]) -> di
         raise ConfigError(f"regime_seeds[{regime!r}] must map code lengths to seed lists, "
                           f"e.g. {{48: [0, 1, 2]}}; got {by_bits!r}")
     out = {int(k): [int(seed) for seed in seeds] for k, seeds in by_bits.items()}
-    if set(out) - {int(k) for k in bits}:
-        raise ConfigError(f"regime_seeds[{regime!r}] names code lengths "
-                          f"{sorted(set(out) - {int(k) for k in bits})} that are not among "
-                          f"the bits {list(bits)}")
+    _check_code_lengths(f"regime_seeds[{regime!r}]", out, bits)
     for k, seeds in out.items():
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"regime_seeds[{regime!r}][{k}] = {seeds}: give distinct seeds")
@@ -210,11 +207,16 @@ def _rows_by_bits(regime: str, rows: Sequence[str] | RowsByBits,
     if not isinstance(rows, Mapping):
         return {int(k): rows for k in bits}
     by_bits = {int(k): names for k, names in rows.items()}
-    if set(by_bits) - {int(k) for k in bits}:
-        raise ConfigError(f"regime_configurations[{regime!r}] names code lengths "
-                          f"{sorted(set(by_bits) - {int(k) for k in bits})} that are not "
-                          f"among the bits {list(bits)}")
+    _check_code_lengths(f"regime_configurations[{regime!r}]", by_bits, bits)
     return by_bits
+
+
+def _check_code_lengths(name: str, by_bits: Mapping[int, Any], bits: Sequence[int]) -> None:
+    """A ConfigError when ``by_bits`` names a code length the experiment does not run."""
+    extra = sorted(set(by_bits) - {int(k) for k in bits})
+    if extra:
+        raise ConfigError(f"{name} names code lengths {extra} that are not among the bits "
+                          f"{list(bits)}")
 
 
 def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
@@ -270,15 +272,14 @@ def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, di
         seeds = sorted(set(base.index) & set(head.index))
         if not seeds:
             continue
-        diff_val = head.loc[seeds, "val_map"].to_numpy() - base.loc[seeds, "val_map"].to_numpy()
+        maps = ["val_map", "test_map"]
+        diff = head.loc[seeds, maps].to_numpy() - base.loc[seeds, maps].to_numpy()  # (seeds, 2)
         p = math.nan
         if len(seeds) >= 2:
             p = paired_ttest(head.loc[seeds, "test_map"].to_numpy(),
                              base.loc[seeds, "test_map"].to_numpy()).p_two_sided
         gaps[f"{dataset}/{bits}/{regime}"] = {
-            "val": float(diff_val.mean()),
-            "test": float((head.loc[seeds, "test_map"].to_numpy()
-                           - base.loc[seeds, "test_map"].to_numpy()).mean()),
+            "val": float(diff[:, 0].mean()), "test": float(diff[:, 1].mean()),
             "n": len(seeds), "test_p": float(p),
         }
     return gaps
