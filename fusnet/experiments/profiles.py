@@ -187,18 +187,19 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     "top2-views4-ld0.5": {48: _FULL_VS_BASELINE},
     "top2-views4-ld0.8": {48: _FULL_VS_BASELINE},
     "top2-views4-gate": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
-    "frozen-gate": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
+    "frozen-gate": {bits: _FULL_VS_BASELINE for bits in PAPER_BITS},
 }
-"""Which rows each regime runs at 12 and 48 bits: the level-dropout and gate regimes train
+"""Which rows each regime runs at each code length: the level-dropout and gate regimes train
 the full model only (against the shared baseline); at 12 bits the top-stage regime runs the
-baseline and the gated full model (the frozen rows are notebook 03's runs)."""
+baseline and the gated full model (the frozen rows are notebook 03's runs); the frozen
+regime with the gate runs at every code length of the paper (a few minutes a run)."""
 CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
-    "frozen-gate": {12: [0, 1, 2], 48: [0, 1, 2]},
+    "frozen-gate": {bits: [0, 1, 2] for bits in PAPER_BITS},
+    "top2-views4-gate": {12: [0, 1], 48: [0, 1, 2]},
 }
 """Where notebook 11 runs more seeds than the recipe's seed 0: baseline and gated full model,
-frozen, at both code lengths (a few minutes a run). The top-stage regime's seeds are ~40 min a
-run on one core here and are not all trained yet; ``top2-views4-gate`` joins this dict once
-they are."""
+frozen, at every code length (a few minutes a run), and in the top-stage regime at 48 bits
+three seeds, at 12 bits two (~40 min a run on one core here)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
@@ -244,7 +245,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         search={"datasets": ["flowers17"], "bits": [48], "photos": "../shared/data/flowers17",
                 "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
         regimes=CPU_REGIMES,
-        regime_bits=[12, 48],
+        regime_bits=PAPER_BITS,
         regime_rows=CPU_REGIME_ROWS,
         regime_configurations=CPU_REGIME_CONFIGURATIONS,
         regime_seeds=CPU_REGIME_SEEDS,
