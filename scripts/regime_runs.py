@@ -2,7 +2,8 @@
 
 Each arm is a named set of RunConfig changes on top of a profile's recipe
 (``fusnet.experiments.recipes.RECIPES``; the cpu profile's by default: CUB subset, EfficientNet-Lite0,
-224 px, narrow head widths); the ``frozen`` arm is the recipe itself. Runs land where the
+224 px, narrow head widths, the lower-level gate: ``--set model.lower_level_gate=false`` for
+the paper's head); the ``frozen`` arm is the recipe itself. Runs land where the
 notebooks' runs do (``results/runs/<profile>/<dataset>/<tag>-<bits>b-<hash>``, trained
 once and resumed exactly if interrupted), so a notebook reads them back with ``ensure_run``.
 

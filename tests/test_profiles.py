@@ -116,6 +116,24 @@ def test_changes_amend_the_recipe():
         ExperimentConfig.from_parameters("01_main_results", profile="laptop")
 
 
+
+def test_cpu_recipe_gates_the_full_model_but_renames_no_run_without_lower_levels():
+    from fusnet.experiments.runs import run_hash
+
+    exp = ExperimentConfig.from_parameters("03_ablation", profile="cpu", datasets=["cub200"])
+    full = exp.run_config("cub200", 48)
+    assert full.model.lower_level_gate and full.model.cascade
+    paper_head = exp.run_config("cub200", 48, **{"model.lower_level_gate": False})
+    assert run_hash(paper_head) != run_hash(full)
+    # no lower levels: the gate acts on nothing, so the run keeps its ungated name
+    for changes in ({"model.cascade": False}, {"method": "dpsh"}):
+        gated = exp.run_config("cub200", 48, **changes)
+        ungated = exp.run_config("cub200", 48, **changes, **{"model.lower_level_gate": False,
+                                                             "model.level_dropout": 0.0})
+        assert not gated.model.lower_level_gate and run_hash(gated) == run_hash(ungated)
+    dropped = exp.run_config("cub200", 48, **{"model.cascade": False, "model.level_dropout": 0.5})
+    assert dropped.model.level_dropout == 0.0
+
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
     exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])
     # Both sides resolved: ../shared may be reached through a symbolic link.

@@ -61,6 +61,23 @@ def relative_to_or_as_is(path: Path, root: Path | None) -> Path:
         return path
 
 
+
+LOWER_LEVEL_SWITCHES = ("level_dropout", "lower_level_gate")
+"""``ModelConfig`` fields that act on the lower levels only (ours, README fidelity notes)."""
+
+
+def without_idle_lower_level_switches(config: RunConfig) -> RunConfig:
+    """``config`` with :data:`LOWER_LEVEL_SWITCHES` at their defaults where there are no
+    lower levels to act on: another method than Multi-FusNet, or no cascade (Table 6's
+    row-1 baseline). Such a run is the same network with or without them, so it keeps one
+    name (``fusnet.experiments.runs.run_hash``) and is trained once."""
+    if config.method == "multifusnet" and config.model.cascade:
+        return config
+    defaults = RunConfig().model
+    return config.replace(**{f"model.{name}": getattr(defaults, name)
+                             for name in LOWER_LEVEL_SWITCHES})
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One dataset of an experiment: the name in tables, and the loader that reads it.
@@ -327,10 +344,13 @@ class ExperimentConfig:
     def run_config(self, dataset: str, bits: int, **changes: Any) -> RunConfig:
         """The RunConfig of one run; ``changes`` are dotted RunConfig fields.
 
-        ``output_dir`` is left for :func:`fusnet.experiments.runs.run_dir` to fill in.
+        ``output_dir`` is left for :func:`fusnet.experiments.runs.run_dir` to fill in. The
+        recipe's lower-level switches are reset where they act on nothing
+        (:func:`without_idle_lower_level_switches`), so the cpu recipe's gate does not rename
+        the baseline's or another method's runs.
         """
         spec = self.spec(dataset)
-        return self.base_run_config().replace(
+        config = self.base_run_config().replace(
             **{
                 "data.dataset": spec.loader,
                 "data.root": self.dataset_root(dataset),
@@ -339,6 +359,7 @@ class ExperimentConfig:
                 **changes,
             }
         )
+        return without_idle_lower_level_switches(config)
 
     def setup(self, inline_format: str = "jpeg", inline_dpi: int = 72) -> None:
         """Seeds, torch threads, logging and inline figures for a notebook kernel.

@@ -159,13 +159,18 @@ SMOKE_REGIMES: dict[str, dict[str, Any]] = {
 }
 """Notebook 11 in the smoke profile: each kind of regime once, on the synthetic set."""
 
+PAPER_HEAD = {"model.lower_level_gate": False}
+"""The paper's head in a profile whose recipe gates the lower levels (the cpu profile's)."""
+GATED_HEAD = {"model.lower_level_gate": True}
 CPU_REGIMES: dict[str, dict[str, Any]] = {
-    "frozen": REGIMES["frozen"],
-    "frozen-gate": {**REGIMES["frozen"], "model.lower_level_gate": True},
-    "top2-views4": {**REGIMES["top2-views4"], "optim.lr": 0.2},
-    "top2-views4-ld0.5": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.5},
-    "top2-views4-ld0.8": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.level_dropout": 0.8},
-    "top2-views4-gate": {**REGIMES["top2-views4"], "optim.lr": 0.2, "model.lower_level_gate": True},
+    "frozen": {**REGIMES["frozen"], **PAPER_HEAD},
+    "frozen-gate": {**REGIMES["frozen"], **GATED_HEAD},
+    "top2-views4": {**REGIMES["top2-views4"], "optim.lr": 0.2, **PAPER_HEAD},
+    "top2-views4-ld0.5": {**REGIMES["top2-views4"], "optim.lr": 0.2, **PAPER_HEAD,
+                          "model.level_dropout": 0.5},
+    "top2-views4-ld0.8": {**REGIMES["top2-views4"], "optim.lr": 0.2, **PAPER_HEAD,
+                          "model.level_dropout": 0.8},
+    "top2-views4-gate": {**REGIMES["top2-views4"], "optim.lr": 0.2, **GATED_HEAD},
 }
 """Notebook 11 in the cpu profile. The top-stage regime's lr 0.2 (head; 0.04 for the two
 backbone stages) was the best of 0.02 / 0.05 / 0.1 / 0.2 on the CUB validation split at 48
@@ -177,7 +182,8 @@ ours), a remedy the frozen regime's diagnosis pointed at; the ``-gate`` regime l
 through learned scalars that start at 0 (``model.lower_level_gate``, ours; the best of the
 head designs tried on a lent GPU, ``results/regimes/gpu-designs/``), in the top-stage and
 in the frozen regime. The baseline has no lower levels, so it shares the ``top2-views4``
-(``frozen``) run."""
+(``frozen``) run. Each regime names its head, since the cpu recipe itself has the gate
+(``frozen-gate`` is the recipe, as notebooks 01-10 train it)."""
 CPU_REGIME_ROWS = ["baseline", "cascading", "cascading+attention", "cascading+fusion+attention"]
 """Notebook 11's Table 6 rows in the cpu profile: which part of the full model costs it."""
 _FULL_VS_BASELINE = ["baseline", "cascading+fusion+attention"]

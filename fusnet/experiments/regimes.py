@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from fusnet.errors import ConfigError
+from fusnet.experiments.config import LOWER_LEVEL_SWITCHES
 from fusnet.experiments.runs import (
     ABLATION_CONFIGURATIONS,
     RunRecord,
@@ -27,7 +28,7 @@ from fusnet.experiments.runs import (
 )
 from fusnet.experiments.stats import paired_ttest
 
-LOWER_LEVEL_CHANGES = ("model.level_dropout", "model.lower_level_gate")
+LOWER_LEVEL_CHANGES = tuple(f"model.{name}" for name in LOWER_LEVEL_SWITCHES)
 """Changes that act on the lower levels only: a configuration without the cascade (the top
 level alone) does not get them, so its run is the same (and is trained once) in every regime
 that differs from another by them alone."""
