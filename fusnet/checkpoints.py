@@ -13,6 +13,7 @@ run and its resumption, no others.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from fusnet.baselines import method_class
 from fusnet.config import RunConfig, run_fields
 from fusnet.errors import CheckpointError
 from fusnet.models.multifusnet import build_model_backbone
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 # Config fields that may differ between an interrupted run and its resumption (their
