@@ -134,6 +134,28 @@ def test_cpu_recipe_gates_the_full_model_but_renames_no_run_without_lower_levels
     dropped = exp.run_config("cub200", 48, **{"model.cascade": False, "model.level_dropout": 0.5})
     assert dropped.model.level_dropout == 0.0
 
+
+def test_cpu_backbone_regimes_train_both_arms_on_their_backbone_at_its_native_size():
+    from fusnet.experiments.regimes import regime_requests
+    from fusnet.experiments.runs import run_hash
+
+    params = PROFILES["cpu"]["11_regimes"]
+    exp = ExperimentConfig.from_parameters("11_regimes", profile="cpu", datasets=["cub200"])
+    requests = regime_requests(["cub200"], params["bits"], params["regimes"],
+                               params["configurations"], params["regime_configurations"],
+                               params["regime_seeds"])
+    configs = {(r.label, r.bits): exp.run_config(r.dataset, r.bits, **r.changes) for r in requests}
+    for lite, size in (("lite1", 240), ("lite2", 260)):
+        for bits in (12, 48):
+            base = configs[(f"frozen-gate-{lite}/baseline", bits)]
+            full = configs[(f"frozen-gate-{lite}/cascading+fusion+attention", bits)]
+            for config in (base, full):
+                assert (config.model.backbone, config.data.image_size) == (f"efficientnet_{lite}", size)
+                assert config.mode == "frozen"
+            assert full.model.lower_level_gate and not base.model.lower_level_gate
+            # not the Lite0 baseline's run: each backbone trains its own
+            assert run_hash(base) != run_hash(configs[("frozen-gate/baseline/seed0", bits)])
+
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
     exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])
     # Both sides resolved: ../shared may be reached through a symbolic link.

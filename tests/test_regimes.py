@@ -13,7 +13,7 @@ def _config(mode: str, **data_and_model) -> dict:
         "mode": mode, "top_stages": 2,
         "data": {k: v for k, v in data_and_model.items() if k in ("augment", "cached_views")},
         "model": {k: v for k, v in data_and_model.items()
-                  if k in ("level_dropout", "level_pool", "lower_level_gate")},
+                  if k in ("level_dropout", "level_pool", "lower_level_gate", "backbone")},
     }
 
 
@@ -28,6 +28,9 @@ def _config(mode: str, **data_and_model) -> dict:
     (_config("top", cached_views=4, level_pool="max", lower_level_gate=True), "top2-views4-gate"),
     (_config("frozen", level_pool="avg", lower_level_gate=True), "frozen-avgpool-gate"),
     (_config("full", augment="mild", lower_level_gate=False), "full-mild"),
+    (_config("frozen", lower_level_gate=True, backbone="efficientnet_lite2"), "frozen-gate-lite2"),
+    (_config("frozen", backbone="efficientnet_lite0"), "frozen"),
+    (_config("frozen", backbone="resnet50"), "frozen-resnet50"),
 ])
 def test_regime_names_follow_the_config(config, name):
     assert regime_name(config) == name

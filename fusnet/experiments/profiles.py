@@ -159,6 +159,13 @@ SMOKE_REGIMES: dict[str, dict[str, Any]] = {
 }
 """Notebook 11 in the smoke profile: each kind of regime once, on the synthetic set."""
 
+LITE_BACKBONES: dict[str, dict[str, Any]] = {
+    "lite1": {"model.backbone": "efficientnet_lite1", "data.image_size": 240},
+    "lite2": {"model.backbone": "efficientnet_lite2", "data.image_size": 260},
+}
+"""The larger offline EfficientNet-Lite backbones at their native input sizes (ImageNet top-1
+76.7 / 77.6 % against Lite0's 75.1 %; their CPU cost: ``benchmarks/bench_backbones.py``)."""
+
 PAPER_HEAD = {"model.lower_level_gate": False}
 """The paper's head in a profile whose recipe gates the lower levels (the cpu profile's)."""
 GATED_HEAD = {"model.lower_level_gate": True}
@@ -171,6 +178,8 @@ CPU_REGIMES: dict[str, dict[str, Any]] = {
     "top2-views4-ld0.8": {**REGIMES["top2-views4"], "optim.lr": 0.2, **PAPER_HEAD,
                           "model.level_dropout": 0.8},
     "top2-views4-gate": {**REGIMES["top2-views4"], "optim.lr": 0.2, **GATED_HEAD},
+    "frozen-gate-lite1": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite1"]},
+    "frozen-gate-lite2": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite2"]},
 }
 """Notebook 11 in the cpu profile. The top-stage regime's lr 0.2 (head; 0.04 for the two
 backbone stages) was the best of 0.02 / 0.05 / 0.1 / 0.2 on the CUB validation split at 48
@@ -183,7 +192,9 @@ through learned scalars that start at 0 (``model.lower_level_gate``, ours; the b
 head designs tried on a lent GPU, ``results/regimes/gpu-designs/``), in the top-stage and
 in the frozen regime. The baseline has no lower levels, so it shares the ``top2-views4``
 (``frozen``) run. Each regime names its head, since the cpu recipe itself has the gate
-(``frozen-gate`` is the recipe, as notebooks 01-10 train it)."""
+(``frozen-gate`` is the recipe, as notebooks 01-10 train it). The ``-lite1`` / ``-lite2``
+regimes are the recipe on the larger offline backbones (:data:`LITE_BACKBONES`): whether
+their ImageNet gain reaches retrieval mAP, and at what CPU cost."""
 CPU_REGIME_ROWS = ["baseline", "cascading", "cascading+attention", "cascading+fusion+attention"]
 """Notebook 11's Table 6 rows in the cpu profile: which part of the full model costs it."""
 _FULL_VS_BASELINE = ["baseline", "cascading+fusion+attention"]
@@ -194,11 +205,14 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     "top2-views4-ld0.8": {48: _FULL_VS_BASELINE},
     "top2-views4-gate": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
     "frozen-gate": {bits: _FULL_VS_BASELINE for bits in PAPER_BITS},
+    "frozen-gate-lite1": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
+    "frozen-gate-lite2": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
 }
 """Which rows each regime runs at each code length: the level-dropout and gate regimes train
 the full model only (against the shared baseline); at 12 bits the top-stage regime runs the
 baseline and the gated full model (the frozen rows are notebook 03's runs); the frozen
-regime with the gate runs at every code length of the paper (a few minutes a run)."""
+regime with the gate runs at every code length of the paper (a few minutes a run), on the
+Lite1 and Lite2 backbones at 12 and 48 bits."""
 CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
     "frozen-gate": {bits: [0, 1, 2] for bits in PAPER_BITS},
     "top2-views4-gate": {12: [0, 1, 2], 48: [0, 1, 2]},

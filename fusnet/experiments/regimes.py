@@ -38,11 +38,13 @@ _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale"
             "train_seconds", "device", "run"]
 
 
-def regime_name(config: dict) -> str:
+def regime_name(config: dict, backbone: str = "efficientnet_lite0") -> str:
     """``frozen``, ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` from a run config,
     then the head's design choices that are not the paper's: ``-ld<p>`` when the lower
     levels are dropped (``model.level_dropout``), ``-<pool>pool`` for another level pooling
-    (``model.level_pool``), ``-gate`` for the zero-initialised lower-level gate."""
+    (``model.level_pool``), ``-gate`` for the zero-initialised lower-level gate; last the
+    backbone where it is not ``backbone`` (``-lite1`` for ``efficientnet_lite1``), as the
+    cpu profile's notebook 11 names its regimes."""
     mode = config["mode"]
     if mode == "frozen":
         name = "frozen"
@@ -57,7 +59,9 @@ def regime_name(config: dict) -> str:
     name = f"{name}-ld{level_dropout:g}" if level_dropout else name
     pool = model.get("level_pool", "max")
     name = f"{name}-{pool}pool" if pool != "max" else name
-    return f"{name}-gate" if model.get("lower_level_gate", False) else name
+    name = f"{name}-gate" if model.get("lower_level_gate", False) else name
+    own = model.get("backbone", backbone)
+    return name if own == backbone else f"{name}-{own.removeprefix('efficientnet_')}"
 
 
 def configuration_name(config: dict) -> str:
