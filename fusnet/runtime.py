@@ -57,11 +57,27 @@ def seed_everything(seed: int) -> None:
 
 
 def device_description(device: torch.device) -> str:
+    """The device as a manifest records it; on the CPU also the processor's model name and
+    the vector width of PyTorch's kernels, which move a run's numbers slightly
+    (``cpu:x86_64 AMD EPYC x2 threads=1 kernels=AVX2``)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     if device.type == "cpu":
-        return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()} threads={torch.get_num_threads()}"
+        model = _cpu_model_name()
+        return (f"cpu:{platform.processor() or platform.machine()}{' ' + model if model else ''} "
+                f"x{os.cpu_count()} threads={torch.get_num_threads()} "
+                f"kernels={torch.backends.cpu.get_cpu_capability()}")
     return str(device)
+
+
+def _cpu_model_name() -> str:
+    """The processor's model name from ``/proc/cpuinfo`` (Linux), else ``""``."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else ""
 
 
 # --- distributed -------------------------------------------------------------
