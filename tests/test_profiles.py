@@ -147,8 +147,8 @@ def test_cpu_backbone_regimes_train_both_arms_on_their_backbone_at_its_native_si
     configs = {(r.label, r.bits): exp.run_config(r.dataset, r.bits, **r.changes) for r in requests}
     for lite, size in (("lite1", 240), ("lite2", 260)):
         for bits in (12, 48):
-            base = configs[(f"frozen-gate-{lite}/baseline", bits)]
-            full = configs[(f"frozen-gate-{lite}/cascading+fusion+attention", bits)]
+            base = configs[(f"frozen-gate-{lite}/baseline/seed0", bits)]
+            full = configs[(f"frozen-gate-{lite}/cascading+fusion+attention/seed0", bits)]
             for config in (base, full):
                 assert (config.model.backbone, config.data.image_size) == (f"efficientnet_{lite}", size)
                 assert config.mode == "frozen"
