@@ -21,7 +21,7 @@ profile    what
            the ``cub200`` loader, and Oxford Flowers-17), EfficientNet-Lite0 at 224 px,
            frozen backbone, head widths 32/128/64 (the paper's 512/1024 level
            blocks are ~25 min an epoch on 2 CPU cores), the lower-level gate (ours),
-           12 epochs; about 3 hours (notebook 11: about 12 more).
+           12 epochs; about 3 hours (notebook 11: about 14 more).
 ``paper``  the paper's recipe: ResNet50, 336 px, full training, 300 epochs, batch
            128, on a GPU; the paper's datasets under ``--data-root`` (one folder per
            dataset name, e.g. ``<root>/cub200``, ``<root>/flowers5``).
