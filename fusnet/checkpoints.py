@@ -160,5 +160,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"weights in {path} do not fit its config: {exc}") from exc
+    # the bare backbone's build logged "weights: random": say where the weights came from
+    logger.info("loaded the trained %s weights (%d bits) from %s", config.method,
+                config.model.bits, path)
     model.config = config.model
     return model.to(device), config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,10 @@ def exported(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-def test_codes_identical_before_and_after_export(exported):
-    model, config = load_model(exported["run"] / "model.pt")
+def test_codes_identical_before_and_after_export(exported, caplog):
+    with caplog.at_level(logging.INFO, logger="fusnet.checkpoints"):
+        model, config = load_model(exported["run"] / "model.pt")
+    assert "loaded the trained multifusnet weights" in caplog.text  # after "weights: random"
     model.eval()
     transform = build_transform(config.data.image_size, train=False,
                                 mean=model.backbone.mean, std=model.backbone.std)

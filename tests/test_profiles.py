@@ -116,7 +116,6 @@ def test_changes_amend_the_recipe():
         ExperimentConfig.from_parameters("01_main_results", profile="laptop")
 
 
-
 def test_cpu_recipe_gates_the_full_model_but_renames_no_run_without_lower_levels():
     from fusnet.experiments.runs import run_hash
 
@@ -155,6 +154,7 @@ def test_cpu_backbone_regimes_train_both_arms_on_their_backbone_at_its_native_si
             assert full.model.lower_level_gate and not base.model.lower_level_gate
             # not the Lite0 baseline's run: each backbone trains its own
             assert run_hash(base) != run_hash(configs[("frozen-gate/baseline/seed0", bits)])
+
 
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
     exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])

@@ -61,7 +61,6 @@ def relative_to_or_as_is(path: Path, root: Path | None) -> Path:
         return path
 
 
-
 LOWER_LEVEL_SWITCHES = ("level_dropout", "lower_level_gate")
 """``ModelConfig`` fields that act on the lower levels only (ours, README fidelity notes)."""
 
