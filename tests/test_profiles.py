@@ -156,6 +156,32 @@ def test_cpu_backbone_regimes_train_both_arms_on_their_backbone_at_its_native_si
             assert run_hash(base) != run_hash(configs[("frozen-gate/baseline/seed0", bits)])
 
 
+def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
+    from fusnet.experiments.profiles import PAPER_BITS
+    from fusnet.experiments.regimes import regime_requests
+    from fusnet.experiments.runs import request_config
+
+    params = PROFILES["cpu"]["11_regimes"]
+    exp = ExperimentConfig.from_parameters("11_regimes", profile="cpu", datasets=["cub200"])
+    requests = [r for r in regime_requests(["cub200"], params["bits"], params["regimes"],
+                                           params["configurations"],
+                                           params["regime_configurations"],
+                                           params["regime_seeds"])
+                if r.label.startswith("top2-views4-gate/")]
+    runs = {(r.label, r.bits): request_config(exp, r) for r in requests}
+    for bits in PAPER_BITS:
+        for seed in (0, 1, 2):
+            full = runs[(f"top2-views4-gate/cascading+fusion+attention/seed{seed}", bits)]
+            assert (full.mode, full.top_stages, full.optim.lr) == ("top", 2, 0.2)
+            assert full.model.lower_level_gate and full.model.cascade and full.seed == seed
+        # the baseline only where the ablation compares (12 and 48 bits)
+        assert (("top2-views4-gate/baseline/seed0", bits) in runs) == (bits in (12, 48))
+    # the 12- and 48-bit runs keep the folders their committed results are in
+    for bits, folder in ((12, "eca-c1f1t1-12b-d0bc965410"), (48, "eca-c1f1t1-48b-17bea7edc9")):
+        path = Path(runs[("top2-views4-gate/cascading+fusion+attention/seed0", bits)].output_dir)
+        assert path.name == folder
+
+
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
     exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])
     # Both sides resolved: ../shared may be reached through a symbolic link.
