@@ -48,8 +48,8 @@ reproduce: venv
 
 # Re-execute the committed notebooks in place with their defaults (the smoke profile):
 # the saved outputs are what `pytest --nbval-lax` compares against, with the CPU kernels
-# capped at AVX2 as the tests cap them (conftest.py's SAME_KERNELS).
-SAME_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2,STRICT
+# capped at AVX2 as the tests cap them (tests/same-kernels.env, read by conftest.py too).
+SAME_KERNELS := $(shell grep -v '^\#' tests/same-kernels.env)
 notebooks: venv
 	env $(SAME_KERNELS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False notebooks/*.ipynb

@@ -5,9 +5,9 @@
   nbval on ``notebooks/``) never write into the repository's ``results/``; nbval's
   runs of the notebooks read back the training runs the papermill test made.
 - nbval's items get the ``notebook`` marker, so ``-m "not notebook"`` skips them too.
-- The CPU kernels are capped at AVX2 (:data:`SAME_KERNELS`, unless set), for this process
-  and the notebook kernels it starts: the saved smoke outputs that nbval compares hold
-  numbers that move with the kernels' vector width (on an AVX2 machine a 12-bit smoke run's
+- The CPU kernels are capped at AVX2 (:data:`SAME_KERNELS`, from ``tests/same-kernels.env``,
+  unless set), for this process and the notebook kernels it starts: the saved smoke outputs
+  that nbval compares hold numbers that move with the kernels' vector width (on an AVX2 machine a 12-bit smoke run's
   mAP is 0.4578 with PyTorch's AVX2 kernels, 0.4590 with its scalar ones; notebook 01 saved
   45.3 on an earlier test machine, probably AVX-512, where this one computes 45.8), and the
   test machines differ. ``make notebooks`` saves them under the same caps (Makefile).
@@ -22,7 +22,12 @@ from pathlib import Path
 
 import pytest
 
-SAME_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2,STRICT"}
+SAME_KERNELS_FILE = Path(__file__).parent / "tests" / "same-kernels.env"
+"""KEY=VALUE lines, ``#`` comments: also read by the Makefile's ``notebooks`` target."""
+SAME_KERNELS = dict(
+    line.split("=", 1) for line in SAME_KERNELS_FILE.read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
 """PyTorch's own, oneDNN's and MKL's kernels at AVX2 at most; read when torch first runs an op."""
 for _name, _value in SAME_KERNELS.items():
     os.environ.setdefault(_name, _value)

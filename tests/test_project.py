@@ -63,6 +63,25 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", ci, flags=re.M)
 
 
+def test_tests_and_make_notebooks_cap_the_kernels_alike():
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from conftest import SAME_KERNELS  # the root one (tests/conftest.py is another)
+
+    assert SAME_KERNELS["ATEN_CPU_CAPABILITY"] == "avx2" and len(SAME_KERNELS) == 3
+    assert all(name in os.environ for name in SAME_KERNELS)  # conftest set them (unless set)
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    dry = subprocess.run(["make", "-n", "-o", "venv", "notebooks"], cwd=REPO_ROOT, text=True,
+                         capture_output=True, check=True).stdout
+    command = next(line for line in dry.splitlines() if "nbconvert" in line)
+    assert command.startswith("env " + " ".join(f"{k}={v}" for k, v in SAME_KERNELS.items()))
+
+
 def test_cli_help_and_data_commands(capsys, cub100_root):
     import pytest
 
