@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,8 @@ class RunData:
     view_cache: CachedLevels | None = None  # top mode: K augmented views, row v * N + i
     views: int = 0
     description: dict[str, Any] = field(default_factory=dict)
+    # frozen and top modes: each feature cache this process read or made, with its seconds
+    feature_caches: list[dict[str, Any]] = field(default_factory=list)
 
 
 def dataset_kwargs(config: RunConfig) -> dict[str, Any]:
@@ -188,8 +191,10 @@ def build_run_data(
         key = cache_key({**identity, "split": split, **(named or {})})
         name = f"{data.dataset}-{config.model.backbone}-{split}-{key}.pt"
         batch, workers = loader or (data.eval_batch_size, data.num_workers)
+        made, start = [], time.perf_counter()
 
         def compute() -> CachedLevels:
+            made.append(name)
             # The zoom's and the transforms' random draws from a generator of their own:
             # the maps depend on their key alone, not on which run made them, and the
             # run's own random stream is the same whether the cache existed or not.
@@ -198,7 +203,10 @@ def build_run_data(
                 return compute_levels(backbone, dataset, device, batch, workers, zoom,
                                       description=f"backbone features ({split})", **options)
 
-        return load_or_compute_levels(cache_dir / name, key, compute)
+        levels = load_or_compute_levels(cache_dir / name, key, compute)
+        result.feature_caches.append({"file": name, "computed": bool(made),
+                                      "seconds": round(time.perf_counter() - start, 2)})
+        return levels
 
     result.database_cache = cached("train", database)
     result.query_cache = cached("test", queries)

@@ -81,6 +81,12 @@ def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any
         "train_seconds": round(progress.train_seconds, 2),
         "train_images_per_second": round(
             progress.images_seen / max(progress.train_seconds, 1e-9), 2),
+        # The backbone feature caches (frozen and top modes) this process read or made; the
+        # seconds of the ones it made are part of wall_seconds, so a run that found its
+        # caches made by another shows the one-off cost only in that run's manifest.
+        "feature_caches": data.feature_caches,
+        "caching_seconds_this_process": round(
+            sum(c["seconds"] for c in data.feature_caches if c["computed"]), 2),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

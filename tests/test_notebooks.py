@@ -147,7 +147,7 @@ def test_headline_markdown_reads_every_table_from_the_notebooks(smoke):
     from fusnet.experiments.summary import SECTIONS, headline_markdown
 
     text = headline_markdown("smoke", root=smoke["root"])
-    for notebook, (title, _) in SECTIONS.items():
+    for notebook, title, _ in SECTIONS:
         assert f"**{title}**" in text and f"{notebook}.ipynb" in text
     main = {r["bits"]: r["map"] for r in _metrics(smoke, "01_main_results")["results"]["map"]}
     row = "| synthetic | full | " + " | ".join(f"{main[k]:.2f}" for k in (12, 24, 32, 48)) + " |"

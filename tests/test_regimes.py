@@ -145,3 +145,25 @@ def test_seed_means_and_paired_gaps():
     assert gaps["cub200/48/gate"]["val"] == pytest.approx(1.0)
     assert 0.0 < gaps["cub200/48/gate"]["test_p"] < 1.0
     assert gaps["cub200/48/frozen"] == {"val": -13.0, "test": -13.0, "n": 1, "test_p": pytest.approx(math.nan, nan_ok=True)}
+
+
+def test_readme_comparison_puts_each_full_model_beside_its_baseline():
+    from fusnet.experiments.regimes import regime_gaps
+    from fusnet.experiments.summary import _regime_comparison
+
+    full = "cascading+fusion+attention"
+    summary = _summary_rows([
+        ("gate", "baseline", 0, 80.0, 79.0), ("gate", "baseline", 1, 82.0, 81.0),
+        ("gate", full, 0, 81.0, 80.0), ("gate", full, 1, 83.0, 83.0),
+        ("alone", full, 0, 70.0, 69.0), ("frozen", "cascading", 0, 60.0, 59.0),
+    ])
+    results = {"runs": summary.to_dict("records"),
+               "full_minus_baseline": regime_gaps(summary, "baseline", full)}
+    table = _regime_comparison(results)
+    assert list(table.index.get_level_values("regime")) == ["gate", "alone"]  # no full: no row
+    gate, alone = table.loc[("cub200", "gate", 48)], table.loc[("cub200", "alone", 48)]
+    assert gate["baseline: val / test"] == "81.00 / 80.00"
+    assert gate["full model: val / test"] == "82.00 / 81.50" and gate["seeds (full)"] == 2
+    assert gate["full − baseline, test (paired t over seeds)"].startswith("+1.50 (p = ")
+    assert alone["baseline: val / test"] == "not run"
+    assert alone["full − baseline, test (paired t over seeds)"] == "—"

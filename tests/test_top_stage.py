@@ -3,6 +3,7 @@ stages themselves: tests/test_backbones.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -135,6 +136,14 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
     found = train(tiny_config(tmp_path / "c", **cache))
     assert found.metrics["map_index_ties"] == made.metrics["map_index_ties"]
     assert [h["loss"] for h in found.history] == [h["loss"] for h in made.history]
+    # each manifest says which caches its run made (and their seconds) and which it read
+    manifests = [json.loads((r.output_dir / "manifest.json").read_text()) for r in (made, found)]
+    assert [sorted(c["file"] for c in m["feature_caches"]) for m in manifests] == [
+        sorted(f.name for f in files)] * 2
+    assert [[c["computed"] for c in m["feature_caches"]] for m in manifests] == [
+        [True] * len(files), [False] * len(files)]
+    assert manifests[0]["caching_seconds_this_process"] > 0
+    assert manifests[1]["caching_seconds_this_process"] == 0
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ The README's results section is this module's output for the ``cpu`` profile, so
 number there comes from a ``metrics.json`` a notebook wrote (never typed in)::
 
     python -m fusnet.experiments.summary --profile cpu          # markdown on stdout
+    python -m fusnet.experiments.summary --profile cpu --readme README.md   # the block in place
 
 Each table links the notebook folder it was read from. A notebook whose outputs are
 missing is skipped with a line saying so.
@@ -58,6 +59,47 @@ def _regimes(results: dict[str, Any]) -> pd.DataFrame:
         ["val / test", "seeds", "train min"]]
 
 
+def _regime_comparison(results: dict[str, Any]) -> pd.DataFrame:
+    """One row per (dataset, bits, regime) where the full model ran: its baseline beside it
+    (``not run`` where the regime trains the full model alone) and their paired difference."""
+    from fusnet.experiments.regimes import regime_seed_means
+
+    runs = pd.DataFrame(results["runs"])
+    if "seed" not in runs:
+        runs["seed"] = 0
+    means = regime_seed_means(runs)
+    gaps = results.get("full_minus_baseline", {})
+    baseline, full = "baseline", "cascading+fusion+attention"
+    cells = means.set_index(["dataset", "bits", "regime", "configuration"])
+    rows = []
+    for (dataset, bits, regime), _ in means.groupby(["dataset", "bits", "regime"], sort=False):
+        if (dataset, bits, regime, full) not in cells.index:
+            continue
+        both = [cells.loc[(dataset, bits, regime, name)] if (dataset, bits, regime, name)
+                in cells.index else None for name in (baseline, full)]
+        gap = gaps.get(f"{dataset}/{bits}/{regime}")
+        difference = "—"
+        if gap is not None:
+            p = gap["test_p"]
+            shown = "" if p is None or pd.isna(p) else f" (p = {p:.2g})"
+            difference = f"{gap['test']:+.2f}{shown}"
+        rows.append({
+            "dataset": dataset, "regime": regime, "bits": bits,
+            "seeds (full)": int(both[1]["seeds"]),
+            "baseline: val / test": "not run" if both[0] is None else
+            f"{both[0]['val_map']:.2f} / {both[0]['test_map']:.2f}",
+            "full model: val / test": f"{both[1]['val_map']:.2f} / {both[1]['test_map']:.2f}",
+            "full − baseline, test (paired t over seeds)": difference,
+        })
+    frame = pd.DataFrame(rows, columns=["dataset", "regime", "bits", "seeds (full)",
+                                        "baseline: val / test", "full model: val / test",
+                                        "full − baseline, test (paired t over seeds)"])
+    order = {name: i for i, name in enumerate(dict.fromkeys(frame["regime"]))}
+    frame = frame.sort_values(["dataset", "regime", "bits"], key=lambda c: c.map(order)
+                              if c.name == "regime" else c, kind="stable")
+    return frame.set_index(["dataset", "regime", "bits"])
+
+
 def _paired(test: pd.Series | None) -> str:
     if test is None:
         return ""
@@ -100,16 +142,19 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-SECTIONS: dict[str, tuple[str, Section]] = {
-    "01_main_results": ("Main results (Table 3 protocol): test mAP (%), ties by index", _main_results),
-    "02_generalisation": ("Generalisation (Table 5 protocol): test mAP (%)", _main_results),
-    "03_ablation": ("Ablation (Table 6): test mAP (%) per configuration", _ablation),
-    "04_attention": ("Attention in the fusion module (Fig. 9): test mAP (%)", _attention),
-    "09_baselines": ("Baselines side by side, same data, backbone and budget", _baselines),
-    "11_regimes": ("Training regimes: Table 6 row 1 (baseline) vs the full model, "
-                   "validation / test mAP (%), means over seeds (± the test sd)", _regimes),
-}
-"""Notebook -> (title, table builder from its ``metrics.json`` results)."""
+SECTIONS: list[tuple[str, str, Section]] = [
+    ("01_main_results", "Main results (Table 3 protocol): test mAP (%), ties by index",
+     _main_results),
+    ("02_generalisation", "Generalisation (Table 5 protocol): test mAP (%)", _main_results),
+    ("03_ablation", "Ablation (Table 6): test mAP (%) per configuration", _ablation),
+    ("04_attention", "Attention in the fusion module (Fig. 9): test mAP (%)", _attention),
+    ("09_baselines", "Baselines side by side, same data, backbone and budget", _baselines),
+    ("11_regimes", "Training regimes: Table 6 row 1 (baseline) vs the full model, "
+     "validation / test mAP (%), means over seeds (± the test sd)", _regimes),
+    ("11_regimes", "Training regimes: the full model against its baseline, mAP (%) means "
+     "over seeds, the test difference paired by seed", _regime_comparison),
+]
+"""(notebook, title, table builder from its ``metrics.json`` results), in README order."""
 
 
 def headline_markdown(profile: str, root: Path | None = None, link_root: Path | None = None) -> str:
@@ -123,7 +168,7 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
     root = root or REPO_ROOT / "results"
     link_root = link_root or REPO_ROOT
     parts = []
-    for notebook, (title, build) in SECTIONS.items():
+    for notebook, title, build in SECTIONS:
         folder = root / notebook / profile
         metrics = folder / "metrics.json"
         link = relative_to_or_as_is(folder.resolve(), link_root.resolve())
@@ -136,12 +181,33 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
     return "\n".join(parts)
 
 
+def with_results_block(readme: str, profile: str, markdown: str) -> str:
+    """``readme`` with the text between ``<!-- results:<profile> -->`` and
+    ``<!-- /results:<profile> -->`` replaced by ``markdown``.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    start, end = f"<!-- results:{profile} -->", f"<!-- /results:{profile} -->"
+    i, j = readme.find(start), readme.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"the README has no '{start}' ... '{end}' block; add the two markers "
+                         "where the tables belong")
+    return readme[:i + len(start)] + "\n" + markdown.strip("\n") + "\n\n" + readme[j:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--root", type=Path, help="results folder (default <repo>/results)")
+    parser.add_argument("--readme", type=Path,
+                        help="rewrite this file's results block instead of printing")
     args = parser.parse_args(argv)
-    sys.stdout.write(headline_markdown(args.profile, args.root))
+    markdown = headline_markdown(args.profile, args.root)
+    if args.readme is None:
+        sys.stdout.write(markdown)
+    else:
+        args.readme.write_text(with_results_block(args.readme.read_text(), args.profile, markdown))
     return 0
 
 
