@@ -167,10 +167,10 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
                                            params["configurations"],
                                            params["regime_configurations"],
                                            params["regime_seeds"])
-                if r.label.startswith("top2-views4-gate/")]
+                if r.label.startswith("top2-views4-gate")]
     runs = {(r.label, r.bits): request_config(exp, r) for r in requests}
     for bits in PAPER_BITS:
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             full = runs[(f"top2-views4-gate/cascading+fusion+attention/seed{seed}", bits)]
             assert (full.mode, full.top_stages, full.optim.lr) == ("top", 2, 0.2)
             assert full.model.lower_level_gate and full.model.cascade and full.seed == seed
@@ -180,6 +180,15 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
     for bits, folder in ((12, "eca-c1f1t1-12b-d0bc965410"), (48, "eca-c1f1t1-48b-17bea7edc9")):
         path = Path(runs[("top2-views4-gate/cascading+fusion+attention/seed0", bits)].output_dir)
         assert path.name == folder
+    # the 16-epoch regime: both arms at 12 bits only, each its own run (not the 12-epoch one)
+    longer = {key: config for key, config in runs.items()
+              if key[0].startswith("top2-views4-gate-e16/")}
+    assert sorted(longer) == [("top2-views4-gate-e16/baseline", 12),
+                              ("top2-views4-gate-e16/cascading+fusion+attention", 12)]
+    for (label, _), config in longer.items():
+        short = runs[(label.replace("-e16", "") + "/seed0", 12)]
+        assert config.optim.epochs == 16 and short.optim.epochs == 12
+        assert config.replace(**{"optim.epochs": 12, "output_dir": short.output_dir}) == short
 
 
 def test_cpu_profile_points_at_the_shared_photos(shared_data):

@@ -165,5 +165,11 @@ def test_readme_comparison_puts_each_full_model_beside_its_baseline():
     assert gate["baseline: val / test"] == "81.00 / 80.00"
     assert gate["full model: val / test"] == "82.00 / 81.50" and gate["seeds (full)"] == 2
     assert gate["full − baseline, test (paired t over seeds)"].startswith("+1.50 (p = ")
+    assert gate["full − baseline, test (paired t over seeds)"].endswith(", n = 2)")
     assert alone["baseline: val / test"] == "not run"
     assert alone["full − baseline, test (paired t over seeds)"] == "—"
+    one = _summary_rows([("one", "baseline", 0, 80.0, 79.0), ("one", full, 0, 81.0, 81.0)])
+    results = {"runs": one.to_dict("records"),
+               "full_minus_baseline": regime_gaps(one, "baseline", full)}
+    cell = _regime_comparison(results).loc[("cub200", "one", 48)]
+    assert cell["full − baseline, test (paired t over seeds)"] == "+2.00 (n = 1)"  # no p

@@ -78,11 +78,11 @@ def _regime_comparison(results: dict[str, Any]) -> pd.DataFrame:
         both = [cells.loc[(dataset, bits, regime, name)] if (dataset, bits, regime, name)
                 in cells.index else None for name in (baseline, full)]
         gap = gaps.get(f"{dataset}/{bits}/{regime}")
-        difference = "—"
+        difference = "—"  # no baseline, or no seed that both arms ran
         if gap is not None:
             p = gap["test_p"]
-            shown = "" if p is None or pd.isna(p) else f" (p = {p:.2g})"
-            difference = f"{gap['test']:+.2f}{shown}"
+            shown = "" if p is None or pd.isna(p) else f"p = {p:.2g}, "
+            difference = f"{gap['test']:+.2f} ({shown}n = {int(gap['n'])})"
         rows.append({
             "dataset": dataset, "regime": regime, "bits": bits,
             "seeds (full)": int(both[1]["seeds"]),
@@ -158,7 +158,8 @@ SECTIONS: list[tuple[str, str, Section]] = [
 
 
 def headline_markdown(profile: str, root: Path | None = None, link_root: Path | None = None) -> str:
-    """Markdown: one table per notebook of :data:`SECTIONS` that has outputs for ``profile``.
+    """Markdown: the table of each :data:`SECTIONS` entry whose notebook has outputs for
+    ``profile``, and one line for each notebook that has none.
 
     Args:
         profile: the profile folder name (``cpu``).
@@ -167,13 +168,15 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
     """
     root = root or REPO_ROOT / "results"
     link_root = link_root or REPO_ROOT
-    parts = []
+    parts, missing = [], set()
     for notebook, title, build in SECTIONS:
         folder = root / notebook / profile
         metrics = folder / "metrics.json"
         link = relative_to_or_as_is(folder.resolve(), link_root.resolve())
         if not metrics.is_file():
-            parts.append(f"*{notebook}: no outputs for the {profile} profile yet.*\n")
+            if notebook not in missing:
+                parts.append(f"*{notebook}: no outputs for the {profile} profile yet.*\n")
+                missing.add(notebook)
             continue
         payload = json.loads(metrics.read_text())
         table = build(payload["results"])
@@ -189,7 +192,8 @@ def with_results_block(readme: str, profile: str, markdown: str) -> str:
         ValueError: the markers are missing or out of order.
     """
     start, end = f"<!-- results:{profile} -->", f"<!-- /results:{profile} -->"
-    i, j = readme.find(start), readme.find(end)
+    i = readme.find(start)
+    j = readme.find(end, i + len(start)) if i >= 0 else -1
     if i < 0 or j < i:
         raise ValueError(f"the README has no '{start}' ... '{end}' block; add the two markers "
                          "where the tables belong")
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme is None:
         sys.stdout.write(markdown)
     else:
-        args.readme.write_text(with_results_block(args.readme.read_text(), args.profile, markdown))
+        text = args.readme.read_text(encoding="utf-8")
+        args.readme.write_text(with_results_block(text, args.profile, markdown), encoding="utf-8")
     return 0
 
 
