@@ -43,13 +43,18 @@ def _attention(results: dict[str, Any]) -> pd.DataFrame:
     return _pivot(results["map"], "attention")
 
 
-def _regimes(results: dict[str, Any]) -> pd.DataFrame:
+def _regime_means(results: dict[str, Any]) -> pd.DataFrame:
+    """Notebook 11's runs averaged over seeds (:func:`regimes.regime_seed_means`)."""
     from fusnet.experiments.regimes import regime_seed_means
 
     runs = pd.DataFrame(results["runs"])
     if "seed" not in runs:  # written before notebook 11 ran several seeds: one each
         runs["seed"] = 0
-    frame = regime_seed_means(runs)
+    return regime_seed_means(runs)
+
+
+def _regimes(results: dict[str, Any]) -> pd.DataFrame:
+    frame = _regime_means(results)
     frame["val / test"] = [
         f"{v:.2f} / {t:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
         for v, t, sd in zip(frame["val_map"], frame["test_map"], frame["test_std"], strict=True)
@@ -62,12 +67,7 @@ def _regimes(results: dict[str, Any]) -> pd.DataFrame:
 def _regime_comparison(results: dict[str, Any]) -> pd.DataFrame:
     """One row per (dataset, bits, regime) where the full model ran: its baseline beside it
     (``not run`` where the regime trains the full model alone) and their paired difference."""
-    from fusnet.experiments.regimes import regime_seed_means
-
-    runs = pd.DataFrame(results["runs"])
-    if "seed" not in runs:
-        runs["seed"] = 0
-    means = regime_seed_means(runs)
+    means = _regime_means(results)
     gaps = results.get("full_minus_baseline", {})
     baseline, full = "baseline", "cascading+fusion+attention"
     cells = means.set_index(["dataset", "bits", "regime", "configuration"])
