@@ -8,9 +8,9 @@
 - The CPU kernels are capped at AVX2 (:data:`SAME_KERNELS`, from ``tests/same-kernels.env``,
   unless set), for this process and the notebook kernels it starts: the saved smoke outputs
   that nbval compares hold numbers that move with the kernels' vector width (on an AVX2
-  machine a 12-bit smoke run's mAP is 0.4578 with PyTorch's AVX2 kernels, 0.4590 with its scalar ones; notebook 01 saved
-  45.3 on an earlier test machine, probably AVX-512, where this one computes 45.8), and the
-  test machines differ. ``make notebooks`` saves them under the same caps (Makefile).
+  machine a 12-bit smoke run's mAP is 0.4578 with PyTorch's AVX2 kernels, 0.4590 with its
+  scalar ones; notebook 01 saved 45.3 on an earlier test machine, probably AVX-512, where
+  this one computes 45.8), and the test machines differ. ``make notebooks`` saves them under the same caps (Makefile).
 """
 
 from __future__ import annotations
