@@ -109,6 +109,8 @@ class Progress:
         train_seconds: time in training epochs, summed over resumes.
         wall_seconds: wall time of the processes before this one (up to their last
             checkpoint); absent from checkpoints written before issue 14.
+        caching_seconds: of that wall time, the seconds those processes spent making
+            backbone-feature caches; absent from checkpoints written before 5 Dec 2026.
         resumes: how many times the run was resumed.
     """
 
@@ -118,10 +120,11 @@ class Progress:
     images_seen: int = 0
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
+    caching_seconds: float = 0.0
     resumes: int = 0
 
-    def checkpoint_entries(self, wall_seconds: float) -> dict[str, Any]:
-        """The entries of a training checkpoint, with the wall time up to now."""
+    def checkpoint_entries(self, wall_seconds: float, caching_seconds: float) -> dict[str, Any]:
+        """The entries of a training checkpoint, with the wall and caching time up to now."""
         return {
             "epoch": self.epoch,
             "history": self.history,
@@ -129,6 +132,7 @@ class Progress:
             "images_seen": self.images_seen,
             "train_seconds": self.train_seconds,
             "wall_seconds": wall_seconds,
+            "caching_seconds": caching_seconds,
             "resumes": self.resumes,
         }
 
@@ -142,6 +146,7 @@ class Progress:
             images_seen=int(payload["images_seen"]),
             train_seconds=float(payload["train_seconds"]),
             wall_seconds=float(payload.get("wall_seconds", 0.0)),  # absent before issue 14
+            caching_seconds=float(payload.get("caching_seconds", 0.0)),  # before 5 Dec 2026
             resumes=int(payload.get("resumes", 0)) + 1,
         )
 

@@ -92,6 +92,11 @@ class RunData:
     # frozen and top modes: each feature cache this process read or made, with its seconds
     feature_caches: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def caching_seconds_made(self) -> float:
+        """Seconds this process spent making the feature caches it did not find."""
+        return sum(c["seconds"] for c in self.feature_caches if c["computed"])
+
 
 def dataset_kwargs(config: RunConfig) -> dict[str, Any]:
     """Keyword arguments of ``build_dataset`` that a run config implies (split, seed, ...)."""

@@ -62,7 +62,7 @@ def run_metrics(config: RunConfig, method: HashingMethod, data: RunData, selecte
 
 def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any, world: int,
                  amp: bool, code: Any, progress: Progress, wall_seconds: float,
-                 wall_this_process: float) -> dict[str, Any]:
+                 wall_this_process: float, caching_seconds: float) -> dict[str, Any]:
     """The content of ``manifest.json``: what produced the run (STYLE.md)."""
     return {
         "code": code,
@@ -85,8 +85,8 @@ def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any
         # seconds of the ones it made are part of wall_seconds, so a run that found its
         # caches made by another shows the one-off cost only in that run's manifest.
         "feature_caches": data.feature_caches,
-        "caching_seconds_this_process": round(
-            sum(c["seconds"] for c in data.feature_caches if c["computed"]), 2),
+        "caching_seconds": round(caching_seconds, 2),  # summed over resumes
+        "caching_seconds_this_process": round(data.caching_seconds_made, 2),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

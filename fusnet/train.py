@@ -161,7 +161,7 @@ class Trainer:
             self.checkpoint_dir / "last.pt", self.config, self.data.num_classes, self.model,
             criterion=self.method.state_dict(), optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
-            **self.progress.checkpoint_entries(self._wall_seconds()),
+            **self.progress.checkpoint_entries(self._wall_seconds(), self._caching_seconds()),
         )
 
     def _try_resume(self) -> None:
@@ -303,6 +303,11 @@ class Trainer:
         """Wall time of this run over all its processes (each up to its last checkpoint)."""
         return self.progress.wall_seconds + time.perf_counter() - self.wall_start
 
+    def _caching_seconds(self) -> float:
+        """Seconds this run spent making feature caches, over all its processes (each
+        before its last checkpoint)."""
+        return self.progress.caching_seconds + self.data.caching_seconds_made
+
     def _finish(self) -> RunResult:
         """Restore the selected epoch, evaluate on the test split, write the run's files."""
         config, progress = self.config, self.progress
@@ -318,7 +323,7 @@ class Trainer:
         metrics = run_metrics(config, self.method, self.data, selected, test, progress.history)
         manifest = run_manifest(config, self.data, self.weights_tag, self.device, self.world,
                                 self.amp, self.code, progress, wall_seconds,
-                                time.perf_counter() - self.wall_start)
+                                time.perf_counter() - self.wall_start, self._caching_seconds())
         write_run(self.output_dir, config, self.data, self.model, codes, metrics, manifest)
         logger.info("%d bits: test mAP %.4f (index ties), %.4f (tie-aware)",
                     config.model.bits, test["map"], test["map_tie_aware"])

@@ -701,6 +701,9 @@ def test_ctrl_c_during_caching_and_during_an_epoch_then_resume_gives_the_same_nu
     assert manifest["resumes"] == 1
     assert manifest["wall_seconds"] > manifest["wall_seconds_this_process"] > 0
     assert manifest["train_seconds"] > 0
+    # the caches were made by the process that stopped in epoch 1, read by the resumed one
+    assert manifest["caching_seconds_this_process"] == 0
+    assert 0 < manifest["caching_seconds"] < manifest["wall_seconds"]
 
 
 @pytest.mark.slow

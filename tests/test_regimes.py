@@ -31,6 +31,10 @@ def _config(mode: str, **data_and_model) -> dict:
     (_config("frozen", lower_level_gate=True, backbone="efficientnet_lite2"), "frozen-gate-lite2"),
     (_config("frozen", backbone="efficientnet_lite0"), "frozen"),
     (_config("frozen", backbone="resnet50"), "frozen-resnet50"),
+    ({**_config("top", cached_views=4, lower_level_gate=True), "optim": {"epochs": 16}},
+     "top2-views4-gate-e16"),
+    ({**_config("frozen", backbone="efficientnet_lite1"), "optim": {"epochs": 12}},
+     "frozen-lite1"),
 ])
 def test_regime_names_follow_the_config(config, name):
     assert regime_name(config) == name
@@ -173,3 +177,26 @@ def test_readme_comparison_puts_each_full_model_beside_its_baseline():
                "full_minus_baseline": regime_gaps(one, "baseline", full)}
     cell = _regime_comparison(results).loc[("cub200", "one", 48)]
     assert cell["full − baseline, test (paired t over seeds)"] == "+2.00 (n = 1)"  # no p
+
+
+def test_readme_comparison_follows_the_notebooks_regimes_and_configurations():
+    from fusnet.experiments.regimes import regime_gaps
+    from fusnet.experiments.summary import _regime_comparison
+
+    full = "cascading+fusion+attention"
+    summary = _summary_rows([
+        ("late", "baseline", 0, 80.0, 79.0), ("late", full, 0, 81.0, 80.0),
+        ("early", "cascading", 0, 60.0, 58.0), ("early", full, 0, 61.0, 61.0),
+    ])
+    results = {"runs": summary.to_dict("records"),
+               "full_minus_baseline": regime_gaps(summary, "cascading", full)}
+    parameters = {"regimes": {"early": {}, "late": {}}, "configurations": ["cascading", full]}
+    table = _regime_comparison(results, parameters)
+    assert list(table.index.get_level_values("regime")) == ["early", "late"]  # the notebook's order
+    early = table.loc[("cub200", "early", 48)]
+    assert early["baseline: val / test"] == "60.00 / 58.00"  # its first configuration
+    assert early["full − baseline, test (paired t over seeds)"] == "+3.00 (n = 1)"
+    # without the parameters: Table 6's baseline row (not run in "early"), order of appearance
+    table = _regime_comparison(results)
+    assert list(table.index.get_level_values("regime")) == ["late", "early"]
+    assert table.loc[("cub200", "early", 48), "baseline: val / test"] == "not run"

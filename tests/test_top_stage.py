@@ -144,6 +144,8 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
         [True] * len(files), [False] * len(files)]
     assert manifests[0]["caching_seconds_this_process"] > 0
     assert manifests[1]["caching_seconds_this_process"] == 0
+    assert [m["caching_seconds"] for m in manifests] == [
+        manifests[0]["caching_seconds_this_process"], 0]
 
 
 @pytest.mark.slow

@@ -225,12 +225,14 @@ where the full model is furthest from issue #11's target."""
 CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
     "frozen-gate": {bits: [0, 1, 2] for bits in PAPER_BITS},
     "top2-views4-gate": {bits: [0, 1, 2] for bits in PAPER_BITS},
+    "top2-views4-gate-e16": {12: [0, 1, 2]},
     "frozen-gate-lite1": {12: [0, 1, 2], 48: [0, 1, 2]},
     "frozen-gate-lite2": {12: [0, 1, 2], 48: [0, 1, 2]},
 }
 """Where notebook 11 runs more seeds than the recipe's seed 0: baseline and gated full model,
-frozen, at every code length (a few minutes a run), on Lite1 and Lite2 at 12 and 48 bits, and
-in the gated top-stage regime at every code length (~40-55 min a run on one core here)."""
+frozen, at every code length (a few minutes a run), on Lite1 and Lite2 at 12 and 48 bits, in
+the gated top-stage regime at every code length (~40-55 min a run on one core here) and in
+its 16-epoch version at 12 bits (~70 min a run)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(

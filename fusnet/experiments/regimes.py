@@ -20,6 +20,7 @@ import pandas as pd
 
 from fusnet.errors import ConfigError
 from fusnet.experiments.config import LOWER_LEVEL_SWITCHES
+from fusnet.experiments.recipes import CPU_EPOCHS
 from fusnet.experiments.runs import (
     ABLATION_CONFIGURATIONS,
     RunRecord,
@@ -38,11 +39,13 @@ _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale"
             "train_seconds", "device", "run"]
 
 
-def regime_name(config: dict, backbone: str = "efficientnet_lite0") -> str:
+def regime_name(config: dict, backbone: str = "efficientnet_lite0",
+                epochs: int = CPU_EPOCHS) -> str:
     """``frozen``, ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` from a run config,
     then the head's design choices that are not the paper's: ``-ld<p>`` when the lower
     levels are dropped (``model.level_dropout``), ``-<pool>pool`` for another level pooling
-    (``model.level_pool``), ``-gate`` for the zero-initialised lower-level gate; last the
+    (``model.level_pool``), ``-gate`` for the zero-initialised lower-level gate; then
+    ``-e<N>`` where the run trains another number of epochs than ``epochs``; last the
     backbone where it is not ``backbone`` (``-lite1`` for ``efficientnet_lite1``), as the
     cpu profile's notebook 11 names its regimes."""
     mode = config["mode"]
@@ -60,6 +63,8 @@ def regime_name(config: dict, backbone: str = "efficientnet_lite0") -> str:
     pool = model.get("level_pool", "max")
     name = f"{name}-{pool}pool" if pool != "max" else name
     name = f"{name}-gate" if model.get("lower_level_gate", False) else name
+    own_epochs = config.get("optim", {}).get("epochs", epochs)
+    name = f"{name}-e{own_epochs}" if own_epochs != epochs else name
     own = model.get("backbone", backbone)
     return name if own == backbone else f"{name}-{own.removeprefix('efficientnet_')}"
 

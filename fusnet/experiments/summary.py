@@ -23,7 +23,8 @@ import pandas as pd
 
 from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
 
-Section = Callable[[dict[str, Any]], pd.DataFrame]
+Section = Callable[[dict[str, Any], dict[str, Any]], pd.DataFrame]
+"""A table builder: (the notebook's ``results``, its ``parameters``) -> the table."""
 
 
 def _pivot(records: list[dict[str, Any]], row: str, value: str = "map") -> pd.DataFrame:
@@ -31,15 +32,18 @@ def _pivot(records: list[dict[str, Any]], row: str, value: str = "map") -> pd.Da
     return frame.pivot_table(index=["dataset", row], columns="bits", values=value, sort=False)
 
 
-def _main_results(results: dict[str, Any]) -> pd.DataFrame:
+def _main_results(results: dict[str, Any],
+                  parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     return _pivot(results["map"], "label")
 
 
-def _ablation(results: dict[str, Any]) -> pd.DataFrame:
+def _ablation(results: dict[str, Any],
+              parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     return _pivot(results["map"], "configuration")
 
 
-def _attention(results: dict[str, Any]) -> pd.DataFrame:
+def _attention(results: dict[str, Any],
+               parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     return _pivot(results["map"], "attention")
 
 
@@ -53,7 +57,8 @@ def _regime_means(results: dict[str, Any]) -> pd.DataFrame:
     return regime_seed_means(runs)
 
 
-def _regimes(results: dict[str, Any]) -> pd.DataFrame:
+def _regimes(results: dict[str, Any],
+             parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     frame = _regime_means(results)
     frame["val / test"] = [
         f"{v:.2f} / {t:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
@@ -64,12 +69,18 @@ def _regimes(results: dict[str, Any]) -> pd.DataFrame:
         ["val / test", "seeds", "train min"]]
 
 
-def _regime_comparison(results: dict[str, Any]) -> pd.DataFrame:
+def _regime_comparison(results: dict[str, Any],
+                       parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     """One row per (dataset, bits, regime) where the full model ran: its baseline beside it
-    (``not run`` where the regime trains the full model alone) and their paired difference."""
+    (``not run`` where the regime trains the full model alone) and their paired difference.
+    The baseline and the full model are the first and last of the notebook's
+    ``configurations`` and the regimes come in its ``regimes`` order (without
+    ``parameters``: Table 6's first and last rows, regimes as they first appear)."""
+    parameters = parameters or {}
     means = _regime_means(results)
     gaps = results.get("full_minus_baseline", {})
-    baseline, full = "baseline", "cascading+fusion+attention"
+    configurations = parameters.get("configurations") or ["baseline", "cascading+fusion+attention"]
+    baseline, full = configurations[0], configurations[-1]
     cells = means.set_index(["dataset", "bits", "regime", "configuration"])
     rows = []
     for (dataset, bits, regime), _ in means.groupby(["dataset", "bits", "regime"], sort=False):
@@ -94,7 +105,8 @@ def _regime_comparison(results: dict[str, Any]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["dataset", "regime", "bits", "seeds (full)",
                                         "baseline: val / test", "full model: val / test",
                                         "full − baseline, test (paired t over seeds)"])
-    order = {name: i for i, name in enumerate(dict.fromkeys(frame["regime"]))}
+    order = {name: i for i, name in enumerate(dict.fromkeys([*parameters.get("regimes", []),
+                                                             *frame["regime"]]))}
     frame = frame.sort_values(["dataset", "regime", "bits"], key=lambda c: c.map(order)
                               if c.name == "regime" else c, kind="stable")
     return frame.set_index(["dataset", "regime", "bits"])
@@ -108,7 +120,8 @@ def _paired(test: pd.Series | None) -> str:
     return f"{test['mean']:+.2f} (p = {test['p_two_sided']:.2g}, n = {int(test['n'])} seeds)"
 
 
-def _baselines(results: dict[str, Any]) -> pd.DataFrame:
+def _baselines(results: dict[str, Any],
+               parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     summary = pd.DataFrame(results["mean_std"])
     tests = pd.DataFrame(results["paired_ttests"]).set_index(["dataset", "comparison"])
     rows = []
@@ -179,7 +192,7 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
                 missing.add(notebook)
             continue
         payload = json.loads(metrics.read_text())
-        table = build(payload["results"])
+        table = build(payload["results"], payload.get("parameters", {}))
         parts.append(f"**{title}** ([{notebook}]({link}/{notebook}.ipynb))\n\n{to_markdown(table)}\n")
     return "\n".join(parts)
 
