@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 
 from fusnet.errors import ConfigError
-from fusnet.experiments.regimes import regime_name, regime_requests
+from fusnet.experiments.regimes import regime_figure, regime_name, regime_requests
 
 
 def _config(mode: str, **data_and_model) -> dict:
@@ -200,3 +202,18 @@ def test_readme_comparison_follows_the_notebooks_regimes_and_configurations():
     table = _regime_comparison(results)
     assert list(table.index.get_level_values("regime")) == ["late", "early"]
     assert table.loc[("cub200", "early", 48), "baseline: val / test"] == "not run"
+
+
+def test_regime_figure_gives_a_configuration_one_colour_in_every_panel():
+    rows = [("frozen", "baseline", 12, 40.0), ("frozen", "full", 12, 35.0),
+            ("top2", "full", 24, 70.0)]  # 24 bits: the full model alone, its first column
+    summary = pd.DataFrame([{"dataset": "cub200", "regime": regime, "configuration": name,
+                             "bits": bits, "test_map": value}
+                            for regime, name, bits, value in rows])
+    fig = regime_figure(summary)
+    twelve, twenty_four = fig.axes
+    colours = [tuple(bar.get_facecolor()) for bar in twelve.patches]  # baseline, full
+    assert colours[0] != colours[1]
+    assert tuple(twenty_four.patches[0].get_facecolor()) == colours[1]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["baseline", "full"]
+    plt.close(fig)

@@ -302,15 +302,24 @@ def regime_figure(summary: pd.DataFrame) -> Any:
 
     panels = summary[["dataset", "bits"]].drop_duplicates().itertuples(index=False)
     panels = list(panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    # one colour per configuration in every panel, whichever configurations a panel has
+    configurations = list(summary["configuration"].unique())
+    colours = dict(zip(configurations, plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                       strict=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False)
     for ax, (dataset, bits) in zip(axes[0], panels, strict=True):
         part = summary[(summary["dataset"] == dataset) & (summary["bits"] == bits)]
         table = part.pivot_table(index="regime", columns="configuration", values="test_map",
                                  sort=False)
-        table.plot.bar(ax=ax, rot=0, width=0.75)
+        table = table[[name for name in configurations if name in table.columns]]
+        table.plot.bar(ax=ax, width=0.75, legend=False,
+                       color=[colours[name] for name in table.columns])
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right", fontsize=8)
         ax.set_title(f"{dataset}, {bits} bits")
         ax.set_ylabel("test mAP (%)")
         ax.set_xlabel("")
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[name]) for name in configurations]
+    fig.legend(handles, configurations, fontsize=8, loc="upper center",
+               ncol=len(configurations), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
