@@ -233,7 +233,8 @@ CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
 """Where notebook 11 runs more seeds than the recipe's seed 0: baseline and gated full model,
 frozen, at every code length (a few minutes a run), on Lite1 and Lite2 at 12 and 48 bits, in
 the gated top-stage regime at every code length (~40-55 min a run on one core here) and in
-its 16-epoch version at 12 and 48 bits (~70 min a run on one core)."""
+its 16-epoch version at 12 and 48 bits (~70 min a run on one core beside another run, ~38
+min on two threads alone)."""
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": _profile(
