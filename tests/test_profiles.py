@@ -180,23 +180,22 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
     for bits, folder in ((12, "eca-c1f1t1-12b-d0bc965410"), (48, "eca-c1f1t1-48b-17bea7edc9")):
         path = Path(runs[("top2-views4-gate/cascading+fusion+attention/seed0", bits)].output_dir)
         assert path.name == folder
-    # the 16-epoch regime: both arms at 12 bits, the full model alone at 48, seeds 0-2, each
-    # its own run (not the 12-epoch one of its seed)
+    # the 16-epoch regime: both arms at 12 and 48 bits, seeds 0-2, each its own run (not the
+    # 12-epoch one of its seed)
     longer = {key: config for key, config in runs.items()
               if key[0].startswith("top2-views4-gate-e16/")}
     assert sorted(longer) == sorted(
-        [(f"top2-views4-gate-e16/{name}/seed{seed}", 12)
-         for name in ("baseline", "cascading+fusion+attention") for seed in (0, 1, 2)]
-        + [(f"top2-views4-gate-e16/cascading+fusion+attention/seed{seed}", 48)
-           for seed in (0, 1, 2)])
+        (f"top2-views4-gate-e16/{name}/seed{seed}", bits) for bits in (12, 48)
+        for name in ("baseline", "cascading+fusion+attention") for seed in (0, 1, 2))
     for (label, bits), config in longer.items():
         short = runs[(label.replace("-e16", ""), bits)]
         assert config.optim.epochs == 16 and short.optim.epochs == 12
         assert config.replace(**{"optim.epochs": 12, "output_dir": short.output_dir}) == short
     # seed 0 keeps the folders its committed results are in
-    for name, folder in (("baseline", "eca-c0f0t0-12b-a48d340546"),
-                         ("cascading+fusion+attention", "eca-c1f1t1-12b-27d2fd3399")):
-        path = Path(longer[(f"top2-views4-gate-e16/{name}/seed0", 12)].output_dir)
+    for name, bits, folder in (("baseline", 12, "eca-c0f0t0-12b-a48d340546"),
+                               ("cascading+fusion+attention", 12, "eca-c1f1t1-12b-27d2fd3399"),
+                               ("baseline", 48, "eca-c0f0t0-48b-0123878500")):
+        path = Path(longer[(f"top2-views4-gate-e16/{name}/seed0", bits)].output_dir)
         assert path.name == folder
 
 
