@@ -199,6 +199,38 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
         assert path.name == folder
 
 
+def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
+    from fusnet.experiments.profiles import CPU_REGIMES, regime_changes
+    from fusnet.experiments.regimes import regime_requests
+    from fusnet.experiments.runs import RunRequest, request_config
+
+    assert regime_changes("cpu", None) == {}
+    assert regime_changes("cpu", "top2-views4-gate-e16") == CPU_REGIMES["top2-views4-gate-e16"]
+    with pytest.raises(ConfigError, match="top2-views4-gate-e16"):
+        regime_changes("cpu", "top2-views5")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        regime_changes("gpu", None)
+    # the smoke profile shows the recipe's model (notebook 01's run: test_notebooks_share_runs)
+    assert PROFILES["smoke"]["07_retrieval_examples"]["regime"] is None
+    # the cpu profile's CUB figure is notebook 11's 16-epoch top-stage full model, seed 0
+    params = PROFILES["cpu"]["07_retrieval_examples"]
+    exp = ExperimentConfig.from_parameters("07_retrieval_examples", profile="cpu",
+                                           datasets=params["datasets"], bits=params["bits"])
+    shown = request_config(exp, RunRequest("cub200", 48, params["regime"],
+                                           regime_changes("cpu", params["regime"])))
+    regimes = PROFILES["cpu"]["11_regimes"]
+    exp11 = ExperimentConfig.from_parameters("11_regimes", profile="cpu", datasets=["cub200"])
+    [run11] = [r for r in regime_requests(["cub200"], regimes["bits"], regimes["regimes"],
+                                          regimes["configurations"],
+                                          regimes["regime_configurations"],
+                                          regimes["regime_seeds"])
+               if r.label == f"{params['regime']}/cascading+fusion+attention/seed0"
+               and r.bits == 48]
+    assert shown == request_config(exp11, run11)
+    assert (shown.mode, shown.optim.epochs, shown.model.lower_level_gate) == ("top", 16, True)
+    assert Path(shown.output_dir).name == "eca-c1f1t1-48b-a81a2ef3aa"  # its committed run
+
+
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
     exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu", datasets=["cub200"])
     # Both sides resolved: ../shared may be reached through a symbolic link.

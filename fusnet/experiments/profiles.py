@@ -62,6 +62,7 @@ def _profile(
     attention_bits: list[int],
     convergence: list[str],
     examples: list[str],
+    examples_regime: str | None = None,
     class_counts: dict[str, int],
     num_images: int,
     num_queries: int,
@@ -92,7 +93,7 @@ def _profile(
         "05_cam": params(datasets=main[:1], bits=[48], num_images=num_images, cam_target="hash"),
         "06_convergence": params(datasets=convergence, bits=PAPER_BITS),
         "07_retrieval_examples": params(datasets=examples, bits=[48], num_queries=num_queries,
-                                        ks=[5, 10]),
+                                        ks=[5, 10], regime=examples_regime),
         # Trains nothing, so takes no recipe and no changes; its FISH seed is the recipe's.
         "08_proxy_codes": {"profile": profile, "class_counts": class_counts,
                            "bits": PAPER_BITS, "proxy_iterations": 15,
@@ -268,6 +269,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         attention_bits=[48],
         convergence=["cub200"],
         examples=["cub200", "flowers17"],
+        # notebook 11's best regime on validation (issue #11): the 16-epoch top-stage model
+        examples_regime="top2-views4-gate-e16",
         class_counts={"cub200": 100, "flowers17": 17},  # the shared CUB subset has 100 classes
         num_images=6,
         num_queries=6,
@@ -321,6 +324,24 @@ def _check_profile(profile: str) -> None:
     """Raise ConfigError for a profile :data:`PROFILES` lacks, naming those it has."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+
+
+def regime_changes(profile: str, regime: str | None) -> dict[str, Any]:
+    """The RunConfig changes (dotted) of notebook 11's ``regime`` under ``profile``, so another
+    notebook can use a model trained in it (and share notebook 11's run); ``None``: none,
+    the profile's recipe.
+
+    Raises:
+        ConfigError: unknown profile, or a regime notebook 11 does not run in it.
+    """
+    _check_profile(profile)
+    if regime is None:
+        return {}
+    regimes = PROFILES[profile]["11_regimes"]["regimes"]
+    if regime not in regimes:
+        raise ConfigError(f"unknown regime {regime!r} in the {profile} profile; choose None "
+                          f"(the recipe) or one of notebook 11's: {sorted(regimes)}")
+    return dict(regimes[regime])
 
 
 def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str, Any]:
