@@ -156,19 +156,25 @@ def test_cpu_backbone_regimes_train_both_arms_on_their_backbone_at_its_native_si
             assert run_hash(base) != run_hash(configs[("frozen-gate/baseline/seed0", bits)])
 
 
-def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
-    from fusnet.experiments.profiles import PAPER_BITS
+def _cpu_regime_runs(prefix: str) -> dict:
+    """Notebook 11's cpu-profile runs on CUB whose label starts with ``prefix``:
+    (label, bits) -> RunConfig, its ``output_dir`` the run folder."""
     from fusnet.experiments.regimes import regime_requests
     from fusnet.experiments.runs import request_config
 
     params = PROFILES["cpu"]["11_regimes"]
     exp = ExperimentConfig.from_parameters("11_regimes", profile="cpu", datasets=["cub200"])
-    requests = [r for r in regime_requests(["cub200"], params["bits"], params["regimes"],
-                                           params["configurations"],
-                                           params["regime_configurations"],
-                                           params["regime_seeds"])
-                if r.label.startswith("top2-views4-gate")]
-    runs = {(r.label, r.bits): request_config(exp, r) for r in requests}
+    requests = regime_requests(["cub200"], params["bits"], params["regimes"],
+                               params["configurations"], params["regime_configurations"],
+                               params["regime_seeds"])
+    return {(r.label, r.bits): request_config(exp, r) for r in requests
+            if r.label.startswith(prefix)}
+
+
+def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
+    from fusnet.experiments.profiles import PAPER_BITS
+
+    runs = _cpu_regime_runs("top2-views4-gate")
     for bits in PAPER_BITS:
         for seed in (0, 1, 2):
             full = runs[(f"top2-views4-gate/cascading+fusion+attention/seed{seed}", bits)]
@@ -201,7 +207,6 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
 
 def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
     from fusnet.experiments.profiles import CPU_REGIMES, regime_changes
-    from fusnet.experiments.regimes import regime_requests
     from fusnet.experiments.runs import RunRequest, request_config
 
     assert regime_changes("cpu", None) == {}
@@ -218,15 +223,8 @@ def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
                                            datasets=params["datasets"], bits=params["bits"])
     shown = request_config(exp, RunRequest("cub200", 48, params["regime"],
                                            regime_changes("cpu", params["regime"])))
-    regimes = PROFILES["cpu"]["11_regimes"]
-    exp11 = ExperimentConfig.from_parameters("11_regimes", profile="cpu", datasets=["cub200"])
-    [run11] = [r for r in regime_requests(["cub200"], regimes["bits"], regimes["regimes"],
-                                          regimes["configurations"],
-                                          regimes["regime_configurations"],
-                                          regimes["regime_seeds"])
-               if r.label == f"{params['regime']}/cascading+fusion+attention/seed0"
-               and r.bits == 48]
-    assert shown == request_config(exp11, run11)
+    run11 = _cpu_regime_runs(params["regime"])
+    assert shown == run11[(f"{params['regime']}/cascading+fusion+attention/seed0", 48)]
     assert (shown.mode, shown.optim.epochs, shown.model.lower_level_gate) == ("top", 16, True)
     assert Path(shown.output_dir).name == "eca-c1f1t1-48b-a81a2ef3aa"  # its committed run
 
