@@ -1,7 +1,7 @@
 """torch.hub entry points: ``torch.hub.load(repo_dir, "multifusnet", source="local", path=...)``.
 
 The model file is one written by ``fusnet export`` (weights, config, class names,
-proxy codes and test transform in one file); see ``fusnet.export``.
+proxy codes and test transform in one file); see ``fusnet.serve.export``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def multifusnet(path: str, device: str = "cpu"):
         device: "cpu", "cuda", "mps" or "auto".
 
     Returns:
-        A ``fusnet.export.Encoder``: ``encode(images)`` gives packed codes.
+        A ``fusnet.serve.export.Encoder``: ``encode(images)`` gives packed codes.
     """
-    from fusnet.export import load
+    from fusnet.serve.export import load
 
     return load(path, device=device)

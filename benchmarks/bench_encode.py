@@ -21,7 +21,7 @@ from torch.utils.data import Subset
 from fusnet.config import ModelConfig
 from fusnet.data import build_dataset
 from fusnet.data.transforms import build_transform
-from fusnet.evaluate import encode_dataset
+from fusnet.eval.encoding import encode_dataset
 from fusnet.models import MultiFusNet
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: fusnet.metrics mAP against the per-query loop of the public hashing code.
+"""Benchmark: fusnet.eval.metrics mAP against the per-query loop of the public hashing code.
 
 Reference = the loop that DPSH / ADSH / SEMICON-style code runs (``calc_map`` /
 ``CalcTopMap``): per query one row of the Hamming matrix, one ``np.argsort``, the
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from machine import machine_info  # benchmarks/ is the script's folder
 
-from fusnet.metrics import evaluate_retrieval
-from fusnet.metrics._counting import _retrieval_stats
+from fusnet.eval.metrics import evaluate_retrieval
+from fusnet.eval.metrics._counting import _retrieval_stats
 
 REQUIRED_SPEEDUP = 20.0
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"queries ({r.ref_seconds_measured:.1f} s for ref) and extrapolated per query "
                   f"to all {r.num_queries:,}; 'mAP ref'/'mAP ours' are over those queries; our "
                   f"mAP over all queries is {r.map_ours:.4f}.")
-    print("ours s: fusnet.metrics index-tie mAP, the work of mean_average_precision; "
+    print("ours s: fusnet.eval.metrics index-tie mAP, the work of mean_average_precision; "
           "evaluate_retrieval (both conventions, P@100, R@100) took "
           + ", ".join(f"{r.ours_record_seconds:.2f}" for r in rows) + " s.")
     print("peak MB: increase of the process's peak RSS during our call (VmHWM).")

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from machine import machine_info  # benchmarks/ is the script's folder
 
-from fusnet.retrieval import HammingIndex, _to_words, hamming_topk
+from fusnet.eval.retrieval import HammingIndex, _to_words, hamming_topk
 
 C_KERNEL = r"""
 #include <stdint.h>

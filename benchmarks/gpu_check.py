@@ -21,7 +21,7 @@ from training_step import time_training_steps  # benchmarks/ is the script's fol
 from fusnet import runtime
 from fusnet.config import ModelConfig, RunConfig
 from fusnet.models import MultiFusNet
-from fusnet.train import train
+from fusnet.train.loop import train
 
 logger = logging.getLogger("gpu_check")
 

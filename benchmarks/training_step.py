@@ -14,10 +14,10 @@ from contextlib import nullcontext
 
 import torch
 
-from fusnet.losses import MultiTaskLoss, classification_loss, hash_loss
 from fusnet.models import MultiFusNet
-from fusnet.proxy_codes import class_proxy_codes
-from fusnet.zoom import SaliencyZoom, saliency_from_features, zoom_per_image_reference
+from fusnet.models.losses import MultiTaskLoss, classification_loss, hash_loss
+from fusnet.models.proxy_codes import class_proxy_codes
+from fusnet.models.zoom import SaliencyZoom, saliency_from_features, zoom_per_image_reference
 
 
 def _sync(device: torch.device) -> None:

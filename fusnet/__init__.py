@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from fusnet.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def __getattr__(name: str) -> Any:
-    """``fusnet.load`` (``fusnet.export.load``), imported on first use: ``import fusnet`` stays light."""
+    """``fusnet.load`` (``fusnet.serve.export.load``), imported on first use: ``import fusnet`` stays light."""
     if name == "load":
-        from fusnet.export import load
+        from fusnet.serve.export import load
 
         return load
     raise AttributeError(f"module 'fusnet' has no attribute {name!r}")

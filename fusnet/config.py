@@ -6,12 +6,12 @@ A run is fully described by a :class:`RunConfig`; it round-trips through JSON
 (``to_dict`` / ``from_dict``), and unknown keys are an error, so a misspelt
 option fails at once instead of being ignored.
 
-A method's own options (DPSH's eta, ADSH's |Omega|, ...) are not here: each method
-defines them as a frozen dataclass in its module (``fusnet.baselines.adsh.ADSHOptions``),
-registered with it, and ``RunConfig.options`` holds the chosen method's, checked against
-it (:func:`~fusnet.method_options.method_options`, re-exported here with ``NoOptions``,
-``options_class`` and ``LEGACY_OPTIONS_SECTION``). Configs written before that, with one
-flat ``baseline`` section, still load (:data:`LEGACY_OPTIONS_SECTION`).
+The model's own section, :class:`~fusnet.models.multifusnet.ModelConfig`, lives beside the
+model and is re-exported here. A method's own options (DPSH's eta, ADSH's |Omega|, ...) are
+plain data here (``RunConfig.options``, a mapping of option names): each method parses and
+checks them against the frozen dataclass in its module (:mod:`fusnet.methods.options`), so
+configuration asks no registry. Configs written before each method owned its options, with
+one flat ``baseline`` section, still load (:data:`LEGACY_OPTIONS_SECTION`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fusnet.errors import ConfigError
-from fusnet.method_options import (
-    LEGACY_OPTIONS_SECTION,
-    NoOptions,
-    method_options,
-    migrate_legacy_options,
-    options_class,
+from fusnet.checks import (
+    Check,
+    check_above,
+    check_at_least,
+    check_in,
+    device_problems,
+    label,
+    raise_problems,
+    section_problems,
 )
+from fusnet.errors import ConfigError
+from fusnet.models.multifusnet import LEVEL_POOLS, ModelConfig
 
 __all__ = [
     "AUGMENTATIONS",
@@ -44,11 +48,9 @@ __all__ = [
     "DataConfig",
     "LossConfig",
     "ModelConfig",
-    "NoOptions",
     "OptimConfig",
     "RunConfig",
-    "method_options",
-    "options_class",
+    "config_problems",
     "run_fields",
 ]
 
@@ -62,8 +64,6 @@ IMAGE_BACKENDS: tuple[str, ...] = ("pil", "tensor")
 """How image files are decoded and augmented (``DataConfig.image_backend``)."""
 SCHEDULES: tuple[str, ...] = ("step", "cosine")
 """Learning-rate schedules (``OptimConfig.schedule``)."""
-LEVEL_POOLS: tuple[str, ...] = ("max", "avg", "avgmax")
-"""How a level block pools its map into g_i (``ModelConfig.level_pool``)."""
 
 NOT_IDENTITY: dict[str, bool] = {"identity": False, "resumable": True}
 """Field metadata of a setting that says where or how fast a run computes, not what: it does
@@ -109,60 +109,6 @@ class DataConfig:
     augment: str = "paper"
     cached_views: int = 0
     image_backend: str = "pil"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Multi-FusNet architecture, with the three ablation switches of Table 6.
-
-    Attributes:
-        backbone: a name in ``fusnet.models.BACKBONES``.
-        pretrained: ``"none"``, ``"default"`` (the backbone's ImageNet weights) or a
-            named weights tag the backbone understands (e.g. ``"IMAGENET1K_V2"``).
-        weights_path: local backbone state_dict, overriding ``pretrained``.
-        bits: hash code length k.
-        attention: channel attention of the fusion branch (eca, se, cbam, coord, psa).
-        cascade: all three levels (True) or the top level only (Table 6 "Cascading").
-        fusion: two-branch fusion f + A(f) (True) or f alone (Table 6 "Fusion").
-        transformer: self-attention hash-feature enhancement (Table 6 "Attention").
-        block_mid: width of the level block's 1x1 conv (method.md: 512).
-        level_dim: width of each level vector g_i (method.md: 1024).
-        hash_hidden: hidden width of the hash head (method.md: 512).
-        transformer_dim: model width d of the enhancement encoder (ours: 256).
-        transformer_depth: encoder layers (ours: 1).
-        transformer_heads: attention heads (ours: 4).
-        dropout: encoder dropout (ours: 0.1).
-        level_dropout: ours (0 = the paper): while training, each lower level's vector g_i
-            (all but the top level) is zeroed per image with this probability, the kept
-            ones scaled by 1 / (1 - p), so the hash head cannot lean on the lower levels
-            alone (they let it memorise the training images; README fidelity notes).
-        level_pool: ours (``"max"`` = the paper's GlobalMaxPool): how each level block pools
-            its map into g_i, ``"max"``, ``"avg"`` or ``"avgmax"`` (the sum of both), for
-            every level alike (README fidelity notes).
-        lower_level_gate: ours (False = the paper): the lower levels' slots of the hash
-            head's input are multiplied, after its first BatchNorm, by one learned scalar
-            per level initialised to 0, so training starts from the top-level model and
-            the lower levels enter only as far as the loss pulls them in.
-    """
-
-    backbone: str = "resnet50"
-    pretrained: str = "default"
-    weights_path: str | None = None
-    bits: int = 48
-    attention: str = "eca"
-    cascade: bool = True
-    fusion: bool = True
-    transformer: bool = True
-    block_mid: int = 512
-    level_dim: int = 1024
-    hash_hidden: int = 512
-    transformer_dim: int = 256
-    transformer_depth: int = 1
-    transformer_heads: int = 4
-    dropout: float = 0.1
-    level_dropout: float = 0.0
-    level_pool: str = "max"
-    lower_level_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,7 +159,7 @@ class RunConfig:
 
     Attributes:
         method: "multifusnet" (the paper's model) or a baseline in
-            ``fusnet.baselines.METHODS`` (dpsh, hashnet, adsh, semicon, exchnet), trained and
+            ``fusnet.methods.METHODS`` (dpsh, hashnet, adsh, semicon, exchnet), trained and
             evaluated under the same protocol (data, backbone, loop, evaluation).
         mode: "full" trains the whole network; "frozen" keeps the backbone fixed, caches
             its features once and trains everything above it (fast CPU ablations; no
@@ -230,17 +176,17 @@ class RunConfig:
         amp: mixed precision where the device supports it (CUDA float16).
         output_dir: the run folder (config, metrics, codes, manifest, checkpoints).
         cache_dir: where frozen-mode feature caches go (default: ``<output_dir>/cache``).
-        options: the method's own options, an instance of the options dataclass registered
-            with it (``fusnet.baselines.dpsh.DPSHOptions``, ...; :class:`NoOptions` for
-            Multi-FusNet); None (the default) or a mapping of option names is turned into
-            one, checked against the method. In JSON a mapping (``"options": {"eta": 10.0}``).
+        options: the method's own options as data, a mapping of option names to values
+            (``{"eta": 10.0}``; empty: the method's defaults). The method parses and checks
+            them (:func:`fusnet.methods.options.method_options`); the training preflight
+            fills in the defaults, so a run's ``config.json`` lists every option.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    options: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
     method: str = "multifusnet"
     mode: str = "full"
     select: str = "val"
@@ -253,39 +199,13 @@ class RunConfig:
     top_stages: int = 2
 
     def __post_init__(self) -> None:
-        from fusnet.validation import config_problems, raise_problems
-
-        object.__setattr__(self, "options", method_options(self.method, self.options))
-        raise_problems(config_problems(self))  # every problem at once (fusnet.validation)
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
-        if self.top_stages not in (1, 2):
-            raise ConfigError(f"top_stages must be 1 or 2, got {self.top_stages}")
-        if self.data.augment not in AUGMENTATIONS:
-            raise ConfigError(f"data.augment must be one of {list(AUGMENTATIONS)}, "
-                              f"got {self.data.augment!r}")
-        if self.data.cached_views < 0 or (self.data.cached_views and self.mode != "top"):
-            raise ConfigError(f"data.cached_views={self.data.cached_views}: a count >= 0, "
-                              "used with mode='top' only")
-        if self.data.image_backend == "tensor" and self.data.dataset == "synthetic":
-            raise ConfigError("data.image_backend='tensor' reads image files; the synthetic "
-                              "set makes its images itself: use image_backend='pil'")
-        if self.optim.schedule not in SCHEDULES:
-            raise ConfigError(f"optim.schedule must be one of {list(SCHEDULES)}, "
-                              f"got {self.optim.schedule!r}")
-        if self.optim.warmup_epochs < 0 or (self.optim.schedule == "cosine"
-                                            and self.optim.warmup_epochs >= self.optim.epochs):
-            raise ConfigError(f"optim.warmup_epochs must be >= 0 and, with the cosine schedule, "
-                              f"below optim.epochs; "
-                              f"got {self.optim.warmup_epochs}")
-        if self.select not in ("val", "last"):
-            raise ConfigError(f"select must be 'val' or 'last', got {self.select!r}")
-        if self.select == "val" and self.data.val_fraction <= 0:
-            raise ConfigError("select='val' needs data.val_fraction > 0 (or use select='last')")
-        if self.model.bits <= 0:
-            raise ConfigError(f"model.bits must be positive, got {self.model.bits}")
-        if self.optim.epochs <= 0:
-            raise ConfigError(f"optim.epochs must be positive, got {self.optim.epochs}")
+        if self.options is None:
+            object.__setattr__(self, "options", {})
+        elif dataclasses.is_dataclass(self.options) and not isinstance(self.options, type):
+            object.__setattr__(self, "options", dataclasses.asdict(self.options))
+        elif not isinstance(self.options, dict):
+            raise ConfigError(f"config section 'options' must be a mapping, got {self.options!r}")
+        raise_problems(config_problems(self))  # every problem at once
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -306,11 +226,13 @@ class RunConfig:
                 top[key] = value
         method = top.get("method", self.method)
         if method != self.method and "options" not in top:
-            top["options"] = None  # another method: its default options
+            top["options"] = {}  # another method: its default options
         options = nested.pop("options", None)
-        if options is not None:  # "options.eta": checked against the (new) method's options
-            current = method_options(method, top.get("options", self.options))
-            top["options"] = method_options(method, {**dataclasses.asdict(current), **options})
+        if options is not None:  # "options.eta": the method checks it when it parses them
+            current = top.get("options", self.options)
+            if dataclasses.is_dataclass(current):
+                current = dataclasses.asdict(current)
+            top["options"] = {**(current or {}), **options}
         for section, values in nested.items():
             current = getattr(self, section, None)
             if not dataclasses.is_dataclass(current):
@@ -332,7 +254,7 @@ class RunConfig:
             "optim": OptimConfig,
         }
         if LEGACY_OPTIONS_SECTION in raw:
-            raw = migrate_legacy_options(raw)
+            raw = _migrate_legacy_options(raw)
         _check_keys(cls, raw, "run")
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
@@ -364,7 +286,7 @@ def run_fields(*, identity: bool | None = None, resumable: bool | None = None) -
     A field's metadata (:data:`NOT_IDENTITY`, :data:`RESUMABLE`) says whether it is part of
     a run's identity (``fusnet.experiments.runs.run_hash`` names the run folder from the
     others) and whether it may differ between an interrupted run and its resumption
-    (``fusnet.checkpoints.load_checkpoint``); a field without metadata is identity and not
+    (``fusnet.train.checkpoints.load_checkpoint``); a field without metadata is identity and not
     resumable. A flag left ``None`` is not checked.
     """
 
@@ -388,3 +310,110 @@ def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
         raise ConfigError(
             f"unknown {where} config key(s) {unknown}; known keys: {sorted(known)}"
         )
+
+
+# Numeric ranges by "section.field" ("run" for RunConfig's own fields). Fields without an
+# entry still get the type check against their default.
+RANGES: dict[str, Check] = {
+    "data.image_size": check_at_least(32),
+    "data.val_fraction": check_in(0.0, 1.0, high_open=True),
+    "data.batch_size": check_at_least(2),  # BatchNorm needs two samples a batch
+    "data.eval_batch_size": check_at_least(1),
+    "data.num_workers": check_at_least(0),
+    "data.synthetic_classes": check_at_least(2),
+    "data.cached_views": check_at_least(0),
+    "model.bits": check_at_least(1),
+    "model.block_mid": check_at_least(1),
+    "model.level_dim": check_at_least(1),
+    "model.hash_hidden": check_at_least(1),
+    "model.transformer_dim": check_at_least(1),
+    "model.transformer_depth": check_at_least(1),
+    "model.transformer_heads": check_at_least(1),
+    "model.dropout": check_in(0.0, 1.0, high_open=True),
+    "model.level_dropout": check_in(0.0, 1.0, high_open=True),
+    "loss.true_prob": check_in(0.0, 1.0, low_open=True),
+    "loss.proxy_iterations": check_at_least(0),
+    "loss.alpha_min": check_at_least(0),
+    "optim.epochs": check_at_least(1),
+    "optim.lr": check_above(0),
+    "optim.momentum": check_in(0.0, 1.0, high_open=True),
+    "optim.weight_decay": check_at_least(0),
+    "optim.lr_step": check_at_least(1),
+    "optim.lr_gamma": check_above(0),
+    "optim.backbone_lr_scale": check_at_least(0),
+    "optim.warmup_epochs": check_at_least(0),
+    "run.eval_every": check_at_least(1),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "run.mode": MODES, "run.select": ("val", "last"), "data.augment": AUGMENTATIONS,
+    "optim.schedule": SCHEDULES, "data.image_backend": IMAGE_BACKENDS,
+    "model.level_pool": LEVEL_POOLS,
+}
+
+
+def config_problems(config: RunConfig) -> list[str]:
+    """Everything wrong with a config on its own (no registries, no files): one readable
+    line per problem, naming the field, its flag, the value and what is allowed. Names
+    (datasets, backbones, methods) and paths are the training preflight's
+    (:mod:`fusnet.train.preflight`)."""
+    problems = section_problems("run", config, RANGES)
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            problems += section_problems(f.name, value, RANGES)
+    for where, allowed in CHOICES.items():
+        section, name = where.split(".")
+        value = getattr(config if section == "run" else getattr(config, section), name)
+        if isinstance(value, str) and value not in allowed:
+            problems.append(f"{label(section, name)} = {value!r}: must be one of {', '.join(allowed)}")
+    if config.top_stages not in (1, 2):
+        problems.append(f"top_stages (--top-stages) = {config.top_stages!r}: must be 1 or 2")
+    data, optim, model = config.data, config.optim, config.model
+    if isinstance(data.cached_views, int) and data.cached_views and config.mode != "top":
+        problems.append(f"data.cached_views (--cached-views) = {data.cached_views}: "
+                        "used with --mode top only")
+    if data.image_backend == "tensor" and data.dataset == "synthetic":
+        problems.append("data.image_backend (--image-backend) = 'tensor' reads image files; the "
+                        "synthetic set makes its images itself: use --image-backend pil")
+    if (optim.schedule == "cosine" and isinstance(optim.warmup_epochs, int)
+            and isinstance(optim.epochs, int) and optim.warmup_epochs >= optim.epochs):
+        problems.append(f"optim.warmup_epochs (--warmup-epochs) = {optim.warmup_epochs}: with "
+                        f"the cosine schedule, must be below optim.epochs ({optim.epochs})")
+    if (config.select == "val" and isinstance(data.val_fraction, int | float)
+            and data.val_fraction <= 0):
+        problems.append("select='val' needs data.val_fraction (--val-fraction) > 0; set it "
+                        "(e.g. 0.1) or use --select last")
+    problems += device_problems(config.device)
+    dim, heads = model.transformer_dim, model.transformer_heads
+    if (model.transformer and isinstance(dim, int) and isinstance(heads, int) and heads > 0
+            and dim % heads):
+        problems.append(f"model.transformer_dim (--transformer-dim) = {dim} must be a multiple "
+                        f"of model.transformer_heads (--transformer-heads) = {heads}")
+    return problems
+
+
+LEGACY_OPTIONS_SECTION = "baseline"
+"""The one flat section that held every baseline's options before each method owned its
+own (``"baseline": {"adsh_gamma": 200.0, "dpsh_eta": 10.0, ...}``): an option ``name`` of
+method ``m`` was ``<m>_<name>`` there. Run names are still computed over those dotted keys
+(``fusnet.experiments.runs``)."""
+
+
+def _migrate_legacy_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dict in the form before each method owned its options: the run's method's
+    entries of the flat ``baseline`` section become its ``options`` (prefix dropped); the
+    other methods' entries had no effect and are dropped (the method checks the names).
+
+    Raises:
+        ConfigError: the section is not a mapping, or both forms at once.
+    """
+    old = raw[LEGACY_OPTIONS_SECTION]
+    if not isinstance(old, dict):
+        raise ConfigError(f"config section {LEGACY_OPTIONS_SECTION!r} must be a mapping")
+    if "options" in raw:
+        raise ConfigError(f"config has both 'options' and the old {LEGACY_OPTIONS_SECTION!r} "
+                          "section; keep 'options'")
+    prefix = f"{raw.get('method', 'multifusnet')}_"
+    migrated = {k: v for k, v in raw.items() if k != LEGACY_OPTIONS_SECTION}
+    migrated["options"] = {k[len(prefix):]: v for k, v in old.items() if k.startswith(prefix)}
+    return migrated

@@ -2,7 +2,7 @@
 
 Datasets (:data:`fusnet.data.DATASETS`), backbones (:data:`fusnet.models.BACKBONES`),
 attention modules (:data:`fusnet.models.ATTENTION`) and baseline methods
-(:data:`fusnet.baselines.METHODS`) are each a :class:`Registry`. The idea is timm's
+(:data:`fusnet.methods.METHODS`) are each a :class:`Registry`. The idea is timm's
 ``register_model``: a variant adds itself with a decorator where it is defined, and
 configs name it by a string::
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-import fusnet
 from fusnet.errors import ConfigError, OutputError
+from fusnet.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def code_version() -> dict[str, Any]:
     ``git_dirty`` unknown (None).
     """
     repo = Path(__file__).resolve().parents[1]
-    info: dict[str, Any] = {"fusnet": fusnet.__version__, "git_commit": None, "git_dirty": None}
+    info: dict[str, Any] = {"fusnet": __version__, "git_commit": None, "git_dirty": None}
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],

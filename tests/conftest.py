@@ -46,7 +46,7 @@ def interrupt_in_epoch(config, monkeypatch=None, epoch: int = 1) -> None:
 
     Uses the trainer's public ``before_epoch`` hook (``monkeypatch`` is unused, kept for
     the callers' signature)."""
-    from fusnet.train import Trainer
+    from fusnet.train.loop import Trainer
 
     def stop(trainer, current):
         if current == epoch:

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from fusnet.config import RunConfig
-from fusnet.train import train
+from fusnet.train.loop import train
 
 
 def tiny_run(out: Path, bits: int = 12, seed: int = 0) -> Path:

@@ -21,19 +21,19 @@ import pytest
 import torch
 from PIL import Image
 
-import fusnet.run_data as run_data_module
-import fusnet.train as train_module
+import fusnet.train.batches as run_data_module
+import fusnet.train.loop as train_module
 from fusnet import runtime
 from fusnet.cli import main as cli_main
 from fusnet.config import RunConfig
 from fusnet.data import build_dataset
 from fusnet.data.transforms import build_transform
 from fusnet.errors import CheckpointError, ConfigError, DataError, OutputError, RunLockError
-from fusnet.evaluate import load_codes, save_codes
-from fusnet.features import CachedLevels, load_or_compute_levels
+from fusnet.eval.encoding import load_codes, save_codes
 from fusnet.models.multifusnet import MultiFusNet
-from fusnet.runlock import LOCK_NAME, RunLock
-from fusnet.train import CHECKPOINT_FORMAT, train
+from fusnet.train.features import CachedLevels, load_or_compute_levels
+from fusnet.train.lock import LOCK_NAME, RunLock
+from fusnet.train.loop import CHECKPOINT_FORMAT, train
 from tests.conftest import interrupt_in_epoch
 from tests.test_train import tiny_config
 
@@ -312,12 +312,12 @@ def test_cli_debug_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_unexpected_exceptions_keep_their_traceback(tmp_path, monkeypatch) -> None:
-    import fusnet.evaluate
+    import fusnet.eval.encoding
 
     def broken(path):
         raise ZeroDivisionError("a bug, not a user error")
 
-    monkeypatch.setattr(fusnet.evaluate, "load_codes", broken)
+    monkeypatch.setattr(fusnet.eval.encoding, "load_codes", broken)
     with pytest.raises(ZeroDivisionError):
         cli_main(["evaluate", "--codes", str(_codes_file(tmp_path / "codes.npz"))])
 
@@ -331,7 +331,7 @@ class _BadItems(torch.utils.data.Dataset):
 
 
 def test_an_error_in_a_dataloader_worker_is_reported_by_its_own_message(capsys) -> None:
-    from fusnet.cli_errors import report
+    from fusnet.cli.errors import report
 
     with pytest.raises(DataError) as err:
         list(torch.utils.data.DataLoader(_BadItems(), num_workers=1))
@@ -473,7 +473,7 @@ def test_odd_images_load_as_8_bit_rgb(kind: str, tmp_path: Path) -> None:
 
 def test_a_dark_16_bit_image_scales_like_a_bright_one_in_training_and_in_export(tmp_path) -> None:
     from fusnet.data.base import to_rgb
-    from fusnet.export import open_image
+    from fusnet.serve.export import open_image
 
     dark = tmp_path / "dark.png"  # every value <= 255: still 16-bit, so divided by 257 too
     Image.fromarray(np.full((4, 4), 200, dtype=np.uint16)).save(dark)
@@ -541,7 +541,7 @@ def test_a_live_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, ca
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (folder / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
-    with caplog.at_level(logging.WARNING, logger="fusnet.runlock"), RunLock(folder) as lock:
+    with caplog.at_level(logging.WARNING, logger="fusnet.train.lock"), RunLock(folder) as lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
         with pytest.raises(RunLockError, match="this process"):
             RunLock(folder).acquire()
@@ -551,7 +551,7 @@ def test_a_live_lock_names_its_holder_and_a_stale_one_is_taken_over(tmp_path, ca
 
 def test_a_lock_held_by_another_process_refuses_until_that_process_dies(tmp_path) -> None:
     folder = tmp_path / "run"
-    code = ("import time; from fusnet.runlock import RunLock; "
+    code = ("import time; from fusnet.train.lock import RunLock; "
             f"RunLock({str(folder)!r}).acquire(); print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

@@ -1,4 +1,4 @@
-"""Baselines (fusnet.baselines): each loss against a hand computation, the V-step against brute
+"""Baselines (fusnet.methods): each loss against a hand computation, the V-step against brute
 force, and a tiny end-to-end run per method (train -> metrics.json with mAP), resume included."""
 
 from __future__ import annotations
@@ -7,30 +7,37 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from fusnet.baselines import LEARNED_DATABASE, METHODS, NETWORK_DATABASE, HashOutput, build_method
-from fusnet.baselines.adsh import ADSHOptions
-from fusnet.baselines.asymmetric import (
+from fusnet.cli import main as cli_main
+from fusnet.config import ModelConfig, RunConfig
+from fusnet.data import split_train_val
+from fusnet.errors import ConfigError
+from fusnet.eval.encoding import load_codes
+from fusnet.eval.retrieval import unpack_codes
+from fusnet.methods import LEARNED_DATABASE, METHODS, NETWORK_DATABASE, HashOutput, build_method
+from fusnet.methods.base import NoOptions, sign_codes
+from fusnet.methods.baselines.adsh import ADSHOptions
+from fusnet.methods.baselines.asymmetric import (
     asymmetric_loss,
     asymmetric_similarity,
     dcc_update,
     similarity_transpose_times,
     soft_ratio,
 )
-from fusnet.baselines.base import sign_codes
-from fusnet.baselines.dpsh import DPSHOptions, dpsh_loss
-from fusnet.baselines.exchnet import (
+from fusnet.methods.baselines.dpsh import DPSHOptions, dpsh_loss
+from fusnet.methods.baselines.exchnet import (
     channel_diversity_loss,
     mean_pairwise_hellinger,
     spatial_diversity_loss,
 )
-from fusnet.baselines.hashnet import continuation_beta, hashnet_loss
-from fusnet.baselines.layers import copy_top_stage, top_stage_blocks
-from fusnet.baselines.semicon import (
+from fusnet.methods.baselines.hashnet import continuation_beta, hashnet_loss
+from fusnet.methods.baselines.layers import copy_top_stage, top_stage_blocks
+from fusnet.methods.baselines.semicon import (
     ChannelTransformer,
     SEMICONHead,
     attention_out_channels,
@@ -39,14 +46,10 @@ from fusnet.baselines.semicon import (
     suppression_mask,
     trunk_channels,
 )
-from fusnet.cli import main as cli_main
-from fusnet.config import ModelConfig, NoOptions, RunConfig
-from fusnet.data import split_train_val
-from fusnet.errors import ConfigError
-from fusnet.evaluate import load_codes
+from fusnet.methods.options import method_options, with_options
 from fusnet.models.multifusnet import build_model_backbone
-from fusnet.retrieval import unpack_codes
-from fusnet.train import load_checkpoint, load_model, train
+from fusnet.train.loop import load_checkpoint, load_model, train
+from fusnet.train.preflight import validate_run
 from tests.conftest import interrupt_in_epoch
 
 
@@ -456,37 +459,49 @@ def test_each_method_owns_frozen_options_recorded_as_its_hyperparameters(method)
     assert dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen
     assert cls.Options.__module__ == cls.__module__  # beside the method, in its own module
     config = _config(method=method)
-    assert config.options == cls.Options()
+    assert config.options == {}  # the config holds data; the method parses it
+    assert method_options(method, config.options) == cls.Options()
+    assert with_options(config).options == dataclasses.asdict(cls.Options())
     instance = cls(config, torch.tensor([0, 1, 0, 1]), num_classes=2)
-    assert instance.hyperparameters() == dataclasses.asdict(config.options)
-    assert instance.describe()["hyperparameters"] == dataclasses.asdict(config.options)
+    assert instance.options == cls.Options()
+    assert instance.hyperparameters() == dataclasses.asdict(cls.Options())
+    assert instance.describe()["hyperparameters"] == dataclasses.asdict(cls.Options())
     # The JSON form round-trips, and the old flat form reads as the same config.
     changed = config.replace(**{f"options.{dataclasses.fields(cls.Options)[0].name}": 3})
     assert RunConfig.from_dict(changed.to_dict()) == changed
-    assert RunConfig.from_dict(_legacy_dict(changed)) == changed
+    assert with_options(RunConfig.from_dict(_legacy_dict(changed))) == with_options(changed)
 
 
-def test_run_config_checks_the_options_against_the_method() -> None:
-    assert RunConfig().options == NoOptions() and RunConfig().to_dict()["options"] == {}
+def test_configuration_holds_options_as_data_and_the_method_checks_them() -> None:
+    assert RunConfig().options == {} and RunConfig().to_dict()["options"] == {}
+    assert method_options("multifusnet", {}) == NoOptions()
     adsh = RunConfig().replace(**{"method": "adsh", "options.num_samples": 60})
-    assert adsh.options == ADSHOptions(num_samples=60)
-    assert adsh.replace(method="dpsh").options == DPSHOptions()  # a new method: its defaults
-    with pytest.raises(ConfigError, match=r"\['gamma'\]: method 'dpsh' takes the options \['eta'\]"):
-        RunConfig().replace(**{"method": "dpsh", "options.gamma": 1.0})
-    with pytest.raises(ConfigError, match="method 'multifusnet' has no options of its own"):
-        RunConfig().replace(**{"options.eta": 1.0})
+    assert adsh.options == {"num_samples": 60}
+    assert method_options("adsh", adsh.options) == ADSHOptions(num_samples=60)
+    assert adsh.replace(method="dpsh").options == {}  # a new method: its defaults
+    assert RunConfig(method="adsh", options=ADSHOptions(gamma=2.0)).options["gamma"] == 2.0
+
+    def problems(config: RunConfig) -> str:
+        with pytest.raises(ConfigError) as caught:
+            validate_run(config)  # the training preflight: every problem at once
+        return str(caught.value)
+
+    assert re.search(r"\['gamma'\]: method 'dpsh' takes the options \['eta'\]",
+                     problems(RunConfig().replace(**{"method": "dpsh", "options.gamma": 1.0})))
+    assert "method 'multifusnet' has no options of its own" in problems(
+        RunConfig().replace(**{"options.eta": 1.0}))
+    assert "unknown options config key" in problems(
+        RunConfig.from_dict({"method": "hashnet", "options": {"eta": 1.0}}))
+    assert "options.num_samples (--adsh-num-samples) = 0: must be >= 1" in problems(
+        adsh.replace(**{"options.num_samples": 0}))
+    assert "options.exchange_prob (--exchnet-exchange-prob) = 2" in problems(
+        RunConfig().replace(**{"method": "exchnet", "options.exchange_prob": 2.0}))
+    assert "must be an integer" in problems(adsh.replace(**{"options.inner_epochs": 1.5}))
     with pytest.raises(ConfigError, match="options are DPSHOptions, but method 'adsh' takes"):
-        RunConfig(method="adsh", options=DPSHOptions())
-    with pytest.raises(ConfigError, match="unknown options config key"):
-        RunConfig.from_dict({"method": "hashnet", "options": {"eta": 1.0}})
-    with pytest.raises(ConfigError, match=r"options.num_samples \(--adsh-num-samples\) = 0: must be >= 1"):
-        adsh.replace(**{"options.num_samples": 0})
-    with pytest.raises(ConfigError, match=r"options.exchange_prob \(--exchnet-exchange-prob\) = 2"):
-        RunConfig().replace(**{"method": "exchnet", "options.exchange_prob": 2.0})
-    with pytest.raises(ConfigError, match="must be an integer"):
-        adsh.replace(**{"options.inner_epochs": 1.5})
-    with pytest.raises(ConfigError, match="needs ADSHOptions"):  # a method built on another's config
-        build_method("adsh")(RunConfig(), torch.tensor([0, 1]), num_classes=2)
+        method_options("adsh", DPSHOptions())
+    with pytest.raises(ConfigError, match=r"options.num_samples \(--adsh-num-samples\) = 0"):
+        build_method("adsh")(adsh.replace(**{"options.num_samples": 0}), torch.tensor([0, 1]),
+                             num_classes=2)  # a method built directly checks them too
 
 
 def test_old_flat_baseline_section_is_migrated() -> None:
@@ -494,11 +509,11 @@ def test_old_flat_baseline_section_is_migrated() -> None:
                                  "options.num_samples": 500})
     old = _legacy_dict(new)
     old["baseline"]["adsh_gamma"] = 1.0  # another method's option had no effect: dropped
-    assert RunConfig.from_dict(old) == new
+    assert with_options(RunConfig.from_dict(old)) == with_options(new)
     mf = RunConfig.from_dict(_legacy_dict(RunConfig()))
-    assert mf == RunConfig() and mf.options == NoOptions()
-    with pytest.raises(ConfigError, match=r"unknown baseline config key\(s\) \['dpsh_gamma'\]"):
-        RunConfig.from_dict({**old, "baseline": {"dpsh_gamma": 1.0}})
+    assert mf == RunConfig() and mf.options == {}
+    with pytest.raises(ConfigError, match=r"unknown options config key\(s\) \['gamma'\]"):
+        validate_run(RunConfig.from_dict({**old, "method": "dpsh", "baseline": {"dpsh_gamma": 1.0}}))
     with pytest.raises(ConfigError, match="both 'options' and the old 'baseline'"):
         RunConfig.from_dict({**old, "options": {}})
 
@@ -517,11 +532,11 @@ def test_run_names_use_the_old_dotted_option_keys() -> None:
 
 
 def test_an_old_checkpoint_config_matches_the_new_form() -> None:
-    from fusnet.checkpoints import _config_differences, _with_defaults
+    from fusnet.train.checkpoints import _config_differences, _with_defaults
 
-    config = RunConfig().replace(**{"method": "adsh", "options.num_samples": 60})
+    config = with_options(RunConfig().replace(**{"method": "adsh", "options.num_samples": 60}))
     assert _config_differences(_with_defaults(_legacy_dict(config)), config.to_dict()) == []
-    other = config.replace(**{"options.num_samples": 61})
+    other = with_options(config.replace(**{"options.num_samples": 61}))
     assert _config_differences(_with_defaults(_legacy_dict(config)), other.to_dict()) == [
         "options.num_samples: checkpoint 60 vs now 61"]
 
@@ -659,7 +674,7 @@ def test_cli_trains_a_baseline_and_learned_codes_are_the_database(tmp_path, caps
     bad = ["encode", "--model", str(run / "model.pt"), "--split", "train",
            "--output", str(tmp_path / "bad.npz"), "--device", "cpu"]
     capsys.readouterr()
-    assert cli_main(bad) == 1  # a runtime error: one line on stderr (fusnet.cli_errors)
+    assert cli_main(bad) == 1  # a runtime error: one line on stderr (fusnet.cli.errors)
     err = capsys.readouterr().err
     assert "codes.npz" in err and "do not line up" in err
     (run / "codes.npz").unlink()

@@ -12,7 +12,7 @@ from fusnet.config import ModelConfig, RunConfig
 from fusnet.errors import ConfigError
 from fusnet.experiments import cam, plots
 from fusnet.models import MultiFusNet
-from fusnet.proxy_codes import class_proxy_codes
+from fusnet.models.proxy_codes import class_proxy_codes
 
 TINY = {"backbone": "resnet18", "pretrained": "none", "bits": 8, "block_mid": 8, "level_dim": 16,
         "hash_hidden": 8, "transformer_dim": 8, "transformer_heads": 2}

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import fusnet.train
-from fusnet.checkpoints import RESUMABLE_DIFFERENCES
+import fusnet.train.loop
 from fusnet.cli import main as cli_main
 from fusnet.config import RunConfig, run_fields
 from fusnet.errors import ConfigError
+from fusnet.eval.retrieval import pack_codes
 from fusnet.experiments import (
     ABLATION_CONFIGURATIONS,
     ExperimentConfig,
@@ -35,7 +35,7 @@ from fusnet.experiments import reproduce as rep
 from fusnet.experiments.paper_tables import load_table, recompute_table4, recompute_table7
 from fusnet.experiments.runs import run_dir, run_hash, run_identity
 from fusnet.experiments.stats import paired_ttest
-from fusnet.retrieval import pack_codes
+from fusnet.train.checkpoints import RESUMABLE_DIFFERENCES
 from tests.conftest import REPO_ROOT
 
 
@@ -85,7 +85,7 @@ def test_folders_and_roots(tmp_path, monkeypatch):
     assert exp.cache_dir == tmp_path / "results" / "cache"
     monkeypatch.setenv("FUSNET_CACHE_DIR", str(tmp_path / "c"))
     assert exp.cache_dir == tmp_path / "c"
-    repo = Path(fusnet.train.__file__).resolve().parents[1]
+    repo = Path(fusnet.__file__).resolve().parents[1]
     assert exp.dataset_root("flowers5") == str(repo / "data" / "flowers5")  # from the repo root
     assert exp.dataset_root("flowers5", resolve=False) == "data/flowers5"
     config = exp.run_config("flowers5", 24, **{"model.attention": "se"})
@@ -197,7 +197,7 @@ def _fake_train(calls: list):
 
 def test_ensure_run_trains_once_then_reads_back(tmp_path, monkeypatch):
     calls: list = []
-    monkeypatch.setattr(fusnet.train, "train", _fake_train(calls))
+    monkeypatch.setattr(fusnet.train.loop, "train", _fake_train(calls))
     exp = _exp(tmp_path)
     first = ensure_run(exp, RunRequest("synthetic", 12))
     assert len(calls) == 1 and calls[0][1] is True  # resume=True: continues an interrupted run
@@ -453,7 +453,7 @@ def test_ensure_run_retrains_a_finished_run_missing_a_file_the_caller_needs(tmp_
     for name in ("metrics.json", "manifest.json"):
         (path / name).write_text(json.dumps({"map_index_ties": 0.5, "map_tie_aware": 0.5}))
     trained = []
-    monkeypatch.setattr(fusnet.train, "train", lambda config, resume: trained.append(config.output_dir))
+    monkeypatch.setattr(fusnet.train.loop, "train", lambda config, resume: trained.append(config.output_dir))
     assert ensure_run(exp, request).reused and not trained  # codes are enough
     record = ensure_run(exp, request, needs=["model.pt"])
     assert trained == [str(path)] and not record.reused

@@ -116,7 +116,7 @@ def test_mean_std_table_cells_say_how_many_seeds():
 
 
 def test_all_methods_are_multifusnet_and_the_registered_baselines():
-    from fusnet.baselines import METHODS
+    from fusnet.methods import METHODS
 
     assert baselines.all_methods() == ["multifusnet", *METHODS]
 

@@ -14,10 +14,10 @@ import fusnet
 from fusnet.cli import main as cli_main
 from fusnet.data.transforms import build_transform
 from fusnet.errors import CheckpointError
-from fusnet.export import EXPORT_VERSION, export_model, read_export
-from fusnet.proxy_codes import class_proxy_codes
-from fusnet.retrieval import pack_codes
-from fusnet.train import load_model
+from fusnet.eval.retrieval import pack_codes
+from fusnet.models.proxy_codes import class_proxy_codes
+from fusnet.serve.export import EXPORT_VERSION, export_model, read_export
+from fusnet.train.loop import load_model
 from tests.export_helpers import tiny_run, write_images
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def exported(tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 def test_codes_identical_before_and_after_export(exported, caplog):
-    with caplog.at_level(logging.INFO, logger="fusnet.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="fusnet.train.checkpoints"):
         model, config = load_model(exported["run"] / "model.pt")
     assert "loaded the trained multifusnet weights" in caplog.text  # after "weights: random"
     model.eval()

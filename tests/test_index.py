@@ -15,9 +15,9 @@ import fusnet.index.jobs as jobs_module
 from fusnet import index
 from fusnet.cli import main as cli_main
 from fusnet.errors import DataError
-from fusnet.export import export_model
+from fusnet.eval.retrieval import hamming_topk, pack_codes
 from fusnet.index.backends import FlatBackend, IVFBackend, default_nlist
-from fusnet.retrieval import hamming_topk, pack_codes
+from fusnet.serve.export import export_model
 from tests.export_helpers import tiny_run, write_images
 
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ import pytest
 
 from fusnet import index
 from fusnet.errors import ConfigError, DataError
-from fusnet.export import export_model
+from fusnet.eval.retrieval import pack_codes
 from fusnet.index.backends import FlatBackend
 from fusnet.index.milvus_backend import MilvusBackend
-from fusnet.retrieval import pack_codes
+from fusnet.serve.export import export_model
 from tests.export_helpers import tiny_run, write_images
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fusnet.errors import ConfigError
-from fusnet.losses import (
+from fusnet.models.losses import (
     MultiTaskLoss,
     classification_loss,
     hash_loss,

@@ -1,4 +1,4 @@
-"""fusnet.metrics against hand-computed values and brute-force references.
+"""fusnet.eval.metrics against hand-computed values and brute-force references.
 
 The references are deliberately naive: one stable argsort per query for ties
 by index, and exhaustive enumeration of every order of the tied items for the
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusnet.metrics import (
+from fusnet.eval.metrics import (
     _chunk_tasks,
     _counting,
     _tie_aware,
@@ -26,8 +26,8 @@ from fusnet.metrics import (
     precision_recall_by_radius,
     recall_at_k,
 )
-from fusnet.metrics._counting import _retrieval_stats
-from fusnet.metrics._tie_aware import _tie_aware_ap
+from fusnet.eval.metrics._counting import _retrieval_stats
+from fusnet.eval.metrics._tie_aware import _tie_aware_ap
 
 # --- references ------------------------------------------------------------------------------
 
@@ -330,7 +330,7 @@ def test_evaluate_retrieval_record(caplog):
     rng = np.random.default_rng(9)
     q, d, ql, dl = random_case(rng, 20, 100, 4, 3)
     ql[:3] = 7
-    with caplog.at_level(logging.WARNING, logger="fusnet.metrics"):
+    with caplog.at_level(logging.WARNING, logger="fusnet.eval.metrics"):
         record = evaluate_retrieval(q, d, ql, dl, ks=(1, 10, 1000))
     assert "3 of 20 queries have no relevant" in caplog.text
     json.dumps(record)  # JSON-ready

@@ -253,7 +253,7 @@ def test_notebook_parameters_copies_and_applies_known_changes():
 
 def _train_config(*argv: str):
     from fusnet.cli import build_parser
-    from fusnet.cli_train import config_from_args
+    from fusnet.cli.train import config_from_args
 
     return config_from_args(build_parser().parse_args(["train", *argv]))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fusnet.errors import ConfigError
-from fusnet.proxy_codes import (
+from fusnet.models.proxy_codes import (
     class_proxy_codes,
     code_diagnostics,
     fish_proxy_codes,

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from fusnet.baselines import METHODS, MULTIFUSNET, build_method
 from fusnet.data import DATASETS
 from fusnet.errors import ConfigError, DataError
+from fusnet.methods import METHODS, MULTIFUSNET, build_method
 from fusnet.models import ATTENTION, BACKBONES
 from fusnet.registry import Registry
 

@@ -1,4 +1,4 @@
-"""fusnet.retrieval: packing, popcount distances, exact top-k with ties by index."""
+"""fusnet.eval.retrieval: packing, popcount distances, exact top-k with ties by index."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fusnet import retrieval
-from fusnet.retrieval import (
+from fusnet.eval import retrieval
+from fusnet.eval.retrieval import (
     HammingIndex,
     hamming_distance,
     hamming_topk,

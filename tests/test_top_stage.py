@@ -13,8 +13,8 @@ from fusnet import runtime
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
 from fusnet.models.multifusnet import MultiFusNet
-from fusnet.top_stage import epoch_view_rows
-from fusnet.train import Trainer, load_checkpoint, train
+from fusnet.train.loop import Trainer, load_checkpoint, train
+from fusnet.train.top_stage import epoch_view_rows
 from tests.conftest import interrupt_in_epoch
 from tests.test_train import tiny_config
 
@@ -42,7 +42,7 @@ def test_config_checks_the_top_mode_options():
 def test_cosine_schedule_warms_up_then_decays_to_the_end(tmp_path):
     config = tiny_config(tmp_path, **{"optim.schedule": "cosine", "optim.warmup_epochs": 2,
                                            "optim.epochs": 6})
-    from fusnet.run_optim import build_scheduler
+    from fusnet.train.optim import build_scheduler
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = build_scheduler(optimizer, config)
@@ -97,7 +97,7 @@ def test_a_baseline_method_trains_in_top_mode(tmp_path):
 
 @pytest.mark.slow
 def test_cached_views_do_not_depend_on_workers_or_the_encoding_batch(tmp_path):
-    from fusnet.train import cache_features
+    from fusnet.train.loop import cache_features
 
     changes = {"mode": "top", "data.cached_views": 2, "cache_dir": str(tmp_path / "cache")}
     cache_features(tiny_config(tmp_path / "a", **changes))
@@ -118,7 +118,7 @@ def test_cached_views_do_not_depend_on_workers_or_the_encoding_batch(tmp_path):
 
 @pytest.mark.slow
 def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tmp_path):
-    from fusnet.train import cache_features
+    from fusnet.train.loop import cache_features
 
     cache = {"mode": "frozen", "cache_dir": str(tmp_path / "cache"), "select": "last",
              # pretrained maps have several saliency peaks, where the zoom's random mode matters
@@ -150,7 +150,7 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
 
 @pytest.mark.slow
 def test_the_validation_split_does_not_rename_the_feature_caches(tmp_path):
-    from fusnet.train import cache_features
+    from fusnet.train.loop import cache_features
 
     cache = {"mode": "frozen", "cache_dir": str(tmp_path / "cache")}
     cache_features(tiny_config(tmp_path / "a", **cache))

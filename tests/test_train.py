@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from fusnet.baselines import multifusnet_method
 from fusnet.cli import main as cli_main
 from fusnet.config import RunConfig
 from fusnet.errors import CheckpointError, TrainingError
-from fusnet.evaluate import load_codes
-from fusnet.train import Trainer, load_checkpoint, load_model, train
+from fusnet.eval.encoding import load_codes
+from fusnet.methods import multifusnet as multifusnet_method
+from fusnet.train.loop import Trainer, load_checkpoint, load_model, train
 from tests.conftest import interrupt_in_epoch
 
 
@@ -71,7 +71,7 @@ def test_train_writes_every_artifact_and_codes_match_the_metrics(tmp_path):
         assert np.array_equal(q["codes"], c["query_codes"])
     # search: a query image file -> its nearest database images, and a contact sheet.
     from fusnet.data import build_dataset
-    from fusnet.search import search_image
+    from fusnet.serve.search import search_image
 
     queries = build_dataset("synthetic", None, "test", num_classes=4, image_size=64)
     image, _ = queries[0]
@@ -83,7 +83,7 @@ def test_train_writes_every_artifact_and_codes_match_the_metrics(tmp_path):
     with np.load(out / "codes.npz") as c:  # the top hit is at the query's own code distance
         packed = c["query_codes"][0:1]
         db = c["db_codes"]
-    from fusnet.retrieval import hamming_topk
+    from fusnet.eval.retrieval import hamming_topk
 
     best_d, best_i = hamming_topk(packed, db, 5)
     assert distances == best_d[0].tolist() and [h["index"] for h in hits] == best_i[0].tolist()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fusnet.errors import ConfigError
-from fusnet.zoom import (
+from fusnet.models.zoom import (
     SaliencyZoom,
     ZoomConfig,
     saliency_from_features,

@@ -24,11 +24,11 @@ from typing import Any
 
 import pandas as pd
 
-from fusnet.baselines.base import NETWORK_DATABASE
 from fusnet.errors import ConfigError
 from fusnet.experiments.runs import RunRecord, RunRequest
 from fusnet.experiments.stats import TTEST_COLUMNS, mean_and_spread, ttest_row
 from fusnet.experiments.tables import runs_frame
+from fusnet.methods.base import NETWORK_DATABASE
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def method_requests(
     Args:
         datasets: dataset names of the experiment.
         bits: code lengths.
-        methods: ``"multifusnet"`` or names in ``fusnet.baselines.METHODS``.
+        methods: ``"multifusnet"`` or names in ``fusnet.methods.METHODS``.
         seeds: training seeds (``RunConfig.seed``: split, initialisation, sampling).
         method_changes: method -> extra RunConfig changes for its runs (dotted names).
         method_bits: method -> the code lengths it is run at, a subset of ``bits``
@@ -179,7 +179,7 @@ def check_method_changes(
 
 def all_methods() -> list[str]:
     """``"multifusnet"`` and every registered baseline, in registration order."""
-    from fusnet.baselines import METHODS
+    from fusnet.methods import METHODS
 
     return [REFERENCE_METHOD, *METHODS]
 

@@ -2,7 +2,7 @@
 
 Works from a finished run's ``codes.npz`` (packed database and query codes, in
 the dataset's item order) and the dataset itself (for the pictures); neighbours
-come from :func:`fusnet.retrieval.hamming_topk`, ties broken by database index.
+come from :func:`fusnet.eval.retrieval.hamming_topk`, ties broken by database index.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PIL import Image
 
 from fusnet.config import RunConfig
 from fusnet.errors import DataError
-from fusnet.retrieval import hamming_topk
+from fusnet.eval.retrieval import hamming_topk
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def precision_of_examples(examples: pd.DataFrame, ks: tuple[int, ...]) -> dict[s
 def split_dataset(config: RunConfig, split: str):
     """The run's dataset split, untransformed (items are PIL images)."""
     from fusnet.data import build_dataset
-    from fusnet.run_data import dataset_kwargs
+    from fusnet.train.batches import dataset_kwargs
 
     return build_dataset(
         config.data.dataset, config.data.root, split, verify=False, **dataset_kwargs(config)

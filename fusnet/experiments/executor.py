@@ -197,7 +197,7 @@ def _train_in_child(exp: ExperimentConfig, request: RunRequest) -> RunRecord:
 def cache_features_first(exp: ExperimentConfig, method: str, seed: int) -> None:
     """Each dataset's frozen-stage feature caches, computed here (with up to 12 loader
     workers) before child processes read them, instead of each child computing them."""
-    from fusnet.train import cache_features
+    from fusnet.train.loop import cache_features
 
     for dataset in exp.datasets:
         config = exp.run_config(dataset, exp.bits[0], method=method, seed=seed,
@@ -267,7 +267,7 @@ def lr_sweep(
 
     Args:
         executor: trains the runs.
-        methods: baseline names (``fusnet.baselines.METHODS``) or ``"multifusnet"``.
+        methods: baseline names (``fusnet.methods.METHODS``) or ``"multifusnet"``.
         candidates: method -> learning rates to try.
         seed: the runs' seed.
         method_changes: method -> its other RunConfig changes (the profile's).

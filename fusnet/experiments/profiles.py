@@ -16,10 +16,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fusnet.baselines import METHODS as BASELINES
-from fusnet.baselines import MULTIFUSNET
 from fusnet.errors import ConfigError
 from fusnet.experiments.recipes import RECIPE_NAMES, RECIPES, REGIMES
+from fusnet.methods import METHODS as BASELINES
+from fusnet.methods import MULTIFUSNET
 
 NOTEBOOKS: tuple[str, ...] = (
     "01_main_results",
@@ -39,7 +39,7 @@ NOTEBOOKS: tuple[str, ...] = (
 PAPER_BITS = [12, 24, 32, 48]
 ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
 METHODS = [MULTIFUSNET, *BASELINES]
-"""Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.baselines``, in the
+"""Notebook 09's methods: Multi-FusNet and every baseline of ``fusnet.methods``, in the
 registry's order (dpsh, hashnet, adsh, semicon, exchnet)."""
 REGIME_CONFIGURATIONS = ["baseline", "cascading+fusion+attention"]
 """Notebook 11 compares Table 6's row-1 baseline with the full model in each regime."""

@@ -33,6 +33,7 @@ from typing import Any
 from fusnet.config import LEGACY_OPTIONS_SECTION, RunConfig, run_fields
 from fusnet.errors import DataError
 from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
+from fusnet.methods.options import method_options
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def option_identity(config: RunConfig) -> dict[str, Any]:
     """The run's method options that differ from the method's defaults, under their
     dotted names of the old flat section (``{"baseline.exchnet_align_start": 2}``;
     ``fusnet.config.LEGACY_OPTIONS_SECTION``)."""
-    options = config.options
+    options = method_options(config.method, config.options)
     return {
         f"{LEGACY_OPTIONS_SECTION}.{config.method}_{f.name}": getattr(options, f.name)
         for f in dataclasses.fields(options)
@@ -227,7 +228,7 @@ def ensure_run(
     Returns:
         Its :class:`RunRecord`.
     """
-    from fusnet.train import train
+    from fusnet.train.loop import train
 
     config = request_config(exp, request)
     name = exp.spec(request.dataset).name

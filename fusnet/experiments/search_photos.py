@@ -1,6 +1,6 @@
 """Notebook 10: a gallery of one's own photos (here Flowers-17's), built, extended and searched.
 
-The notebook exports a trained run (``fusnet.export``), indexes a set of photos
+The notebook exports a trained run (``fusnet.serve.export``), indexes a set of photos
 (``fusnet.index``), adds more, and searches query photos that are in neither; this
 module picks those photos and turns the hits into a table and a contact sheet.
 """

@@ -296,7 +296,7 @@ def proxy_code_table(
         ConfigError: no datasets, or a class count that is not an integer >= 2.
     """
     from fusnet.errors import ConfigError
-    from fusnet.proxy_codes import class_proxy_codes, code_diagnostics
+    from fusnet.models.proxy_codes import class_proxy_codes, code_diagnostics
 
     bad = {k: v for k, v in class_counts.items()
            if not isinstance(v, int) or isinstance(v, bool) or v < 2}

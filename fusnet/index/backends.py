@@ -1,9 +1,9 @@
 """Search backends of a gallery: faiss's exact flat index and its inverted-file index.
 
-Both take packed codes (``fusnet.retrieval.pack_codes``) and answer k-NN queries
+Both take packed codes (``fusnet.eval.retrieval.pack_codes``) and answer k-NN queries
 by Hamming distance; results are sorted by distance, then by id.
 
-* ``flat`` (exact): :class:`fusnet.retrieval.HammingIndex` on faiss's
+* ``flat`` (exact): :class:`fusnet.eval.retrieval.HammingIndex` on faiss's
   ``IndexBinaryFlat``: every code scanned, ties broken by id (insertion order),
   the same hits as everywhere else in fusnet. Nothing to save: it is rebuilt
   from the gallery's ``codes.npy`` on open (a copy).
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fusnet.errors import ConfigError, DataError
-from fusnet.retrieval import HammingIndex
+from fusnet.eval.retrieval import HammingIndex
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image
 
 from fusnet.errors import DataError
-from fusnet.export import Encoder, load, open_image
 from fusnet.index.backends import KINDS, Backend, open_backend
 from fusnet.index.jobs import run_job
 from fusnet.index.layout import (
@@ -33,6 +32,7 @@ from fusnet.index.layout import (
     write_meta,
 )
 from fusnet.index.sources import collect_images
+from fusnet.serve.export import Encoder, load, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def search(directory: str | Path, images: Any, k: int = 10, model: Encoder | str
     queries = images if isinstance(images, list | tuple) else [images]
     hits = gallery.search_codes(encoder.encode(queries), k)
     if sheet is not None:
-        from fusnet.search import save_contact_sheet
+        from fusnet.serve.search import save_contact_sheet
 
         sheet = Path(sheet)
         for number, (query, row) in enumerate(zip(queries, hits, strict=True), 1):

@@ -22,11 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fusnet.errors import DataError
-from fusnet.export import Encoder, open_image
 from fusnet.index.backends import open_backend
 from fusnet.index.layout import CHUNKS, CODES, ITEMS, JOB, SKIPPED, remove_stale_files, write_meta
 from fusnet.index.sources import Item
 from fusnet.runtime import atomic_write_text
+from fusnet.serve.export import Encoder, open_image
 
 logger = logging.getLogger(__name__)
 

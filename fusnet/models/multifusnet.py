@@ -14,9 +14,66 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fusnet.config import ModelConfig
 from fusnet.models.attention import build_attention
 from fusnet.models.backbones import build_backbone
+
+LEVEL_POOLS: tuple[str, ...] = ("max", "avg", "avgmax")
+"""How a level block pools its map into g_i (``ModelConfig.level_pool``)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Multi-FusNet architecture, with the three ablation switches of Table 6.
+
+    Attributes:
+        backbone: a name in ``fusnet.models.BACKBONES``.
+        pretrained: ``"none"``, ``"default"`` (the backbone's ImageNet weights) or a
+            named weights tag the backbone understands (e.g. ``"IMAGENET1K_V2"``).
+        weights_path: local backbone state_dict, overriding ``pretrained``.
+        bits: hash code length k.
+        attention: channel attention of the fusion branch (eca, se, cbam, coord, psa).
+        cascade: all three levels (True) or the top level only (Table 6 "Cascading").
+        fusion: two-branch fusion f + A(f) (True) or f alone (Table 6 "Fusion").
+        transformer: self-attention hash-feature enhancement (Table 6 "Attention").
+        block_mid: width of the level block's 1x1 conv (method.md: 512).
+        level_dim: width of each level vector g_i (method.md: 1024).
+        hash_hidden: hidden width of the hash head (method.md: 512).
+        transformer_dim: model width d of the enhancement encoder (ours: 256).
+        transformer_depth: encoder layers (ours: 1).
+        transformer_heads: attention heads (ours: 4).
+        dropout: encoder dropout (ours: 0.1).
+        level_dropout: ours (0 = the paper): while training, each lower level's vector g_i
+            (all but the top level) is zeroed per image with this probability, the kept
+            ones scaled by 1 / (1 - p), so the hash head cannot lean on the lower levels
+            alone (they let it memorise the training images; README fidelity notes).
+        level_pool: ours (``"max"`` = the paper's GlobalMaxPool): how each level block pools
+            its map into g_i, ``"max"``, ``"avg"`` or ``"avgmax"`` (the sum of both), for
+            every level alike (README fidelity notes).
+        lower_level_gate: ours (False = the paper): the lower levels' slots of the hash
+            head's input are multiplied, after its first BatchNorm, by one learned scalar
+            per level initialised to 0, so training starts from the top-level model and
+            the lower levels enter only as far as the loss pulls them in.
+    """
+
+    backbone: str = "resnet50"
+    pretrained: str = "default"
+    weights_path: str | None = None
+    bits: int = 48
+    attention: str = "eca"
+    cascade: bool = True
+    fusion: bool = True
+    transformer: bool = True
+    block_mid: int = 512
+    level_dim: int = 1024
+    hash_hidden: int = 512
+    transformer_dim: int = 256
+    transformer_depth: int = 1
+    transformer_heads: int = 4
+    dropout: float = 0.1
+    level_dropout: float = 0.0
+    level_pool: str = "max"
+    lower_level_gate: bool = False
+
 
 
 @dataclass

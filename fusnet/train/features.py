@@ -1,0 +1,143 @@
+"""Frozen-backbone fast mode: backbone level maps computed once and cached.
+
+With the backbone fixed, its level maps for an image (test transform) never
+change, and neither does the zoomed view, whose saliency comes from the same
+frozen top level. Both are computed once per split, kept as float16, and saved
+under a cache key that names everything they depend on. Training then runs
+only the head, which makes the ablations feasible on a CPU.
+
+What this mode gives up, stated in every result it produces: no image
+augmentation (random crop, rotation, flip, jitter) and no backbone fine-tuning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from fusnet.errors import CheckpointError
+from fusnet.models.zoom import SaliencyZoom, saliency_from_features
+from fusnet.runtime import atomic_torch_save
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CachedLevels:
+    """Level maps of one split: ``levels[i]`` is (N, C_i, H_i, W_i) float16.
+
+    ``zoom_levels`` holds the same for the zoomed view (None when zoom is off).
+    """
+
+    levels: list[Tensor]
+    zoom_levels: list[Tensor] | None
+    labels: Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batch(
+        self, index: Tensor, device: torch.device, zoom: bool = False
+    ) -> list[Tensor]:
+        source = self.zoom_levels if zoom else self.levels
+        if source is None:
+            raise ValueError("zoom levels were not cached")
+        return [level[index].to(device=device, dtype=torch.float32) for level in source]
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@torch.no_grad()
+def compute_levels(
+    backbone: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int,
+    zoom: SaliencyZoom | None,
+    description: str = "caching features",
+    keep_levels: int | None = None,
+    generator: torch.Generator | None = None,
+) -> CachedLevels:
+    """Run the frozen backbone over a dataset (and its zoomed view).
+
+    ``keep_levels`` keeps only the first that many levels (the zoom's saliency still comes
+    from the top one); ``generator`` seeds the loader's workers (random transforms).
+    """
+    backbone.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=generator)
+    keep = slice(0, keep_levels)
+    levels: list[list[Tensor]] = []
+    zoom_levels: list[list[Tensor]] = []
+    labels: list[Tensor] = []
+    for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
+        images = images.to(device)  # (B, 3, H, W)
+        maps = backbone(images)  # L x (B, C_i, H_i, W_i)
+        levels.append([m.to("cpu", torch.float16) for m in maps[keep]])
+        if zoom is not None:
+            zoomed = zoom(images, saliency_from_features(maps[-1]))  # (B, 3, H, W)
+            zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
+                backbone, zoomed, keep_levels)
+            zoom_levels.append([m.to("cpu", torch.float16) for m in zoom_maps[keep]])
+        labels.append(torch.as_tensor(targets, dtype=torch.int64))
+    return CachedLevels(
+        levels=[torch.cat(per_level) for per_level in zip(*levels, strict=True)],
+        zoom_levels=(
+            [torch.cat(per_level) for per_level in zip(*zoom_levels, strict=True)]
+            if zoom is not None
+            else None
+        ),
+        labels=torch.cat(labels),
+    )
+
+
+def _lower_maps(backbone: nn.Module, images: Tensor, count: int) -> list[Tensor]:
+    """The first ``count`` level maps, running only the stages that produce them."""
+    maps, x = [], images  # (B, 3, H, W)
+    for stage in backbone.stages()[:count]:
+        x = stage(x)  # (B, C_i, H_i, W_i)
+        maps.append(x)
+    return maps
+
+
+def load_or_compute_levels(
+    cache_file: Path,
+    key: str,
+    compute: Callable[[], CachedLevels],
+) -> CachedLevels:
+    """Load a cache written for ``key``; otherwise compute and save it."""
+    if cache_file.is_file():
+        try:
+            payload = torch.load(cache_file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: recompute, never trust it
+            raise CheckpointError(
+                f"feature cache {cache_file} cannot be read ({exc}); delete it and rerun"
+            ) from exc
+        if payload.get("key") == key:
+            logger.info("loaded cached backbone features from %s", cache_file)
+            return CachedLevels(payload["levels"], payload["zoom_levels"], payload["labels"])
+        logger.warning("feature cache %s was made for another setup; recomputing", cache_file)
+    cached = compute()
+    atomic_torch_save(
+        {
+            "key": key,
+            "levels": cached.levels,
+            "zoom_levels": cached.zoom_levels,
+            "labels": cached.labels,
+        },
+        cache_file,
+    )
+    logger.info("saved backbone features to %s", cache_file)
+    return cached
