@@ -1,14 +1,10 @@
 """Labelled image datasets with one common API, and their checks before training.
 
-Every dataset in :data:`fusnet.data.DATASETS` returns an :class:`ImageListDataset`:
-items are ``(image, label)`` with ``image`` a PIL RGB image (or whatever the
-transform makes of it) and ``label`` an ``int`` in ``[0, num_classes)``.
-
-Bad input is caught before training: :meth:`ImageListDataset.verify` opens every listed
-file (``build_dataset`` calls it by default), :meth:`ImageListDataset.check_classes`
-rejects empty classes, and the constructor rejects out-of-range labels. Loading a
-bad image later (``__getitem__``) also raises :class:`~fusnet.errors.DataError`
-naming the file.
+Every dataset in :data:`fusnet.data.DATASETS` is an :class:`ImageListDataset` of
+``(image, label)`` items: a PIL RGB image (or what the transform makes of it) and an
+``int`` in ``[0, num_classes)``. Bad input is caught before training (``verify`` opens
+every file, ``check_classes`` rejects empty classes, the constructor out-of-range
+labels); a bad image met later raises :class:`~fusnet.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -31,7 +27,12 @@ logger = logging.getLogger(__name__)
 Sample = tuple[Path, int]
 """One image file and its class index."""
 
-_MAX_LISTED = 10  # bad files named in one error message
+
+
+def listing(items: Sequence[str], sep: str = ", ", limit: int = 10) -> str:
+    """The first ``limit`` items joined for a message, then "and N more" if there are more."""
+    more = f"{sep}and {len(items) - limit} more" if len(items) > limit else ""
+    return sep.join(items[:limit]) + more
 
 
 def missing_image(path: Path | str) -> DataError:
@@ -52,13 +53,7 @@ def undecodable_image(path: Path | str, exc: Exception) -> DataError:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image file fully decoded as RGB.
-
-    Args:
-        path: image file.
-
-    Returns:
-        The decoded RGB image (file closed).
+    """Open an image file fully decoded as RGB (file closed).
 
     Raises:
         DataError: the file is missing or cannot be decoded; the message names it.
@@ -77,11 +72,8 @@ HIGH_DEPTH_MODES: tuple[str, ...] = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """An image as 8-bit RGB; 16-bit grey images are scaled, not clipped.
-
-    PIL's ``convert("RGB")`` clips 16-bit values at 255, which turns a 16-bit PNG
-    (values up to 65535) almost white; here such values are divided by 257 instead.
-    """
+    """An image as 8-bit RGB; 16-bit grey values are divided by 257 (PIL's
+    ``convert("RGB")`` clips them at 255, turning a 16-bit PNG almost white)."""
     if image.mode in HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
         # 16-bit modes always scale (a dark 16-bit image too); a 32-bit "I" image scales
@@ -94,15 +86,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def check_image(path: Path, decode: bool = False) -> str | None:
-    """Say what is wrong with one image file, if anything.
+    """What is wrong with one image file: ``None`` when it is fine, else a short reason.
 
     Args:
         path: image file.
         decode: fully decode the pixels (slow, catches truncated files) instead of
             PIL's cheap ``verify()`` of the file structure.
-
-    Returns:
-        ``None`` when the file is fine, else a short reason.
     """
     if not path.is_file():
         return "missing"
@@ -147,10 +136,11 @@ class ImageListDataset(Dataset):
         samples: ``(path, label)`` per item, in item order.
         labels: (N,) int64 label per item.
         source: the list file the samples came from, named in error messages.
-        transform: applied to the PIL image in ``__getitem__``; ``None`` returns it as is.
-        image_backend: "pil" (default) or "tensor": ``load_image`` returns a (3, H, W)
-            uint8 tensor decoded by :func:`fusnet.data.tensor_io.read_image_tensor`, for
-            the transforms of :func:`fusnet.data.tensor_io.build_tensor_transform`.
+        transform: applied to the loaded image in ``__getitem__``; ``None`` returns it as is.
+        image_backend: "pil" (default) or "tensor".
+        read_image: what ``load_image`` reads a file with: :func:`load_rgb` (a PIL image) or,
+            for the "tensor" backend, a (3, H, W) uint8 tensor reader; both are set by
+            :func:`fusnet.data.tensor_io.set_image_backend`.
     """
 
     image_backend = "pil"
@@ -176,6 +166,7 @@ class ImageListDataset(Dataset):
         self.labels = np.asarray([y for _, y in self.samples], dtype=np.int64)  # (N,)
         self.source = source
         self.transform = transform
+        self.read_image: Callable[[Path], Any] = load_rgb
         self.dropped: list[tuple[Path, str]] = []  # (path, reason) dropped by verify()
         self.skip_bad_images = False  # set by verify(skip_bad_images=True)
         self._check_label_range()
@@ -200,19 +191,15 @@ class ImageListDataset(Dataset):
             f"images={len(self)}, classes={self.num_classes}, data_dir={self.data_dir})"
         )
 
-    def load_image(self, index: int) -> Image.Image:
-        """The untransformed RGB image of item ``index``.
+    def load_image(self, index: int) -> Any:
+        """The untransformed RGB image of item ``index`` (as ``read_image`` gives it).
 
         Raises:
             DataError: the image file is missing or corrupt.
         """
         path = self.samples[index][0]
         try:
-            if self.image_backend == "tensor":
-                from fusnet.data.tensor_io import read_image_tensor
-
-                return read_image_tensor(path)
-            return load_rgb(path)
+            return self.read_image(path)
         except DataError as exc:
             if not self.skip_bad_images:
                 raise
@@ -229,15 +216,8 @@ class ImageListDataset(Dataset):
     def subset(
         self, indices: Sequence[int] | np.ndarray, split: str | None = None
     ) -> ImageListDataset:
-        """A copy holding only the given items (class list unchanged).
-
-        Args:
-            indices: item indices to keep, in the order wanted.
-            split: new split name (default: unchanged).
-
-        Returns:
-            A new dataset of the same type; this one is not modified.
-        """
+        """A copy of the same type holding items ``indices`` in that order (class list
+        unchanged), renamed ``split`` if given; this one is not modified."""
         out = copy.copy(self)
         out._take(np.asarray(indices, dtype=np.int64))
         if split is not None:
@@ -263,22 +243,14 @@ class ImageListDataset(Dataset):
             )
 
     def check_classes(self, strict: bool = True) -> None:
-        """Check that every class has at least one item.
-
-        Args:
-            strict: raise on an empty class; otherwise log a warning.
-
-        Raises:
-            DataError: ``strict`` and some class has no item.
-        """
+        """Check that every class has an item: raise DataError if ``strict``, else warn."""
         empty = np.flatnonzero(self.class_counts() == 0)
         if not empty.size:
             return
-        names = ", ".join(self.class_names[i] for i in empty[:_MAX_LISTED].tolist())
-        more = f" and {empty.size - _MAX_LISTED} more" if empty.size > _MAX_LISTED else ""
+        names = listing([self.class_names[i] for i in empty.tolist()])
         msg = (
             f"{self._where()}: {empty.size} class(es) have no image in split {self.split!r}: "
-            f"{names}{more}; check the dataset's list files (or the class folders) and "
+            f"{names}; check the dataset's list files (or the class folders) and "
             f"re-download missing images"
         )
         if strict:
@@ -292,15 +264,13 @@ class ImageListDataset(Dataset):
 
         Args:
             skip_bad_images: drop bad items (logging a warning) instead of raising.
-            decode: fully decode every image (slow; also catches truncated files that
-                PIL's cheap structural ``verify()`` lets through).
+            decode: fully decode every image (see :func:`check_image`).
 
         Returns:
             ``(path, reason)`` of each bad item found (dropped if ``skip_bad_images``).
 
         Raises:
-            DataError: some image is missing or unreadable and ``skip_bad_images`` is False;
-                the message names the files.
+            DataError: a bad image and not ``skip_bad_images``; the message names the files.
         """
         self.skip_bad_images = skip_bad_images
         bad: list[tuple[int, Path, str]] = []
@@ -313,22 +283,15 @@ class ImageListDataset(Dataset):
         if not bad:
             logger.debug("%s/%s: all %d images verified", self.name, self.split, len(self))
             return []
-        listing = "; ".join(f"{p} ({r})" for _, p, r in bad[:_MAX_LISTED])
-        more = f"; and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+        files = listing([f"{p} ({r})" for _, p, r in bad], sep="; ")
         if not skip_bad_images:
             raise DataError(
                 f"{len(bad)} bad image(s) in {self.name}/{self.split} (listed in {self._where()}): "
-                f"{listing}{more}. Replace them from the official download, or pass "
+                f"{files}. Replace them from the official download, or pass "
                 f"skip_bad_images=True to drop them"
             )
-        logger.warning(
-            "dropping %d bad image(s) from %s/%s: %s%s",
-            len(bad),
-            self.name,
-            self.split,
-            listing,
-            more,
-        )
+        logger.warning("dropping %d bad image(s) from %s/%s: %s", len(bad), self.name,
+                       self.split, files)
         bad_idx = {i for i, _, _ in bad}
         keep = np.asarray([i for i in range(len(self)) if i not in bad_idx], dtype=np.int64)
         self._take(keep)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusnet.data.base import ImageListDataset, Sample
+from fusnet.data.base import ImageListDataset, Sample, listing
 from fusnet.data.layout import check_official_split, list_images, require_file, require_root
 from fusnet.data.registry import register_dataset
 from fusnet.data.splits import stratified_split
@@ -170,20 +170,17 @@ def _check_duplicates(name: str, root: Path, rows: dict[str, list[tuple[str, str
             counts[key] = counts.get(key, 0) + 1
         repeated = [p for p, n in counts.items() if n > 1]
         if repeated:
-            listed = ", ".join(f"{p} ({counts[p]} times)" for p in repeated[:5])
-            more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+            listed = listing([f"{p} ({counts[p]} times)" for p in repeated], limit=5)
             raise DataError(
                 f"dataset {name!r}: {root / (split + '.csv')} lists {len(repeated)} image(s) more "
-                f"than once: {listed}{more}; keep one row per image"
+                f"than once: {listed}; keep one row per image"
             )
         where[split] = counts
     if len(where) == 2:
         both = sorted(set(where["train"]) & set(where["test"]))
         if both:
-            listed = ", ".join(str(p) for p in both[:5])
-            more = f" and {len(both) - 5} more" if len(both) > 5 else ""
             raise DataError(
                 f"dataset {name!r}: {len(both)} image(s) are in both {root / 'train.csv'} and "
-                f"{root / 'test.csv'}: {listed}{more}; a query must not be in the database, "
+                f"{root / 'test.csv'}: {listing([str(p) for p in both], limit=5)}; a query must not be in the database, "
                 "remove them from one of the files"
             )

@@ -74,34 +74,18 @@ def _labelled_by_name(
     return samples
 
 
-@register_dataset("cub200")
-def load_cub200(root: Path | None, split: str) -> ImageListDataset:
-    """CUB-200-2011 (Wah et al., 2011): 200 bird species, 5,994 train / 5,794 test.
-
-    Layout (``CUB_200_2011.tgz``): ``CUB_200_2011/images.txt`` (``<id> <dir>/<file>``),
-    ``image_class_labels.txt`` (``<id> <class_id>``), ``train_test_split.txt``
-    (``<id> <is_training>``), ``classes.txt`` (``<class_id> <NNN.Name>``), ``images/``.
-    Labels follow ``classes.txt`` order (class ids sorted); class names drop the
-    ``NNN.`` prefix. Any subset in this layout loads too (e.g. the 100-class test set).
-    """
-    name = "cub200"
-    check_official_split(name, split)
-    root = require_root(name, root)
-    top = locate(name, root, ("CUB_200_2011",), "images.txt")
-    classes = read_columns(name, top / "classes.txt", 2)
-    class_ids = sorted(parse_int(name, top / "classes.txt", c) for c, _ in classes)
-    id_to_name = {parse_int(name, top / "classes.txt", c): n for c, n in classes}
-    label_of_class = {cid: i for i, cid in enumerate(class_ids)}
-    class_names = [_strip_number(id_to_name[cid]) for cid in class_ids]
-
-    paths = dict(read_columns(name, top / "images.txt", 2))
-    labels_file = top / "image_class_labels.txt"
-    image_class = dict(read_columns(name, labels_file, 2))
-    split_file = top / "train_test_split.txt"
+def _cub_layout_samples(
+    name: str, top: Path, split: str, label_of_class: dict[int, int]
+) -> tuple[list[Sample], Path]:
+    """The samples of one split of the CUB layout (NABirds uses it too) and the split file:
+    ``images.txt`` (``<id> <path>``), ``image_class_labels.txt`` (``<id> <class_id>``),
+    ``train_test_split.txt`` (``<id> <is_training>``), images under ``images/``."""
+    labels_file, split_file = top / "image_class_labels.txt", top / "train_test_split.txt"
+    image_class = {i: parse_int(name, labels_file, c) for i, c in read_columns(name, labels_file, 2)}
     is_train = dict(read_columns(name, split_file, 2))
     want = "1" if split == "train" else "0"
     samples: list[Sample] = []
-    for image_id, rel in paths.items():
+    for image_id, rel in read_columns(name, top / "images.txt", 2):
         if image_id not in image_class or image_id not in is_train:
             missing = labels_file if image_id not in image_class else split_file
             raise DataError(
@@ -111,13 +95,35 @@ def load_cub200(root: Path | None, split: str) -> ImageListDataset:
             )
         if is_train[image_id] != want:
             continue
-        cid = parse_int(name, labels_file, image_class[image_id])
+        cid = image_class[image_id]
         if cid not in label_of_class:
             raise DataError(
                 f"dataset {name!r}: {labels_file} gives image {image_id} class {cid}, which "
                 f"{top / 'classes.txt'} does not list; re-download the list files"
             )
         samples.append((top / "images" / rel, label_of_class[cid]))
+    return samples, split_file
+
+
+@register_dataset("cub200")
+def load_cub200(root: Path | None, split: str) -> ImageListDataset:
+    """CUB-200-2011 (Wah et al., 2011): 200 bird species, 5,994 train / 5,794 test.
+
+    Layout (``CUB_200_2011.tgz``): ``CUB_200_2011/`` with the lists of
+    :func:`_cub_layout_samples` and ``classes.txt`` (``<class_id> <NNN.Name>``). Labels
+    follow the sorted class ids; names drop the ``NNN.`` prefix. Any subset in this
+    layout loads too (e.g. the 100-class test set).
+    """
+    name = "cub200"
+    check_official_split(name, split)
+    root = require_root(name, root)
+    top = locate(name, root, ("CUB_200_2011",), "images.txt")
+    classes = read_columns(name, top / "classes.txt", 2)
+    class_ids = sorted(parse_int(name, top / "classes.txt", c) for c, _ in classes)
+    id_to_name = {parse_int(name, top / "classes.txt", c): n for c, n in classes}
+    class_names = [_strip_number(id_to_name[cid]) for cid in class_ids]
+    label_of_class = {cid: i for i, cid in enumerate(class_ids)}
+    samples, split_file = _cub_layout_samples(name, top, split, label_of_class)
     return ImageListDataset(
         name, split, samples, class_names, root=root, data_dir=top, source=split_file
     )
@@ -174,29 +180,21 @@ def load_aircraft(
 def load_nabirds(root: Path | None, split: str) -> ImageListDataset:
     """NABirds (Van Horn et al., 2015): 555 leaf classes, 23,929 train / 24,633 test.
 
-    Layout (``nabirds.tar.gz``): ``nabirds/images.txt`` (``<uuid> <dir>/<file>``),
-    ``image_class_labels.txt`` (``<uuid> <class_id>``), ``train_test_split.txt``
-    (``<uuid> <is_training>``), ``classes.txt`` (``<class_id> <name>``, all 1,011
-    nodes of the taxonomy), ``hierarchy.txt`` (``<child_id> <parent_id>``), ``images/``.
-    Labels are the class ids that have images (all leaves of ``hierarchy.txt``),
-    sorted and renumbered 0..554.
-
-    The paper's Table 1 prints 24,633 train / 23,929 test: the official split swapped.
-    We follow ``train_test_split.txt``.
+    Layout (``nabirds.tar.gz``): ``nabirds/`` with the lists of CUB
+    (:func:`_cub_layout_samples`, uuids as ids), ``classes.txt`` (all 1,011 nodes of the
+    taxonomy) and ``hierarchy.txt`` (``<child_id> <parent_id>``). Labels are the class
+    ids that have images (the leaves), sorted and renumbered 0..554. The paper's Table 1
+    swaps the two split sizes; we follow ``train_test_split.txt``.
     """
     name = "nabirds"
     check_official_split(name, split)
     root = require_root(name, root)
     top = locate(name, root, ("nabirds",), "image_class_labels.txt")
-    classes_file = top / "classes.txt"
+    classes_file, labels_file = top / "classes.txt", top / "image_class_labels.txt"
     id_to_name = {
         parse_int(name, classes_file, c): n for c, n in read_columns(name, classes_file, 2)
     }
-    labels_file = top / "image_class_labels.txt"
-    image_class = {
-        i: parse_int(name, labels_file, c) for i, c in read_columns(name, labels_file, 2)
-    }
-    used = sorted(set(image_class.values()))
+    used = sorted({parse_int(name, labels_file, c) for _, c in read_columns(name, labels_file, 2)})
     unknown = [c for c in used if c not in id_to_name]
     if unknown:
         raise DataError(
@@ -216,22 +214,10 @@ def load_nabirds(root: Path | None, split: str) -> ImageListDataset:
             )
     else:
         logger.warning("nabirds: %s not found; not checking that labels are leaves", hierarchy_file)
-    label_of_class = {c: i for i, c in enumerate(used)}
     class_names = [id_to_name[c] for c in used]
-
-    split_file = top / "train_test_split.txt"
-    is_train = dict(read_columns(name, split_file, 2))
-    want = "1" if split == "train" else "0"
-    samples: list[Sample] = []
-    for image_id, rel in read_columns(name, top / "images.txt", 2):
-        if image_id not in image_class or image_id not in is_train:
-            missing = labels_file if image_id not in image_class else split_file
-            raise DataError(
-                f"dataset {name!r}: image {image_id} of {top / 'images.txt'} is not in "
-                f"{missing}; re-download the archive ({how_to_get(name)})"
-            )
-        if is_train[image_id] == want:
-            samples.append((top / "images" / rel, label_of_class[image_class[image_id]]))
+    samples, split_file = _cub_layout_samples(
+        name, top, split, {c: i for i, c in enumerate(used)}
+    )
     return ImageListDataset(
         name, split, samples, class_names, root=root, data_dir=top, source=split_file
     )

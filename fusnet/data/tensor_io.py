@@ -1,57 +1,29 @@
-"""Tensor input pipeline: JPEG decoding to uint8 tensors and the paper's transforms on them.
+"""Tensor input pipeline (off by default): JPEG decoding to uint8 tensors and the paper's
+transforms on them, a faster alternative to PIL and :mod:`fusnet.data.transforms`.
 
-The default input path of fusnet opens images with PIL and applies the torchvision v1
-transforms of :mod:`fusnet.data.transforms`. This module is the faster alternative, off
-by default:
+:func:`read_image_tensor` decodes JPEGs (recognised by their first bytes) with
+``torchvision.io.decode_jpeg`` into (3, H, W) uint8 RGB, other formats through PIL.
+:func:`build_tensor_transform` builds the recipes of
+:func:`~fusnet.data.transforms.build_transform` with the same parameters as
+``torchvision.transforms.v2`` transforms, ending in a normalised (3, S, S) float32 tensor.
+:func:`set_image_backend` switches a dataset to it::
 
-* :func:`read_image_tensor` reads a file and decodes it with
-  :func:`torchvision.io.decode_jpeg` into a (3, H, W) uint8 RGB tensor. Files that are
-  not JPEG (by their first bytes, not their name) fall back to PIL
-  (:func:`fusnet.data.base.load_rgb`) and are converted to the same tensor layout.
-* :func:`build_tensor_transform` builds the same three recipes as
-  :func:`fusnet.data.transforms.build_transform` ("paper" and "mild" training
-  augmentation, the test transform), with the same parameters, as
-  ``torchvision.transforms.v2`` transforms on that uint8 tensor; the result is a
-  normalised (3, S, S) float32 tensor, as from the PIL path.
+    set_image_backend(dataset, "tensor", build_image_transform(224, image_backend="tensor"))
 
-Use it on a dataset with::
+Kernels: ``"v2"`` is torchvision's own, on uint8 until the final ``ToDtype`` +
+``Normalize``. ``"fast"`` (default, :mod:`fusnet.data.tensor_kernels`) draws the same
+random parameters in the same order (reusing v2's ``make_params``) with cheaper kernels:
+crop, nearest rotation and flip as one gather (pixel for pixel v2's ``grid_sample``,
+but for rare half-pixel ties) and the colour jitter on float32 with a direct hue
+rotation (v2 rounds to uint8 after each jitter step: 1-2 grey levels apart on average).
+benchmarks/bench_input.py: the fast kernels load and transform 2.0-2.4x as many CUB
+images a second as the PIL path at 224 px; v2's own are slower than PIL (0.63x).
 
-    dataset = build_dataset("cub200", root, "train")
-    set_image_backend(dataset, "tensor", build_tensor_transform(224, train=True))
-
-or, with one ``image_backend`` flag ("pil" | "tensor") for both::
-
-    transform = build_image_transform(224, train=True, image_backend=flag)
-    set_image_backend(dataset, flag, transform)
-
-Two kernel sets (``kernels``):
-
-* ``"v2"``: torchvision's own v2 transforms, all on uint8 until the final
-  ``ToDtype`` + ``Normalize``.
-* ``"fast"`` (default): the same random parameters, drawn from torch's generator in the
-  same order as the v2 transforms draw them (the classes below reuse their
-  ``make_params``; torchvision >= 0.21), with cheaper kernels for the slow steps. The
-  random crop, the nearest-neighbour rotation and the flip are one crop view and one
-  index gather on the uint8 image: pixel for pixel what v2's ``grid_sample`` gives, but
-  for rare pixels within float error of a half-pixel position. The colour jitter
-  converts to float32 in [0, 1] once, runs there with a direct HSV hue rotation instead
-  of v2's full RGB -> HSV -> RGB round trip, and normalises at the end; the test
-  transform converts and normalises in one multiply-subtract. On uint8, v2's jitter
-  rounds down to uint8 after each of its four steps; the float jitter does not, so the
-  two differ by 1-2 grey levels on average.
-
-Speed (benchmarks/bench_input.py, CUB photos, one thread): the fast kernels load and
-transform about 2.0-2.4x as many images per second as the PIL path at 224 px; v2's own
-kernels are slower than PIL for the paper recipe (0.63x). torchvision 0.29 deprecates
-its image decoders in favour of TorchCodec (a ``DeprecationWarning`` per call).
-
-Differences from the PIL path: for the test transform, none worth naming on the CUB
-photos (decoding gives identical pixels, Pillow and torchvision both using
-libjpeg-turbo; torch's antialiased uint8 bilinear resize is a port of Pillow's
-fixed-point one, so isolated pixels differ by one grey level). For the training
-transforms the random parameters are drawn by different code, so a seed does not give
-the same augmentation in both paths, and the jitter kernels differ as above.
-tests/test_tensor_io.py measures the test-transform difference on real photos.
+Against the PIL path: the test transform gives the same pixels but for isolated
+one-level differences (both decode with libjpeg-turbo; torch's antialiased uint8 resize
+ports Pillow's), as tests/test_tensor_io.py measures on real photos; training
+augmentations draw their parameters by different code, so one seed does not give the
+same augmentation in both paths.
 """
 
 from __future__ import annotations
@@ -90,23 +62,14 @@ IMAGE_BACKENDS: tuple[str, ...] = ("pil", "tensor")
 """Values of ``image_backend``: PIL images (the default) or decoded uint8 tensors."""
 
 KERNELS: tuple[str, ...] = ("fast", "v2")
-"""Kernel sets of :func:`build_tensor_transform` (module docstring; the fast ones are in
-:mod:`fusnet.data.tensor_kernels`)."""
+"""Kernel sets of :func:`build_tensor_transform` (module docstring)."""
 
 
 def read_image_tensor(path: str | Path) -> torch.Tensor:
     """Read an image file as a (3, H, W) uint8 RGB tensor.
 
-    JPEG files (recognised by their first bytes) are decoded by
-    :func:`torchvision.io.decode_jpeg` (grey and CMYK JPEGs converted to RGB). Any other
-    format (PNG, BMP, ...) falls back to PIL through :func:`fusnet.data.base.load_rgb`
-    (16-bit grey scaled as there), then becomes a tensor of the same layout.
-
-    Args:
-        path: image file.
-
-    Returns:
-        (3, H, W) uint8 RGB image.
+    JPEGs are decoded by ``decode_jpeg`` (grey and CMYK converted to RGB); other formats
+    (PNG, BMP, ...) go through :func:`fusnet.data.base.load_rgb` (16-bit grey scaled).
 
     Raises:
         DataError: the file is missing, unreadable or does not decode; the message names it.
@@ -135,11 +98,10 @@ def set_image_backend(
 
     Args:
         dataset: any :class:`~fusnet.data.base.ImageListDataset`.
-        image_backend: "pil" (PIL RGB images, the default of every dataset) or "tensor"
+        image_backend: "pil" (PIL RGB images, every dataset's default) or "tensor"
             ((3, H, W) uint8 tensors from :func:`read_image_tensor`).
-        transform: takes what the backend loads, e.g. from
-            :func:`build_image_transform` with the same ``image_backend``; ``None``
-            returns the loaded image.
+        transform: takes what the backend loads (:func:`build_image_transform` with the
+            same ``image_backend``); ``None`` returns the loaded image.
 
     Returns:
         The same dataset, for chaining.
@@ -156,6 +118,7 @@ def set_image_backend(
             f"of reading image files; the tensor backend applies only to datasets of files"
         )
     dataset.image_backend = image_backend
+    dataset.read_image = read_image_tensor if image_backend == "tensor" else load_rgb
     dataset.transform = transform
     return dataset
 
@@ -181,9 +144,6 @@ def build_image_transform(
     return build_transform(image_size, train, mean, std, augment)
 
 
-# ---------------------------------------------------------------------------- recipes
-
-
 def build_tensor_transform(
     image_size: int = PAPER_IMAGE_SIZE,
     train: bool = True,
@@ -194,20 +154,12 @@ def build_tensor_transform(
 ) -> v2.Compose:
     """The recipes of :func:`fusnet.data.transforms.build_transform` on uint8 tensors.
 
-    Same steps and parameters as the PIL transforms: test = resize the shorter side to
-    :func:`~fusnet.data.transforms.resize_size` (bilinear, antialiased), centre crop;
-    "paper" = that resize, random crop, rotation within ±30° (nearest, zero fill),
-    horizontal flip p = 0.7, colour jitter 0.5 (brightness, contrast, saturation, hue);
-    "mild" = ``RandomResizedCrop`` of 35-100% of the area, flip p = 0.5, jitter 0.2
-    without hue. Then float conversion and normalisation (module docstring for where
-    the "fast" kernels convert to float).
+    Same steps and parameters as the PIL transforms (resizes antialiased, rotation
+    nearest with zero fill), then float conversion and normalisation.
 
     Args:
-        image_size: side of the square network input.
-        train: the random training augmentation (True) or the deterministic test one.
-        mean: per-channel normalisation mean (``backbone.mean``).
-        std: per-channel normalisation std (``backbone.std``).
-        augment: "paper" or "mild" (training only).
+        image_size, train, mean, std, augment: as for
+            :func:`~fusnet.data.transforms.build_transform`.
         kernels: "fast" (default) or "v2" (torchvision's kernels throughout).
 
     Returns:

@@ -40,17 +40,11 @@ _GRID = _RotationGrid()
 def rotate_nearest(image: torch.Tensor, angle: float, hflip: bool = False) -> torch.Tensor:
     """Rotate about the centre, nearest neighbour, same size, zero fill, as one gather.
 
-    Gives what ``torchvision.transforms.v2.functional.rotate(image, angle)`` gives
-    (``expand=False``, ``center=None``, ``fill=0``, nearest): that maps every output
-    pixel centre through the inverse rotation and samples ``grid_sample(mode="nearest",
-    align_corners=False)`` on a float copy; here the same source coordinates are computed
-    in pixel units, rounded half to even as ``grid_sample`` does, and gathered from the
-    image padded with one zero pixel (coordinates outside the image are clamped onto
-    that border). The two round differently scaled coordinates, so a source coordinate
-    within float error of a half pixel can go to the neighbouring pixel: 66 of 10
-    million pixels differed over 200 random angles in [-30, 30] at 224 px; a quarter
-    turn of an image whose W - H is odd puts every coordinate on a half pixel and
-    differs much more.
+    What ``v2.functional.rotate(image, angle)`` gives (its ``grid_sample`` nearest on a
+    float copy): the same source coordinates, in pixel units, rounded half to even and
+    gathered from the image padded with one zero pixel. A coordinate within float error
+    of a half pixel can round the other way (66 of 10 million pixels over 200 angles in
+    [-30, 30] at 224 px; quarter turns of an image with odd W - H differ much more).
 
     Args:
         image: (C, H, W) tensor of any dtype, any strides.
@@ -109,10 +103,9 @@ def adjust_saturation_(image: torch.Tensor, factor: float) -> torch.Tensor:
 def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
     """Rotate the HSV hue of a (3, H, W) float image in [0, 1] by ``factor`` turns.
 
-    Same result as ``v2.functional.adjust_hue`` (to float rounding), computed directly:
-    value (max) and chroma (max - min) are unchanged by a hue rotation, and each output
-    channel is ``min + chroma * clamp(|((h + n) mod 6) - 3| - 1, 0, 1)`` for the rotated
-    hue h in sixths of a turn and n = 0, 4, 2 for R, G, B.
+    ``v2.functional.adjust_hue`` (to float rounding), computed directly: a hue rotation
+    keeps max and chroma (max - min), and output channel n (0, 4, 2 for R, G, B) is
+    ``min + chroma * clamp(|((h + n) mod 6) - 3| - 1, 0, 1)``, h the new hue in sixths.
 
     Args:
         image: (3, H, W) float tensor in [0, 1].
@@ -155,11 +148,11 @@ _HUE_OFFSETS = torch.tensor([0.0, 4.0, 2.0]).view(3, 1, 1)  # (3, 1, 1) n of R, 
 
 
 class FastCropRotateFlip(v2.Transform):
-    """``RandomCrop``, ``RandomRotation`` (nearest, zero fill) and ``RandomHorizontalFlip``
-    of v2 in a row, as one transform: a crop view and one gather (:func:`rotate_nearest`).
+    """v2's ``RandomCrop``, ``RandomRotation`` (nearest, zero fill) and
+    ``RandomHorizontalFlip`` as one crop view and one gather (:func:`rotate_nearest`).
 
-    Draws what the three v2 transforms in a ``Compose`` draw, in the same order (crop
-    offsets, angle, flip coin), with their own ``make_params``. Plain (C, H, W) tensors only.
+    Draws what the three draw in a ``Compose``, in order, with their ``make_params``.
+    Plain (C, H, W) tensors only.
 
     Args:
         size: side of the square crop.
@@ -192,14 +185,11 @@ class FastCropRotateFlip(v2.Transform):
 
 
 class FastColorJitter(v2.ColorJitter):
-    """``v2.ColorJitter`` computed on float32, with cheaper kernels, optionally normalising.
+    """``v2.ColorJitter`` on float32 with cheaper kernels, optionally normalising.
 
-    Same random draw (order of the four steps and the factors) as the parent; the
-    brightness, contrast and saturation steps are v2's float formulas done in place, the
-    hue step is :func:`adjust_hue`. A uint8 input is first converted to float in [0, 1]
-    (as ``v2.ToDtype(torch.float32, scale=True)`` does), so v2's rounding to uint8 after
-    every step does not happen. With ``mean`` and ``std`` the result is also normalised
-    (as ``v2.Normalize``), saving a pass over the image.
+    Same random draw as the parent; v2's float formulas in place, hue by
+    :func:`adjust_hue`. A uint8 input becomes float in [0, 1] first, so v2's rounding to
+    uint8 after each step does not happen; ``mean``/``std`` also normalise (one pass less).
     """
 
     def __init__(

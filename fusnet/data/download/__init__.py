@@ -8,10 +8,9 @@ returns the dataset's folder, which :func:`fusnet.data.build_dataset` accepts as
   rest with ``Range: bytes=N-`` (a server that ignores it and answers 200 restarts the
   file from byte 0). A finished file is checked (size, MD5 and/or SHA-256) and only
   then renamed to its final name; a file that fails the check is deleted.
-* Extraction refuses absolute member paths, ``..`` components, links that point
-  outside the destination and special files (tar: our own checks, then
-  ``filter="data"`` where Python has it; zip: our own checks), raising
-  :class:`~fusnet.errors.DownloadError` naming the archive and the member.
+* Extraction refuses absolute member paths, members or links that would land outside
+  the destination and special files (tarfile's ``filter="data"``, for zip members too),
+  raising :class:`~fusnet.errors.DownloadError` naming the archive and the member.
 * A marker file ``ROOT/.fusnet-download-<name>.json`` records a finished dataset; the
   next call returns at once. ``force=True`` ignores it: files already present are
   checked again (and fetched again only if missing or bad) and re-extracted.
@@ -22,36 +21,12 @@ returns the dataset's folder, which :func:`fusnet.data.build_dataset` accepts as
   (e.g. ``http://mirror.lan/fusnet``) replaces the scheme and host of every URL; the
   official path is appended to it.
 
-Sources and checksums (confirmed from public code; never made up):
-
-============= ========================================================== ===========================
-dataset       files (official host)                                      checksum confirmed from
-============= ========================================================== ===========================
-cub200        ``CUB_200_2011.tgz`` (data.caltech.edu, CaltechDATA)       MD5: many CUB loaders
-                                                                         (TDeVries/cub2011-style,
-                                                                         avalanche, ...)
-aircraft      ``fgvc-aircraft-2013b.tar.gz`` (www.robots.ox.ac.uk)       MD5: R torchvision, Google
-                                                                         dataset catalogues, scripts
-food101       ``food-101.tar.gz`` (data.vision.ee.ethz.ch)               MD5: torchvision;
-                                                                         SHA-256 + size: TFDS
-flowers17     ``17flowers.tgz``, ``datasplits.mat`` (robots.ox.ac.uk)    MD5: several Flowers17
-                                                                         loaders and catalogues
-flowers102    ``102flowers.tgz``, ``imagelabels.mat``, ``setid.mat``     MD5: torchvision;
-                                                                         SHA-256 + size: TFDS
-stanford_dogs ``images.tar``, ``lists.tar`` (vision.stanford.edu)        SHA-256 + size: TFDS
-============= ========================================================== ===========================
-
-Notes on the checksums:
-
-* FGVC-Aircraft: public code disagrees. The MD5 ``d4acdd33...`` is the one used by most
-  loaders (and paired by one script with the SHA-256 ``e4e323d4...`` and size
-  2,753,340,328 of the archive served today); TensorFlow Datasets lists an older
-  SHA-256 (``d5f68b1b...``, 2,770,575,360 bytes) and one script quotes a "legacy" MD5
-  from the Oxford page. We keep only the widely confirmed MD5. If Oxford republishes
-  the archive, the check fails loudly (the error says how to proceed).
-* CUB-200-2011: no size is stored (the size TFDS lists is for a Google Drive copy).
-* Every file has at least one confirmed checksum. Should an entry ever hold none,
-  the download logs a loud warning that the file is NOT verified.
+Every file has at least one checksum confirmed from public code (MD5s from torchvision
+and other loaders, SHA-256s and sizes from TensorFlow Datasets); none is made up. An
+entry without one would be used with a loud "NOT VERIFIED" warning. FGVC-Aircraft:
+public code disagrees, so only the widely used MD5 is kept (if Oxford republishes the
+archive, the check fails and says how to proceed). CUB-200-2011 has no size (the one
+TFDS lists is for a Google Drive copy).
 
 NABirds (terms must be accepted at https://dl.allaboutbirds.org/nabirds) and VegFru
 (the authors' Baidu Pan / project page) have no unauthenticated download: asking for
@@ -67,9 +42,7 @@ import time
 from pathlib import Path
 
 from fusnet.data.download._extract import extract_archive
-from fusnet.data.download._fetch import USER_AGENT as USER_AGENT
 from fusnet.data.download._fetch import download_file, verify_file
-from fusnet.data.download._fetch import file_digests as file_digests
 from fusnet.data.download._sources import (
     DOWNLOADS,
     MIRROR_ENV,
@@ -86,9 +59,6 @@ from fusnet.errors import DownloadError
 logger = logging.getLogger(__name__)
 
 _MARKER = ".fusnet-download-{name}.json"
-
-
-# ---------------------------------------------------------------------------- datasets
 
 
 def _marker_record(src: DatasetSource) -> dict[str, dict[str, str | int | None]]:

@@ -89,28 +89,24 @@ class DatasetSource:
 _OXFORD = "https://www.robots.ox.ac.uk/~vgg/data"
 _DOGS = "http://vision.stanford.edu/aditya86/ImageNetDogs"
 
-DOWNLOADS: dict[str, DatasetSource] = {
-    "cub200": DatasetSource(
+_SOURCES = (
+    DatasetSource(
         name="cub200",
         title="Caltech-UCSD Birds-200-2011",
         homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
         subdir="",
         top="CUB_200_2011",
-        expected=(
-            "CUB_200_2011/images.txt",
-            "CUB_200_2011/train_test_split.txt",
-            "CUB_200_2011/images",
-        ),
+        expected=("CUB_200_2011/images.txt", "CUB_200_2011/train_test_split.txt",
+                  "CUB_200_2011/images"),
         files=(
             RemoteFile(
                 "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",
-                filename="CUB_200_2011.tgz",
-                md5="97eceeb196236b17998738112f37df78",
+                filename="CUB_200_2011.tgz", md5="97eceeb196236b17998738112f37df78",
                 extract=True,
             ),
         ),
     ),
-    "aircraft": DatasetSource(
+    DatasetSource(
         name="aircraft",
         title="FGVC-Aircraft 2013b",
         homepage="https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/",
@@ -118,14 +114,11 @@ DOWNLOADS: dict[str, DatasetSource] = {
         top="fgvc-aircraft-2013b",
         expected=("fgvc-aircraft-2013b/data/images", "fgvc-aircraft-2013b/data/variants.txt"),
         files=(
-            RemoteFile(
-                f"{_OXFORD}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
-                md5="d4acdd33327262359767eeaa97a4f732",
-                extract=True,
-            ),
+            RemoteFile(f"{_OXFORD}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
+                       md5="d4acdd33327262359767eeaa97a4f732", extract=True),
         ),
     ),
-    "food101": DatasetSource(
+    DatasetSource(
         name="food101",
         title="Food-101",
         homepage="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
@@ -137,12 +130,11 @@ DOWNLOADS: dict[str, DatasetSource] = {
                 "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
                 md5="85eeb15f3717b99a5da872d97d918f87",
                 sha256="d97d15e438b7f4498f96086a4f7e2fa42a32f2712e87d3295441b2b6314053a4",
-                size=4996278331,
-                extract=True,
+                size=4996278331, extract=True,
             ),
         ),
     ),
-    "flowers17": DatasetSource(
+    DatasetSource(
         name="flowers17",
         title="Oxford 17 Category Flower Dataset",
         homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/",
@@ -150,17 +142,13 @@ DOWNLOADS: dict[str, DatasetSource] = {
         top="flowers17",
         expected=("flowers17/jpg/files.txt", "flowers17/datasplits.mat"),
         files=(
-            RemoteFile(
-                f"{_OXFORD}/flowers/17/17flowers.tgz",
-                md5="b59a65d8d1a99cd66944d474e1289eab",
-                extract=True,
-            ),
-            RemoteFile(
-                f"{_OXFORD}/flowers/17/datasplits.mat", md5="4828cddfd0d803c5abbdebcb1e148a1e"
-            ),
+            RemoteFile(f"{_OXFORD}/flowers/17/17flowers.tgz",
+                       md5="b59a65d8d1a99cd66944d474e1289eab", extract=True),
+            RemoteFile(f"{_OXFORD}/flowers/17/datasplits.mat",
+                       md5="4828cddfd0d803c5abbdebcb1e148a1e"),
         ),
     ),
-    "flowers102": DatasetSource(
+    DatasetSource(
         name="flowers102",
         title="Oxford 102 Category Flower Dataset",
         homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/102/",
@@ -172,8 +160,7 @@ DOWNLOADS: dict[str, DatasetSource] = {
                 f"{_OXFORD}/flowers/102/102flowers.tgz",
                 md5="52808999861908f626f3c1f4e79d11fa",
                 sha256="2d01ecc807db462958cfe3d92f57a8c252b4abd240eb955770201e45f783b246",
-                size=344862509,
-                extract=True,
+                size=344862509, extract=True,
             ),
             RemoteFile(
                 f"{_OXFORD}/flowers/102/imagelabels.mat",
@@ -189,64 +176,51 @@ DOWNLOADS: dict[str, DatasetSource] = {
             ),
         ),
     ),
-    "stanford_dogs": DatasetSource(
+    DatasetSource(
         name="stanford_dogs",
         title="Stanford Dogs",
         homepage="http://vision.stanford.edu/aditya86/ImageNetDogs/",
         subdir="stanford_dogs",
         top="stanford_dogs",
-        expected=(
-            "stanford_dogs/Images",
-            "stanford_dogs/train_list.mat",
-            "stanford_dogs/test_list.mat",
-        ),
+        expected=("stanford_dogs/Images", "stanford_dogs/train_list.mat",
+                  "stanford_dogs/test_list.mat"),
         files=(
             RemoteFile(
                 f"{_DOGS}/images.tar",
                 sha256="a443fc2f9a851aa1a7b8e4fa4af94b8459fce2c9f5a2f4dd4669cf9673a4ec58",
-                size=793579520,
-                extract=True,
+                size=793579520, extract=True,
             ),
             RemoteFile(
                 f"{_DOGS}/lists.tar",
                 sha256="34b47cacd9a98b5d150e084f24d29391c084c55272295ec65c85651bc35f4d6c",
-                size=481280,
-                extract=True,
+                size=481280, extract=True,
             ),
         ),
     ),
-    "nabirds": DatasetSource(
+    DatasetSource(
         name="nabirds",
         title="NABirds (Cornell Lab of Ornithology)",
         homepage="https://dl.allaboutbirds.org/nabirds",
         subdir="",
         top="nabirds",
-        expected=(
-            "nabirds/images.txt",
-            "nabirds/image_class_labels.txt",
-            "nabirds/train_test_split.txt",
-            "nabirds/classes.txt",
-            "nabirds/hierarchy.txt",
-            "nabirds/images",
-        ),
+        expected=tuple(f"nabirds/{p}" for p in (
+            "images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt",
+            "hierarchy.txt", "images")),
         manual=(
             "NABirds has no direct download: open https://dl.allaboutbirds.org/nabirds, accept "
             "the terms of use, download nabirds.tar.gz and extract it into ROOT "
             "(`tar -xzf nabirds.tar.gz -C ROOT`)."
         ),
     ),
-    "vegfru": DatasetSource(
+    DatasetSource(
         name="vegfru",
         title="VegFru",
         homepage="https://github.com/ustc-vim/vegfru",
         subdir="vegfru",
         top="vegfru",
-        expected=(
-            "vegfru/vegfru_list/vegfru_train.txt",
-            "vegfru/vegfru_list/vegfru_test.txt",
-            "vegfru/veg200_images",
-            "vegfru/fru92_images",
-        ),
+        expected=tuple(f"vegfru/{p}" for p in (
+            "vegfru_list/vegfru_train.txt", "vegfru_list/vegfru_test.txt", "veg200_images",
+            "fru92_images")),
         manual=(
             "VegFru has no direct download: follow the 'Download VegFru Dataset' link on "
             "https://github.com/ustc-vim/vegfru (the authors' Baidu Pan share, "
@@ -255,7 +229,8 @@ DOWNLOADS: dict[str, DatasetSource] = {
             "list files into ROOT/vegfru."
         ),
     ),
-}
+)
+DOWNLOADS: dict[str, DatasetSource] = {source.name: source for source in _SOURCES}
 """Dataset name -> its official source. Names match :data:`fusnet.data.DATASETS`."""
 
 _ALIASES = {
