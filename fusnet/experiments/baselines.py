@@ -1,19 +1,9 @@
 """Baselines side by side (notebook 09): every method on the same data, backbone and budget.
 
-The runs are a grid over (dataset, bits, method, seed); each is an ordinary
-:func:`~fusnet.experiments.runs.ensure_run` with ``method`` and ``seed`` changed, so
-Multi-FusNet's seed-0 runs are the ones the other notebooks of the profile trained.
-A method's own settings for the profile's budget (``method_changes``, e.g. DPSH's plain
-SGD) are further RunConfig changes of that method's runs only.
-
-The summaries are what a reader needs to judge a difference:
-
-- :func:`seed_summary`: mean ± spread over seeds per (dataset, bits, method), with the
-  number of seeds (:func:`fusnet.experiments.stats.mean_and_spread`);
-- :func:`paired_against`: paired t-tests of each method against the reference
-  (Multi-FusNet) per dataset and over all datasets. A pair is one seed (the method's
-  and the reference's runs with that seed share the data split and sampling order),
-  its difference averaged over the code lengths, so n = the number of seeds.
+Each run is an ordinary one with ``method`` and ``seed`` changed (and the method's own
+``method_changes``), so Multi-FusNet's seed-0 runs are the other notebooks'. A paired test
+against Multi-FusNet pairs one seed's runs (same split and sampling order) averaged over the
+code lengths, so n = the number of seeds.
 """
 
 from __future__ import annotations
@@ -35,29 +25,33 @@ logger = logging.getLogger(__name__)
 REFERENCE_METHOD = "multifusnet"
 
 
-def method_requests(
-    datasets: Iterable[str],
-    bits: Iterable[int],
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    method_changes: Mapping[str, Mapping[str, Any]] | None = None,
-    method_bits: Mapping[str, Sequence[int]] | None = None,
-) -> list[RunRequest]:
+def all_methods() -> list[str]:
+    """``"multifusnet"`` and every registered baseline, in registration order."""
+    from fusnet.methods import METHODS
+
+    return [REFERENCE_METHOD, *METHODS]
+
+
+def check_method_changes(method_changes: Mapping[str, Any], methods: Sequence[str],
+                         what: str = "method_changes") -> None:
+    """Refuse per-method settings for a name that is not a method (a misspelt one would
+    leave that method on the profile's settings without a word)."""
+    unknown = sorted(set(method_changes) - set(all_methods()))
+    if unknown:
+        raise ConfigError(f"{what} names {unknown}, not methods; choose from {all_methods()}")
+    unused = sorted(set(method_changes) - set(methods))
+    if unused:
+        logger.info("%s for %s: not in this run's methods %s", what, unused, list(methods))
+
+
+def method_requests(datasets: Iterable[str], bits: Iterable[int], methods: Sequence[str],
+                    seeds: Sequence[int],
+                    method_changes: Mapping[str, Mapping[str, Any]] | None = None,
+                    method_bits: Mapping[str, Sequence[int]] | None = None) -> list[RunRequest]:
     """One request per (dataset, bits, method, seed), labelled with the method's name.
-
-    Args:
-        datasets: dataset names of the experiment.
-        bits: code lengths.
-        methods: ``"multifusnet"`` or names in ``fusnet.methods.METHODS``.
-        seeds: training seeds (``RunConfig.seed``: split, initialisation, sampling).
-        method_changes: method -> extra RunConfig changes for its runs (dotted names).
-        method_bits: method -> the code lengths it is run at, a subset of ``bits``
-            (default: all of them); for methods too slow for every cell of a budget.
-
-    Raises:
-        ConfigError: ``method_changes`` or ``method_bits`` naming an unknown method, or
-            ``method_bits`` a length not in ``bits``.
-    """
+    ``seeds`` set ``RunConfig.seed`` (split, initialisation, sampling); ``method_changes``
+    maps a method to dotted changes of its runs, ``method_bits`` to the code lengths it
+    runs at (some of ``bits``). ConfigError for an unknown method or code length."""
     bits = [int(k) for k in bits]
     method_changes = method_changes or {}
     check_method_changes(method_changes, methods)
@@ -69,13 +63,9 @@ def method_requests(
                 f"method_bits[{method!r}] = {lengths}: give some of the notebook's bits {bits}"
             )
     return [
-        RunRequest(
-            dataset, k, method,
-            {"method": method, "seed": int(seed), **dict(method_changes.get(method, {}))},
-        )
-        for dataset in datasets
-        for k in bits
-        for method in methods
+        RunRequest(dataset, k, method,
+                   {"method": method, "seed": int(seed), **dict(method_changes.get(method, {}))})
+        for dataset in datasets for k in bits for method in methods
         if k in method_bits.get(method, bits)
         for seed in seeds
     ]
@@ -83,7 +73,7 @@ def method_requests(
 
 def methods_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     """:func:`~fusnet.experiments.tables.runs_frame` with ``method``, ``seed`` and
-    ``database`` (how the retrieval database was encoded: network or learned codes)."""
+    ``database`` (network codes or learned database codes)."""
     records = list(records)
     frame = runs_frame(records).rename(columns={"label": "method"})
     frame.insert(3, "seed", [r.config.seed for r in records])
@@ -92,49 +82,23 @@ def methods_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
 
 
 def seed_summary(frame: pd.DataFrame, value: str = "map") -> pd.DataFrame:
-    """Mean ± spread over seeds per (dataset, bits, method).
-
-    Returns:
-        Columns dataset, bits, method, mean, std, n (seeds), ci_lower, ci_upper (95%
-        t interval of the mean), in the frame's order of appearance.
-    """
+    """Per (dataset, bits, method) in order of appearance: mean, std, n (seeds), ci_lower,
+    ci_upper (95% t interval of the mean)."""
     rows = []
-    for (dataset, bits, method), group in frame.groupby(
-        ["dataset", "bits", "method"], sort=False
-    ):
+    for (dataset, bits, method), group in frame.groupby(["dataset", "bits", "method"], sort=False):
         spread = mean_and_spread(group[value].to_numpy())
         rows.append({"dataset": dataset, "bits": bits, "method": method,
                      **{k: spread[k] for k in ("mean", "std", "n", "ci_lower", "ci_upper")}})
     return pd.DataFrame(rows)
 
 
-def paired_against(
-    frame: pd.DataFrame,
-    reference: str = REFERENCE_METHOD,
-    value: str = "map",
-    unit: str = "seed",
-) -> pd.DataFrame:
-    """Paired t-tests ``method − reference``, per dataset and over all datasets ("all").
-
-    Args:
-        frame: :func:`methods_frame` (one row per dataset, bits, method, seed).
-        reference: the method every other is compared with.
-        value: the mAP column.
-        unit: what one pair is. ``"seed"`` (default): the difference averaged over the
-            code lengths (and, for "all", the datasets) of one seed, so n = seeds: the
-            runs of one seed share the data split and sampling order, so they are not
-            independent replicates. ``"cell"``: every (dataset, bits, seed) cell is a
-            pair (more pairs, optimistic p-values). Only cells where both methods ran
-            count: a method run at fewer code lengths (``method_bits``) is compared at
-            those.
-
-    Returns:
-        Columns dataset, comparison, pair, then :data:`~fusnet.experiments.stats.TTEST_COLUMNS`
-        (``n`` pairs). A negative mean says the method is below the reference.
-
-    Raises:
-        ValueError: no runs of ``reference``, an unknown ``unit``, or a repeated run.
-    """
+def paired_against(frame: pd.DataFrame, reference: str = REFERENCE_METHOD, value: str = "map",
+                   unit: str = "seed") -> pd.DataFrame:
+    """Paired t-tests ``method − reference`` of :func:`methods_frame`'s ``value`` per
+    dataset and over all ("all"): columns dataset, comparison, pair, ``TTEST_COLUMNS``.
+    ``unit="seed"``: a pair is one seed's difference averaged over the code lengths (and
+    datasets); ``"cell"``: each (dataset, bits, seed) (optimistic p-values). Only cells
+    both methods ran count. ValueError: no reference runs, a bad ``unit``, a repeated run."""
     if unit not in ("seed", "cell"):
         raise ValueError(f"unit must be 'seed' or 'cell', got {unit!r}")
     keys = ["dataset", "bits", "seed", "method"]
@@ -159,38 +123,11 @@ def paired_against(
     return pd.DataFrame(rows, columns=["dataset", "comparison", "pair", *TTEST_COLUMNS])
 
 
-def check_method_changes(
-    method_changes: Mapping[str, Any], methods: Sequence[str], what: str = "method_changes"
-) -> None:
-    """Refuse per-method settings (``method_changes``, ``method_bits``) for a name that is
-    not a method (a misspelt name would otherwise leave that method on the profile's
-    settings without a word).
-
-    Raises:
-        ConfigError: names the unknown keys and the methods.
-    """
-    unknown = sorted(set(method_changes) - set(all_methods()))
-    if unknown:
-        raise ConfigError(f"{what} names {unknown}, not methods; choose from {all_methods()}")
-    unused = sorted(set(method_changes) - set(methods))
-    if unused:
-        logger.info("%s for %s: not in this run's methods %s", what, unused, list(methods))
-
-
-def all_methods() -> list[str]:
-    """``"multifusnet"`` and every registered baseline, in registration order."""
-    from fusnet.methods import METHODS
-
-    return [REFERENCE_METHOD, *METHODS]
-
-
 def mean_std_table(summary: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     """:func:`seed_summary` as text cells ``mean ± std (n)``: methods × (dataset, bits)."""
-    cells = summary.assign(
-        cell=[
-            f"{m:.{decimals}f} ± {s:.{decimals}f} ({n})" if n > 1 else f"{m:.{decimals}f} (1)"
-            for m, s, n in zip(summary["mean"], summary["std"], summary["n"], strict=True)
-        ]
-    )
+    cells = summary.assign(cell=[
+        f"{m:.{decimals}f} ± {s:.{decimals}f} ({n})" if n > 1 else f"{m:.{decimals}f} (1)"
+        for m, s, n in zip(summary["mean"], summary["std"], summary["n"], strict=True)
+    ])
     table = cells.pivot(index="method", columns=["dataset", "bits"], values="cell")
     return table.reindex(list(dict.fromkeys(summary["method"]))).fillna("—")  # "—": not run

@@ -1,13 +1,11 @@
 """Retrieval examples (Fig. 12): queries, their top-k database images, right or wrong.
 
-Works from a finished run's ``codes.npz`` (packed database and query codes, in
-the dataset's item order) and the dataset itself (for the pictures); neighbours
-come from :func:`fusnet.eval.retrieval.hamming_topk`, ties broken by database index.
+From a finished run's ``codes.npz`` (packed codes in the dataset's item order) and the
+dataset (for the pictures); neighbours by ``hamming_topk``, ties by database index.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +17,10 @@ from fusnet.config import RunConfig
 from fusnet.errors import DataError
 from fusnet.eval.retrieval import hamming_topk
 
-logger = logging.getLogger(__name__)
-
 
 def load_packed_codes(path: Path) -> dict[str, Any]:
-    """A run's ``codes.npz`` as saved: packed ``db_codes``/``query_codes`` and labels.
-
-    Raises:
-        DataError: the file is missing.
-    """
+    """A run's ``codes.npz``: packed ``db_codes``/``query_codes`` and labels (DataError if
+    missing)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} is missing: the run did not finish")
@@ -36,19 +29,9 @@ def load_packed_codes(path: Path) -> dict[str, Any]:
 
 
 def choose_queries(labels: np.ndarray, count: int) -> np.ndarray:
-    """Query indices from distinct classes, classes spread over the label range.
-
-    Round 0 takes the first query of each of ``min(count, classes)`` classes
-    picked evenly across the sorted class ids; later rounds (when ``count``
-    exceeds the classes) take each class's next query. Deterministic.
-
-    Args:
-        labels: (N,) query labels.
-        count: how many queries (at most N).
-
-    Returns:
-        (count,) int64 indices into ``labels``.
-    """
+    """(count,) int64 indices into (N,) ``labels``: the first item of ``min(count, classes)``
+    classes spread evenly over the sorted class ids, then (when ``count`` exceeds the
+    classes) each class's next item, round by round. Deterministic."""
     labels = np.asarray(labels)
     if not 1 <= count <= len(labels):
         raise ValueError(f"count must be in 1..{len(labels)}, got {count}")
@@ -65,40 +48,29 @@ def choose_queries(labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def retrieval_examples(codes: dict[str, Any], queries: np.ndarray, k: int) -> pd.DataFrame:
-    """Top-k database items of each query, ties by database index.
-
-    Args:
-        codes: :func:`load_packed_codes`.
-        queries: query indices (into the test split).
-        k: neighbours per query.
-
-    Returns:
-        One row per (query, rank): ``query``, ``query_label``, ``rank`` (1..k),
-        ``db_index``, ``db_label``, ``distance`` and ``correct`` (same class).
-    """
+    """The top-k database items of each query (indices into the test split) in
+    :func:`load_packed_codes`' codes: one row per (query, rank) with ``query_label``,
+    ``rank`` (1..k), ``db_index``, ``db_label``, ``distance`` and ``correct``."""
     queries = np.asarray(queries, dtype=np.int64)
     distances, indices = hamming_topk(codes["query_codes"][queries], codes["db_codes"], k)
     q_labels = codes["query_labels"][queries]  # (nq,)
     db_labels = codes["db_labels"][indices]  # (nq, k)
-    return pd.DataFrame(
-        {
-            "query": np.repeat(queries, k),
-            "query_label": np.repeat(q_labels, k),
-            "rank": np.tile(np.arange(1, k + 1), len(queries)),
-            "db_index": indices.ravel(),
-            "db_label": db_labels.ravel(),
-            "distance": distances.ravel(),
-            "correct": (db_labels == q_labels[:, None]).ravel(),
-        }
-    )
+    return pd.DataFrame({
+        "query": np.repeat(queries, k), "query_label": np.repeat(q_labels, k),
+        "rank": np.tile(np.arange(1, k + 1), len(queries)), "db_index": indices.ravel(),
+        "db_label": db_labels.ravel(), "distance": distances.ravel(),
+        "correct": (db_labels == q_labels[:, None]).ravel(),
+    })
+
+
+def precision_at(table: pd.DataFrame, k: int) -> float:
+    """Mean share of same-class results (``correct``) in the top k (``rank``), over queries."""
+    return float(table[table["rank"] <= k].groupby("query")["correct"].mean().mean())
 
 
 def precision_of_examples(examples: pd.DataFrame, ks: tuple[int, ...]) -> dict[str, float]:
     """Mean precision@k over the example queries, for each k in ``ks``."""
-    return {
-        f"precision@{k}": float(examples[examples["rank"] <= k].groupby("query")["correct"].mean().mean())
-        for k in ks
-    }
+    return {f"precision@{k}": precision_at(examples, k) for k in ks}
 
 
 def split_dataset(config: RunConfig, split: str):
@@ -106,9 +78,8 @@ def split_dataset(config: RunConfig, split: str):
     from fusnet.data import build_dataset
     from fusnet.train.batches import dataset_kwargs
 
-    return build_dataset(
-        config.data.dataset, config.data.root, split, verify=False, **dataset_kwargs(config)
-    )
+    return build_dataset(config.data.dataset, config.data.root, split, verify=False,
+                         **dataset_kwargs(config))
 
 
 def thumbnails(dataset, indices: np.ndarray, size: int = 96) -> list[Image.Image]:
@@ -131,23 +102,14 @@ def examples_for_run(run_path: Path, num_queries: int, k: int) -> pd.DataFrame:
     return retrieval_examples(codes, queries, min(k, len(codes["db_labels"])))
 
 
-def example_images(
-    config: RunConfig, examples: pd.DataFrame, k: int, size: int = 96
-) -> dict[str, Any]:
-    """Pictures and marks for :func:`fusnet.experiments.plots.retrieval_figure`.
-
-    Args:
-        config: the run's config (which dataset to read the pictures from).
-        examples: :func:`retrieval_examples` (at least ``k`` ranks a query).
-        k: results shown per query.
-        size: thumbnail side in pixels.
-
-    Returns:
-        ``queries`` (thumbnails), ``results`` (k thumbnails a query), ``correct`` and
-        ``distances`` (nq, k), and ``captions`` (the queries' class names).
+def example_images(config: RunConfig, examples: pd.DataFrame, k: int,
+                   size: int = 96) -> dict[str, Any]:
+    """:func:`~fusnet.experiments.plots.retrieval_figure`'s arguments for ``k`` results a
+    query of :func:`retrieval_examples`: ``queries`` and ``results`` (thumbnails of
+    ``size`` px), ``correct`` and ``distances`` (nq, k), ``captions`` (class names).
 
     Raises:
-        DataError: the dataset no longer matches the codes (another size).
+        DataError: the run's dataset no longer matches the codes (another size).
     """
     database, queries = split_dataset(config, "train"), split_dataset(config, "test")
     top = examples[examples["rank"] <= k]

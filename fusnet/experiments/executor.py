@@ -1,15 +1,9 @@
-"""One run executor: train the runs of a list of requests that have not finished.
+"""One run executor: the unfinished runs of a list of requests trained, finished ones read.
 
-:class:`RunExecutor` trains them in this process one after another (the notebooks,
-through :func:`~fusnet.experiments.runs.ensure_runs`), or ``workers`` at a time in child
-processes with ``threads`` torch threads each (a lent GPU: ``scripts/baselines_parallel.py``).
-A finished run (its ``metrics.json`` there) is read back, never trained again; an
-interrupted one resumes (:func:`~fusnet.experiments.runs.ensure_run`).
-
-:func:`lr_sweep` chooses each method's learning rate on the validation split (the best
-validation mAP over the epochs; ties: the smaller lr). The test split plays no part: its
-mAP is in each run's metrics but not read. :func:`sweep_then_grid` is notebook 09's
-parallel driver: the sweep, then the grid with the chosen rates, seed first.
+:class:`RunExecutor` trains them here one after another (the notebooks: :func:`ensure_runs`)
+or ``workers`` at a time in child processes (``scripts/baselines_parallel.py``).
+:func:`lr_sweep` chooses each method's learning rate on validation mAP (the test split
+plays no part); :func:`sweep_then_grid` is notebook 09's parallel driver.
 """
 
 from __future__ import annotations
@@ -28,10 +22,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from fusnet.experiments import runs
 from fusnet.experiments.baselines import method_requests
 from fusnet.experiments.config import ExperimentConfig
-from fusnet.experiments.runs import RunRecord, RunRequest
+from fusnet.experiments.runs import RunRecord, RunRequest, ensure_run, is_finished, request_config
 
 logger = logging.getLogger(__name__)
 
@@ -40,45 +33,33 @@ DEADLINE_ERROR = "not finished by the deadline"
 
 @dataclass
 class Execution:
-    """What :meth:`RunExecutor.run` did.
-
-    Attributes:
-        records: the finished runs, in the order they finished (in this process: the
-            requests' order).
-        failures: ``{"request": repr, "error": repr}`` per run that failed or was not
-            finished by the deadline (only with ``keep_going``, or past the deadline).
-    """
+    """The finished runs, in the order they finished, and ``{"request", "error"}`` per run
+    that failed or was not finished by the deadline."""
 
     records: list[RunRecord] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
+def log_progress(i: int, n: int, record: RunRecord) -> None:
+    """The progress line of the ``i``-th of ``n`` runs to finish: its test mAP."""
+    logger.info("[%d/%d] %s %d bits %s: test mAP %.4f (index ties)%s", i, n, record.dataset,
+                record.bits, record.label, record.map_index_ties,
+                " (finished before)" if record.reused else "")
+
+
 class RunExecutor:
-    """Trains the unfinished runs of a list of requests, here or in child processes.
+    """Trains the unfinished runs of ``exp``'s requests: here (``workers`` None) or in
+    ``workers`` child processes of ``threads`` torch threads (spawned once, then shared).
+    After ``deadline`` (``time.monotonic()``) no run is started nor waited for: those left
+    are failures and :meth:`close` ends the children. ``keep_going`` records a failed run
+    in :attr:`Execution.failures` and goes on (else its exception is raised)."""
 
-    Args:
-        exp: the experiment the requests belong to.
-        workers: None: in this process, one run after another; N: N child processes
-            (spawned once, on the first call, shared by later calls).
-        threads: torch threads of each child process.
-        deadline: ``time.monotonic()`` after which no run is waited for (nor started);
-            those left are failures "not finished by the deadline", and :meth:`close`
-            ends the children still training.
-        keep_going: record a failed run in :attr:`Execution.failures` and go on; else its
-            exception is raised.
-    """
-
-    def __init__(
-        self, exp: ExperimentConfig, workers: int | None = None, threads: int = 1,
-        deadline: float = math.inf, keep_going: bool = False,
-    ) -> None:
+    def __init__(self, exp: ExperimentConfig, workers: int | None = None, threads: int = 1,
+                 deadline: float = math.inf, keep_going: bool = False) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be None or at least 1, got {workers}")
-        self.exp = exp
-        self.workers = workers
-        self.threads = threads
-        self.deadline = deadline
-        self.keep_going = keep_going
+        self.exp, self.workers, self.threads = exp, workers, threads
+        self.deadline, self.keep_going = deadline, keep_going
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> RunExecutor:
@@ -89,9 +70,7 @@ class RunExecutor:
 
     def run(self, requests: Sequence[RunRequest]) -> Execution:
         """Every request's finished run: read back, resumed or trained now."""
-        if self.workers is None:
-            return self._run_here(requests)
-        return self._run_in_children(requests)
+        return (self._run_here if self.workers is None else self._run_in_children)(requests)
 
     def close(self) -> None:
         """Shut the child processes down; past the deadline, end those still training."""
@@ -106,6 +85,10 @@ class RunExecutor:
         for child in children:
             child.terminate()
 
+    def _finished(self, done: Execution, record: RunRecord, n: int) -> None:
+        done.records.append(record)
+        log_progress(len(done.records), n, record)
+
     def _run_here(self, requests: Sequence[RunRequest]) -> Execution:
         done = Execution()
         for request in requests:
@@ -113,30 +96,27 @@ class RunExecutor:
                 done.failures.append({"request": repr(request), "error": DEADLINE_ERROR})
                 continue
             try:
-                record = runs.ensure_run(self.exp, request)
+                record = ensure_run(self.exp, request)
             except Exception as exc:
                 self._failed(done, request, exc)
                 continue
-            done.records.append(record)
-            runs.log_progress(len(done.records), len(requests), record)
+            self._finished(done, record, len(requests))
         return done
 
     def _run_in_children(self, requests: Sequence[RunRequest]) -> Execution:
-        done = Execution()
-        todo = []
+        done, todo = Execution(), []
         for request in requests:  # finished runs are read here, not sent to a child
             try:
-                finished = runs.is_finished(Path(runs.request_config(self.exp, request).output_dir))
+                finished = is_finished(Path(request_config(self.exp, request).output_dir))
             except Exception as exc:  # a wrong config: the run cannot start
                 self._failed(done, request, exc)
                 continue
             if finished:
-                done.records.append(runs.ensure_run(self.exp, request))
-                runs.log_progress(len(done.records), len(requests), done.records[-1])
+                self._finished(done, ensure_run(self.exp, request), len(requests))
             else:
                 todo.append(request)
         futures: dict[Future, RunRequest] = {
-            self._children().submit(_train_in_child, self.exp, r): r for r in todo
+            self._children().submit(ensure_run, self.exp, r): r for r in todo
         }
         pending = set(futures)
         while pending:
@@ -147,11 +127,11 @@ class RunExecutor:
                                      return_when=FIRST_COMPLETED)
             for future in finished:
                 try:
-                    done.records.append(future.result())
+                    record = future.result()
                 except Exception as exc:  # one failed run must not lose the others
                     self._failed(done, futures[future], exc)
                     continue
-                runs.log_progress(len(done.records), len(requests), done.records[-1])
+                self._finished(done, record, len(requests))
         for future in pending:
             future.cancel()
             done.failures.append({"request": repr(futures[future]), "error": DEADLINE_ERROR})
@@ -159,10 +139,9 @@ class RunExecutor:
 
     def _children(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=get_context("spawn"), initializer=_child_init,
-                initargs=(self.threads, os.getpid()),
-            )
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                             initializer=_child_init,
+                                             initargs=(self.threads, os.getpid()))
         return self._pool
 
     def _failed(self, done: Execution, request: RunRequest, exc: Exception) -> None:
@@ -172,31 +151,32 @@ class RunExecutor:
         done.failures.append({"request": repr(request), "error": repr(exc)})
 
 
-def _die_with_parent(driver: int) -> None:
-    """Ask Linux to kill this child when the driver dies (prctl PR_SET_PDEATHSIG), so no
-    orphan goes on writing into a run folder that the next driver resumes. (A watchdog
-    thread polling getppid() was tried: it can wait for the GIL for minutes.)"""
+def _child_init(threads: int, driver: int) -> None:
+    """Die with the driver (prctl PR_SET_PDEATHSIG; a watchdog thread polling getppid() can
+    wait for the GIL for minutes), so no orphan writes into a run folder the next driver
+    resumes; then set the torch threads."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != driver:  # it died before the request
         os._exit(1)
-
-
-def _child_init(threads: int, driver: int) -> None:
-    _die_with_parent(driver)
     import torch
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING)
 
 
-def _train_in_child(exp: ExperimentConfig, request: RunRequest) -> RunRecord:
-    return runs.ensure_run(exp, request)
+def ensure_runs(exp: ExperimentConfig, requests: Sequence[RunRequest], workers: int | None = None,
+                threads: int = 1) -> list[RunRecord]:
+    """:func:`~fusnet.experiments.runs.ensure_run` for each request, logging progress and
+    mAP; ``workers`` and ``threads`` as :class:`RunExecutor`'s. Returns the records in the
+    order the runs finished (in this process: the requests' order)."""
+    with RunExecutor(exp, workers=workers, threads=threads) as executor:
+        return executor.run(requests).records
 
 
 def cache_features_first(exp: ExperimentConfig, method: str, seed: int) -> None:
-    """Each dataset's frozen-stage feature caches, computed here (with up to 12 loader
-    workers) before child processes read them, instead of each child computing them."""
+    """Each dataset's frozen-stage feature caches, computed here (up to 12 loader workers)
+    before child processes read them, instead of each child computing them."""
     from fusnet.train.loop import cache_features
 
     for dataset in exp.datasets:
@@ -204,9 +184,6 @@ def cache_features_first(exp: ExperimentConfig, method: str, seed: int) -> None:
                                 **{"data.num_workers": min(12, os.cpu_count() or 1),
                                    "data.eval_batch_size": 256})
         cache_features(config)
-
-
-# --- learning-rate sweep on the validation split ----------------------------------------
 
 
 def run_row(exp: ExperimentConfig, record: RunRecord) -> dict[str, Any]:
@@ -230,8 +207,7 @@ def choose_rates(sweep: list[dict[str, Any]], methods: Sequence[str]) -> dict[st
     for method in methods:
         rows = [r for r in sweep if r["method"] == method and r["best_val_map"] is not None]
         if rows:
-            best = max(rows, key=lambda r: (r["best_val_map"], -r["lr"]))
-            chosen[method] = best["lr"]
+            chosen[method] = max(rows, key=lambda r: (r["best_val_map"], -r["lr"]))["lr"]
     return chosen
 
 
@@ -258,22 +234,12 @@ class LrSweep:
     chosen: dict[str, float]
 
 
-def lr_sweep(
-    executor: RunExecutor, methods: Sequence[str], candidates: Mapping[str, Sequence[float]],
-    seed: int, method_changes: Mapping[str, Mapping[str, Any]] | None = None,
-) -> LrSweep:
-    """Every (method, lr) on the experiment's first dataset, its largest code length and
-    ``seed``; each method's rate chosen by validation mAP (:func:`choose_rates`).
-
-    Args:
-        executor: trains the runs.
-        methods: baseline names (``fusnet.methods.METHODS``) or ``"multifusnet"``.
-        candidates: method -> learning rates to try.
-        seed: the runs' seed.
-        method_changes: method -> its other RunConfig changes (the profile's).
-    """
-    exp = executor.exp
-    changes = method_changes or {}
+def lr_sweep(executor: RunExecutor, methods: Sequence[str],
+             candidates: Mapping[str, Sequence[float]], seed: int,
+             method_changes: Mapping[str, Mapping[str, Any]] | None = None) -> LrSweep:
+    """Every (method, lr in ``candidates[method]``) on the first dataset, the largest code
+    length and ``seed``, with each method's other changes; rates by :func:`choose_rates`."""
+    exp, changes = executor.exp, method_changes or {}
     requests = [
         request
         for m in methods for lr in candidates[m]
@@ -287,18 +253,13 @@ def lr_sweep(
     return LrSweep(rows, done.failures, chosen)
 
 
-def sweep_then_grid(
-    executor: RunExecutor, methods: Sequence[str], candidates: Mapping[str, Sequence[float]],
-    seeds: Sequence[int], method_changes: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
+def sweep_then_grid(executor: RunExecutor, methods: Sequence[str],
+                    candidates: Mapping[str, Sequence[float]], seeds: Sequence[int],
+                    method_changes: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """:func:`lr_sweep` with the first seed, then every (dataset, bits, method, seed) with
-    the chosen rates, ordered seed first (what finishes before the deadline is whole seeds
-    where possible). A method with no chosen rate is left out of the grid.
-
-    Returns:
-        A report: failures, sweep (dataset, bits, seed, runs), chosen_lr, runs (the
-        grid's rows), method_changes (each method's changes with its chosen lr).
-    """
+    the chosen rates, seed first (a deadline leaves whole seeds); a method with no chosen
+    rate is left out. Returns failures, sweep, chosen_lr, runs (the grid's rows) and
+    method_changes (with the chosen rates)."""
     exp = executor.exp
     changes = {m: dict((method_changes or {}).get(m, {})) for m in methods}
     sweep = lr_sweep(executor, methods, candidates, seeds[0], changes)

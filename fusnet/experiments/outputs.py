@@ -1,11 +1,8 @@
 """What a notebook writes: tables (CSV), figures (PNG and SVG) and ``metrics.json``.
 
-``metrics.json`` is written last, so its presence means the notebook finished; it
-records the parameters, the headline results, every artifact (paths relative to
-the notebook's output folder), the runs used (each with its manifest: code
-version, data, weights, seed, device, wall time) and the code version.
-:func:`outputs_complete` is how ``fusnet reproduce`` decides a notebook can be
-skipped.
+``metrics.json`` is written last (so it marks a finished notebook) with the parameters,
+results, artifacts, runs used and code version; :func:`outputs_complete` is how ``fusnet
+reproduce`` decides a notebook can be skipped.
 """
 
 from __future__ import annotations
@@ -20,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from fusnet import runtime
 from fusnet.experiments.config import ExperimentConfig
 from fusnet.experiments.runs import RunRecord
+from fusnet.runtime import atomic_write_text, code_version
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +41,11 @@ def _plain(value: Any) -> Any:
 
 
 class NotebookOutputs:
-    """Collects and writes one notebook's artifacts under ``exp.output_dir``.
-
-    Args:
-        exp: the notebook's experiment.
-        **extra_parameters: the notebook's own parameters besides ``exp``'s (e.g.
-            ``attentions``), recorded with them in ``metrics.json``.
-    """
+    """Collects and writes one notebook's artifacts under ``exp.output_dir``;
+    ``extra_parameters`` are the notebook's own (``attentions`` ...), recorded with ``exp``'s."""
 
     def __init__(self, exp: ExperimentConfig, **extra_parameters: Any) -> None:
-        self.exp = exp
-        self.extra_parameters = dict(extra_parameters)
-        self.dir = exp.output_dir
+        self.exp, self.extra_parameters, self.dir = exp, dict(extra_parameters), exp.output_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tables: dict[str, str] = {}
         self.figures: dict[str, list[str]] = {}
@@ -65,15 +55,12 @@ class NotebookOutputs:
     def table(self, name: str, frame: pd.DataFrame, index: bool = False) -> Path:
         """Write ``<name>.csv`` (floats with 6 significant digits); return its path."""
         path = self.dir / f"{name}.csv"
-        runtime.atomic_write_text(path, frame.to_csv(index=index, float_format="%.6g"))
+        atomic_write_text(path, frame.to_csv(index=index, float_format="%.6g"))
         self.tables[name] = path.name
         return path
 
     def figure(self, name: str, fig: Any, dpi: int = 110) -> list[Path]:
-        """Save a matplotlib figure as ``<name>.png`` and ``<name>.svg`` (reproducible SVG).
-
-        The figure stays open, so a notebook can still display it.
-        """
+        """Save a figure as ``<name>.png`` and a reproducible ``<name>.svg``; it stays open."""
         import matplotlib
 
         paths = []
@@ -97,23 +84,17 @@ class NotebookOutputs:
     def write_metrics(self, results: Mapping[str, Any]) -> Path:
         """Write ``metrics.json`` (last: it marks the notebook as finished)."""
         payload = {
-            "notebook": self.exp.notebook,
-            "profile": self.exp.profile,
+            "notebook": self.exp.notebook, "profile": self.exp.profile,
             "parameters": _plain({**self.exp.parameters(), **self.extra_parameters}),
-            "results": _plain(results),
-            "tables": dict(self.tables),
-            "figures": dict(self.figures),
-            "runs": [_plain(r.summary(self.exp.root)) for r in self.runs],
-            "code": runtime.code_version(),
+            "results": _plain(results), "tables": dict(self.tables), "figures": dict(self.figures),
+            "runs": [_plain(r.summary(self.exp.root)) for r in self.runs], "code": code_version(),
             "wall_seconds": round(time.perf_counter() - self._start, 2),
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         path = self.dir / METRICS_FILE
-        runtime.atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
-        logger.info(
-            "wrote %d table(s), %d figure(s) and %s to %s",
-            len(self.tables), len(self.figures), METRICS_FILE, self.dir.relative_to(self.exp.root),
-        )
+        atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+        logger.info("wrote %d table(s), %d figure(s) and %s to %s", len(self.tables),
+                    len(self.figures), METRICS_FILE, self.dir.relative_to(self.exp.root))
         return path
 
 
@@ -126,38 +107,22 @@ def read_metrics(output_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def artifact_paths(output_dir: Path, metrics: Mapping[str, Any]) -> list[Path]:
-    """Every table and figure file a ``metrics.json`` lists."""
-    names = list(metrics.get("tables", {}).values())
-    for files in metrics.get("figures", {}).values():
-        names.extend(files)
-    return [Path(output_dir) / name for name in names]
-
-
-def _same_parameter(recorded: Any, value: Any) -> bool:
-    """Whether a recorded parameter equals ``value``, a value being its one-item list."""
-    recorded, value = _plain(recorded), _plain(value)
-    return recorded == value or [recorded] == value or recorded == [value]
-
-
 def outputs_complete(output_dir: Path, parameters: Mapping[str, Any] | None = None) -> bool:
-    """Whether a notebook's outputs are all there (and made with ``parameters``).
-
-    Complete: ``metrics.json`` exists and reads, every artifact it lists exists, and,
-    when ``parameters`` is given, every parameter recorded there equals it (so
-    changing a profile re-runs the notebook). A value and the one-item list of it are
-    equal: notebooks 05, 07 and 10 took one dataset and code length as plain values before
-    they took them as lists, as the other notebooks do.
-    """
+    """Whether ``metrics.json`` reads, every artifact it lists exists and every parameter
+    recorded there equals ``parameters``' (so a changed profile reruns the notebook). A
+    value equals its one-item list: notebooks 05, 07 and 10 once took plain values."""
     metrics = read_metrics(output_dir)
     if metrics is None:
         return False
-    if not all(path.is_file() for path in artifact_paths(output_dir, metrics)):
+    names = [*metrics.get("tables", {}).values(),
+             *(name for files in metrics.get("figures", {}).values() for name in files)]
+    if not all((Path(output_dir) / name).is_file() for name in names):
         return False
-    if parameters is not None:
-        recorded = metrics.get("parameters", {})
-        for key, value in parameters.items():
-            if key in recorded and not _same_parameter(recorded[key], value):
+    recorded = metrics.get("parameters", {})
+    for key, value in (parameters or {}).items():
+        if key in recorded:
+            old, new = _plain(recorded[key]), _plain(value)
+            if not (old == new or [old] == new or old == [new]):
                 logger.info("%s: parameter %s changed (%r -> %r)", output_dir, key,
                             recorded[key], value)
                 return False

@@ -1,11 +1,9 @@
-"""The training-regime comparison: finished runs read back into one table.
+"""The training-regime comparison (notebook 11): its runs, and finished runs read back.
 
-A regime is how much of the network trains and on what inputs: ``frozen`` (the head on
-cached test-transform maps), ``top`` (the backbone's top stage(s) and the head on cached
-lower maps, with or without cached augmented views) or ``full`` (end to end on live
-augmented images). :func:`regime_table` reads every finished run folder below a folder
-(``config.json``, ``metrics.json``, ``manifest.json``) into one row each, so a table or a
-figure of the comparison is always built from what the runs recorded, never typed in.
+A regime is how much of the network trains: ``frozen`` (the head on cached maps), ``top``
+(the backbone's top stage(s) too, with or without cached augmented views) or ``full``.
+:func:`regime_table` reads every finished run folder below a folder into one row each, so
+the comparison is built from what the runs recorded, never typed in.
 """
 
 from __future__ import annotations
@@ -28,99 +26,76 @@ from fusnet.experiments.runs import (
     ablation_variants,
 )
 from fusnet.experiments.stats import paired_ttest
+from fusnet.experiments.tables import to_markdown
 
 LOWER_LEVEL_CHANGES = tuple(f"model.{name}" for name in LOWER_LEVEL_SWITCHES)
-"""Changes that act on the lower levels only: a configuration without the cascade (the top
-level alone) does not get them, so its run is the same (and is trained once) in every regime
-that differs from another by them alone."""
+"""Changes a configuration without the cascade does not get, so its run is shared by every
+regime that differs from another by them alone."""
 
 _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
             "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
             "train_seconds", "device", "run"]
 
 
-def regime_name(config: dict, backbone: str = "efficientnet_lite0",
-                epochs: int = CPU_EPOCHS) -> str:
-    """``frozen``, ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` from a run config,
-    then the head's design choices that are not the paper's: ``-ld<p>`` when the lower
-    levels are dropped (``model.level_dropout``), ``-<pool>pool`` for another level pooling
-    (``model.level_pool``), ``-gate`` for the zero-initialised lower-level gate; then
-    ``-e<N>`` where the run trains another number of epochs than ``epochs``; last the
-    backbone where it is not ``backbone`` (``-lite1`` for ``efficientnet_lite1``), as the
-    cpu profile's notebook 11 names its regimes."""
-    mode = config["mode"]
-    if mode == "frozen":
-        name = "frozen"
-    elif mode == "full":
-        name = f"full-{config['data'].get('augment', 'paper')}"
-    else:
-        views = config["data"].get("cached_views", 0)
-        name = f"top{config.get('top_stages', 2)}"
-        name = f"{name}-views{views}" if views else name
-    model = config["model"]
-    level_dropout = model.get("level_dropout", 0.0)
-    name = f"{name}-ld{level_dropout:g}" if level_dropout else name
-    pool = model.get("level_pool", "max")
-    name = f"{name}-{pool}pool" if pool != "max" else name
-    name = f"{name}-gate" if model.get("lower_level_gate", False) else name
-    own_epochs = config.get("optim", {}).get("epochs", epochs)
-    name = f"{name}-e{own_epochs}" if own_epochs != epochs else name
+def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int = CPU_EPOCHS) -> str:
+    """A run config's regime as the cpu profile's notebook 11 names it: ``frozen``,
+    ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>``, then the head's choices that are
+    not the paper's (``-ld<p>`` level dropout, ``-<pool>pool``, ``-gate``), ``-e<N>`` for
+    other epochs than ``epochs``, and the backbone where it is not ``backbone`` (``-lite1``)."""
+    mode, model, data = config["mode"], config["model"], config["data"]
+    views, dropout = data.get("cached_views", 0), model.get("level_dropout", 0.0)
+    pool, own_epochs = model.get("level_pool", "max"), config.get("optim", {}).get("epochs", epochs)
     own = model.get("backbone", backbone)
-    return name if own == backbone else f"{name}-{own.removeprefix('efficientnet_')}"
+    parts = [
+        "frozen" if mode == "frozen" else f"full-{data.get('augment', 'paper')}" if mode == "full"
+        else f"top{config.get('top_stages', 2)}" + (f"-views{views}" if views else ""),
+        f"-ld{dropout:g}" if dropout else "", f"-{pool}pool" if pool != "max" else "",
+        "-gate" if model.get("lower_level_gate", False) else "",
+        f"-e{own_epochs}" if own_epochs != epochs else "",
+        "" if own == backbone else f"-{own.removeprefix('efficientnet_')}",
+    ]
+    return "".join(parts)
 
 
 def configuration_name(config: dict) -> str:
     """The Table 6 configuration a run's switches name (``baseline`` ... full model)."""
     if config.get("method", "multifusnet") != "multifusnet":
         return config["method"]
-    model = config["model"]
     for name, switches in ABLATION_CONFIGURATIONS.items():
-        if all(model[k] == v for k, v in switches.items()):
+        if all(config["model"][k] == v for k, v in switches.items()):
             return name
     return "other"
 
 
 def run_row(folder: Path) -> dict:
-    """One finished run as a table row (mAPs in [0, 1])."""
-    config = json.loads((folder / "config.json").read_text())
-    metrics = json.loads((folder / "metrics.json").read_text())
-    manifest = json.loads((folder / "manifest.json").read_text())
-    selection = metrics.get("selection") or {}
-    optim = config["optim"]
+    """One finished run folder as a table row (mAPs in [0, 1])."""
+    config, metrics, manifest = (json.loads((folder / f"{name}.json").read_text())
+                                 for name in ("config", "metrics", "manifest"))
+    selection, optim, data = metrics.get("selection") or {}, config["optim"], config["data"]
     return {
-        "regime": regime_name(config),
-        "configuration": configuration_name(config),
-        "bits": config["model"]["bits"],
-        "seed": config["seed"],
-        "lr": optim["lr"],
-        "backbone_lr_scale": optim.get("backbone_lr_scale", 1.0),
-        "epochs": optim["epochs"],
+        "regime": regime_name(config), "configuration": configuration_name(config),
+        "bits": config["model"]["bits"], "seed": config["seed"], "lr": optim["lr"],
+        "backbone_lr_scale": optim.get("backbone_lr_scale", 1.0), "epochs": optim["epochs"],
         "schedule": optim.get("schedule", "step"),
-        "augment": config["data"].get("augment", "paper") if config["mode"] != "frozen" else "-",
-        "views": config["data"].get("cached_views", 0),
-        "val_map": selection.get("val_map"),
-        "val_epoch": selection.get("epoch"),
-        "test_map": metrics["map_index_ties"],
-        "train_seconds": manifest.get("train_seconds"),
-        "device": manifest.get("device"),
+        "augment": data.get("augment", "paper") if config["mode"] != "frozen" else "-",
+        "views": data.get("cached_views", 0), "val_map": selection.get("val_map"),
+        "val_epoch": selection.get("epoch"), "test_map": metrics["map_index_ties"],
+        "train_seconds": manifest.get("train_seconds"), "device": manifest.get("device"),
         "run": folder.name,
     }
 
 
 def regime_table(root: Path) -> pd.DataFrame:
-    """Every finished run below ``root`` (a folder holding ``metrics.json``), one row each,
-    sorted by regime, configuration, bits, seed and learning rate."""
+    """Every finished run below ``root``, one row each, sorted by regime, configuration,
+    bits, seed and learning rate."""
     folders = sorted(p.parent for p in Path(root).rglob("metrics.json")
                      if (p.parent / "config.json").is_file() and (p.parent / "manifest.json").is_file())
-    rows = [run_row(folder) for folder in folders]
-    table = pd.DataFrame(rows, columns=_COLUMNS)
+    table = pd.DataFrame([run_row(folder) for folder in folders], columns=_COLUMNS)
     return table.sort_values(["regime", "configuration", "bits", "seed", "lr"]).reset_index(drop=True)
 
 
 def regime_markdown(root: Path) -> str:
     """:func:`regime_table` as a pipe table, mAPs in % (validation and test, ties by index)."""
-    from fusnet.experiments.summary import to_markdown
-
     table = regime_table(root).drop(columns=["device"])
     for column in ("val_map", "test_map"):
         table[column] = table[column].astype(float) * 100
@@ -128,10 +103,18 @@ def regime_markdown(root: Path) -> str:
     return to_markdown(table.set_index(["regime", "configuration"]))
 
 
-RowsByBits = Mapping[int | str, Sequence[str]]
-"""Code length (an int, or its string from JSON) -> the configurations run at it."""
-SeedsByBits = Mapping[int | str, Sequence[int]]
-"""Code length (an int, or its string from JSON) -> the training seeds run at it."""
+RowsByBits = Mapping[int | str, Sequence[str]]  # code length (or its JSON string) -> rows
+SeedsByBits = Mapping[int | str, Sequence[int]]  # code length (or its JSON string) -> seeds
+
+
+def _by_bits(name: str, by_bits: Mapping[Any, Any], bits: Sequence[int]) -> dict[int, Any]:
+    """``by_bits`` keyed by int; ConfigError for a code length the experiment does not run."""
+    out = {int(k): v for k, v in by_bits.items()}
+    extra = sorted(set(out) - {int(k) for k in bits})
+    if extra:
+        raise ConfigError(f"{name} names code lengths {extra} that are not among the bits "
+                          f"{list(bits)}")
+    return out
 
 
 def regime_requests(
@@ -140,26 +123,18 @@ def regime_requests(
     regime_configurations: Mapping[str, Sequence[str] | RowsByBits] | None = None,
     regime_seeds: Mapping[str, SeedsByBits] | None = None,
 ) -> list[RunRequest]:
-    """One run per (dataset, bits, regime, configuration), labelled ``regime/configuration``;
-    where ``regime_seeds`` names more seeds, one per seed, labelled ``regime/configuration/seed<s>``.
+    """One run per (dataset, bits, regime (name -> dotted changes), Table 6 configuration),
+    labelled ``regime/configuration`` (``.../seed<s>`` where ``regime_seeds`` names seeds).
 
     Args:
-        datasets: the experiment's dataset names.
-        bits: code lengths.
-        regimes: regime name -> RunConfig changes (dotted), e.g. ``{"mode": "top", ...}``.
-        configurations: Table 6 configuration names (``ABLATION_CONFIGURATIONS``).
-        regime_configurations: regime name -> the configurations run in it (in
-            ``configurations``' order), either one list for every code length or a dict
-            code length -> list (a code length it does not name runs none); a regime not
-            named here runs them all at every code length.
-        regime_seeds: regime name -> code length -> training seeds (``RunConfig.seed``) its
-            rows run with at that length; elsewhere the recipe's one seed. A row shared with
-            another regime (the baseline has no lower levels) is the same run at each seed.
-
-    Raises:
-        ConfigError: an unknown configuration, regime or code length.
+        regime_configurations: regime -> the configurations it runs: one list for every code
+            length, or code length -> list (a length it does not name runs none); a regime
+            not named runs them all.
+        regime_seeds: regime -> code length -> seeds its rows run with there (elsewhere the
+            recipe's seed). A row shared with another regime is the same run at each seed.
     """
-    only = {regime: _rows_by_bits(regime, rows, bits)
+    only = {regime: _by_bits(f"regime_configurations[{regime!r}]", rows, bits)
+            if isinstance(rows, Mapping) else {int(k): rows for k in bits}
             for regime, rows in (regime_configurations or {}).items()}
     named = [c for by_bits in only.values() for rows in by_bits.values() for c in rows]
     unknown = [c for c in [*configurations, *named] if c not in ABLATION_CONFIGURATIONS]
@@ -170,18 +145,15 @@ def regime_requests(
         raise ConfigError(f"regime_configurations names regimes {sorted(set(only) - set(regimes))} "
                           f"that are not among the regimes {list(regimes)}")
     switches = ablation_variants(list(configurations) + named)
-
-    def run_changes(configuration: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        if ABLATION_CONFIGURATIONS[configuration]["cascade"]:
-            return {**switches[configuration], **dict(changes)}
-        return {**switches[configuration],
-                **{k: v for k, v in changes.items() if k not in LOWER_LEVEL_CHANGES}}
-
-    seeds = {regime: _seeds_by_bits(regime, by_bits, bits)
-             for regime, by_bits in (regime_seeds or {}).items()}
+    seeds = {regime: _seeds(regime, by_bits, bits) for regime, by_bits in (regime_seeds or {}).items()}
     if set(seeds) - set(regimes):
         raise ConfigError(f"regime_seeds names regimes {sorted(set(seeds) - set(regimes))} "
                           f"that are not among the regimes {list(regimes)}")
+
+    def run_changes(configuration: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        cascade = ABLATION_CONFIGURATIONS[configuration]["cascade"]
+        return {**switches[configuration],
+                **{k: v for k, v in changes.items() if cascade or k not in LOWER_LEVEL_CHANGES}}
 
     def seeded(label: str, changes: dict[str, Any], run_seeds: Sequence[int] | None):
         if run_seeds is None:
@@ -198,40 +170,22 @@ def regime_requests(
     ]
 
 
-def _seeds_by_bits(regime: str, by_bits: SeedsByBits, bits: Sequence[int]) -> dict[int, list[int]]:
-    """``regime_seeds[regime]`` as code length -> seeds, checked."""
+def _seeds(regime: str, by_bits: SeedsByBits, bits: Sequence[int]) -> dict[int, list[int]]:
+    """``regime_seeds[regime]`` as code length -> distinct seeds, checked."""
     if not isinstance(by_bits, Mapping):
         raise ConfigError(f"regime_seeds[{regime!r}] must map code lengths to seed lists, "
                           f"e.g. {{48: [0, 1, 2]}}; got {by_bits!r}")
-    out = {int(k): [int(seed) for seed in seeds] for k, seeds in by_bits.items()}
-    _check_code_lengths(f"regime_seeds[{regime!r}]", out, bits)
+    out = _by_bits(f"regime_seeds[{regime!r}]",
+                   {k: [int(seed) for seed in seeds] for k, seeds in by_bits.items()}, bits)
     for k, seeds in out.items():
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"regime_seeds[{regime!r}][{k}] = {seeds}: give distinct seeds")
     return out
 
 
-def _rows_by_bits(regime: str, rows: Sequence[str] | RowsByBits,
-                  bits: Sequence[int]) -> dict[int, Sequence[str]]:
-    """``regime_configurations[regime]`` as code length -> rows (a list: every length)."""
-    if not isinstance(rows, Mapping):
-        return {int(k): rows for k in bits}
-    by_bits = {int(k): names for k, names in rows.items()}
-    _check_code_lengths(f"regime_configurations[{regime!r}]", by_bits, bits)
-    return by_bits
-
-
-def _check_code_lengths(name: str, by_bits: Mapping[int, Any], bits: Sequence[int]) -> None:
-    """A ConfigError when ``by_bits`` names a code length the experiment does not run."""
-    extra = sorted(set(by_bits) - {int(k) for k in bits})
-    if extra:
-        raise ConfigError(f"{name} names code lengths {extra} that are not among the bits "
-                          f"{list(bits)}")
-
-
 def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
     """One row per run of :func:`regime_requests`: validation and test mAP (%), the selected
-    epoch, the learned task weights there, training time and speed."""
+    epoch and the learned task weights there, training minutes and images per second."""
     rows = []
     for r in records:
         regime, configuration = r.label.split("/")[:2]
@@ -242,8 +196,7 @@ def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
             "dataset": r.dataset, "bits": r.bits, "regime": regime,
             "configuration": configuration, "seed": r.config.seed,
             "val_map": 100.0 * r.metrics["selection"].get("val_map", math.nan),
-            "test_map": 100.0 * r.map_index_ties,
-            "epoch": selected,
+            "test_map": 100.0 * r.map_index_ties, "epoch": selected,
             "alpha1": epoch.get("alpha1", math.nan), "alpha2": epoch.get("alpha2", math.nan),
             "train_minutes": r.manifest.get("train_seconds", math.nan) / 60.0,
             "images_per_second": r.manifest.get("train_images_per_second", math.nan),
@@ -255,28 +208,24 @@ _CELL = ["dataset", "bits", "regime"]
 
 
 def regime_seed_means(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`regime_summary` averaged over seeds: one row per (dataset, bits, regime,
-    configuration) with the mean and sample standard deviation (NaN for one seed) of
-    validation and test mAP, the number of seeds and the mean training minutes."""
-    keys = [*_CELL, "configuration"]
-    grouped = summary.groupby(keys, sort=False)
-    out = grouped.agg(val_map=("val_map", "mean"), val_std=("val_map", "std"),
-                      test_map=("test_map", "mean"), test_std=("test_map", "std"),
-                      seeds=("seed", "nunique"), train_minutes=("train_minutes", "mean"))
+    """:func:`regime_summary` per (dataset, bits, regime, configuration): mean and sample
+    std (NaN for one seed) of validation and test mAP, seeds, mean training minutes."""
+    out = summary.groupby([*_CELL, "configuration"], sort=False).agg(
+        val_map=("val_map", "mean"), val_std=("val_map", "std"),
+        test_map=("test_map", "mean"), test_std=("test_map", "std"),
+        seeds=("seed", "nunique"), train_minutes=("train_minutes", "mean"))
     return out.reset_index()
 
 
 def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, dict[str, float]]:
-    """Full model minus baseline per ``dataset/bits/regime``, paired by seed.
-
-    Returns ``{"<dataset>/<bits>/<regime>": {"val", "test", "n", "test_p"}}``: the mean
-    differences (mAP points) over the seeds both rows ran, their number, and the two-sided
-    p-value of a paired t-test of the test differences (NaN below two seeds).
-    """
+    """Full model minus baseline per ``dataset/bits/regime``, paired by seed: ``{"val",
+    "test", "n", "test_p"}``, the mean differences (points) over the seeds both ran, their
+    number and the two-sided p of a paired t-test of the test differences (NaN below 2)."""
     gaps: dict[str, dict[str, float]] = {}
     for (dataset, bits, regime), part in summary.groupby(_CELL, sort=False):
         rows = part.set_index(["configuration", "seed"])
-        if baseline not in rows.index.get_level_values(0) or full not in rows.index.get_level_values(0):
+        names = rows.index.get_level_values(0)
+        if baseline not in names or full not in names:
             continue
         base, head = rows.loc[baseline], rows.loc[full]
         seeds = sorted(set(base.index) & set(head.index))
@@ -288,21 +237,18 @@ def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, di
         if len(seeds) >= 2:
             p = paired_ttest(head.loc[seeds, "test_map"].to_numpy(),
                              base.loc[seeds, "test_map"].to_numpy()).p_two_sided
-        gaps[f"{dataset}/{bits}/{regime}"] = {
-            "val": float(diff[:, 0].mean()), "test": float(diff[:, 1].mean()),
-            "n": len(seeds), "test_p": float(p),
-        }
+        gaps[f"{dataset}/{bits}/{regime}"] = {"val": float(diff[:, 0].mean()),
+                                              "test": float(diff[:, 1].mean()),
+                                              "n": len(seeds), "test_p": float(p)}
     return gaps
 
 
 def regime_figure(summary: pd.DataFrame) -> Any:
-    """Test mAP (%) per regime, one bar per configuration (the mean over its seeds), a panel
-    per (dataset, bits)."""
+    """Test mAP (%) per regime, a bar per configuration (mean over seeds), a panel per
+    (dataset, bits); one colour per configuration in every panel."""
     import matplotlib.pyplot as plt
 
-    panels = summary[["dataset", "bits"]].drop_duplicates().itertuples(index=False)
-    panels = list(panels)
-    # one colour per configuration in every panel, whichever configurations a panel has
+    panels = list(summary[["dataset", "bits"]].drop_duplicates().itertuples(index=False))
     configurations = list(summary["configuration"].unique())
     colours = dict(zip(configurations, plt.rcParams["axes.prop_cycle"].by_key()["color"],
                        strict=False))

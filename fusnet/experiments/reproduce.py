@@ -1,16 +1,9 @@
 """``fusnet reproduce``: execute the notebooks of a profile with papermill, resumably.
 
-Each notebook runs with its profile's parameters (:mod:`fusnet.experiments.profiles`) and its
-executed copy goes to ``<output root>/<notebook>/<profile>/<notebook>.ipynb``,
-beside the tables, figures and ``metrics.json`` the notebook writes there. A
-notebook whose outputs are complete (``metrics.json``, every artifact it lists,
-the same parameters and recipe) is skipped unless ``force``; inside a notebook,
-finished training runs are read back and interrupted ones resume, so running the
-command again after an interruption continues where it stopped.
-
-The kernel is ``python3``: ipykernel installs that kernelspec into the virtual
-environment, and jupyter_client starts it with the running interpreter, so the
-notebooks see the same packages as the command.
+Each notebook runs with its profile's parameters and its executed copy goes beside its
+outputs. A notebook whose outputs are complete (same parameters and recipe) is skipped
+unless ``force``; inside one, finished runs are read back and interrupted ones resume. The
+kernel is ``python3``, installed into the virtual environment by ipykernel.
 """
 
 from __future__ import annotations
@@ -33,9 +26,6 @@ logger = logging.getLogger(__name__)
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 DEFAULT_KERNEL = "python3"
 
-Executor = Callable[..., Any]
-"""``papermill.execute_notebook``'s signature (replaceable in tests)."""
-
 
 @dataclass
 class NotebookResult:
@@ -49,11 +39,8 @@ class NotebookResult:
 
 
 def select_notebooks(names: Sequence[str] | None = None) -> list[str]:
-    """Notebook names from full names or unique prefixes (``"01"``, ``"03_abl"``), in run order.
-
-    Raises:
-        ConfigError: a name matching no notebook, or several.
-    """
+    """Notebook names from full names or unique prefixes (``"01"``), in run order; a
+    ConfigError for a name that matches no notebook, or several."""
     if not names:
         return list(NOTEBOOKS)
     chosen = set()
@@ -68,20 +55,19 @@ def select_notebooks(names: Sequence[str] | None = None) -> list[str]:
     return [n for n in NOTEBOOKS if n in chosen]
 
 
-def declared_parameters(path: Path) -> set[str]:
-    """Names in a notebook's ``parameters`` cell (``papermill.inspect_notebook``)."""
-    import papermill
-
-    return set(papermill.inspect_notebook(str(path)))
-
-
 def recorded_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A notebook's papermill parameters with the recipe they resolve to, as the notebook
-    records them in ``metrics.json`` (``ExperimentConfig.parameters``): so a change to
-    the profile's recipe, not only to the notebook's own parameters, reruns it."""
+    """A notebook's papermill parameters with the recipe they resolve to, as its
+    ``metrics.json`` records them: so a change to the recipe reruns it too."""
     if "changes" not in params:  # a notebook that trains nothing has no recipe
         return dict(params)
     return {**params, **recipe(params["profile"], params["changes"])}
+
+
+def _declared_parameters(path: Path) -> set[str]:
+    """Names in a notebook's ``parameters`` cell."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)))
 
 
 def _execute(path: Path, output: Path, parameters: dict[str, Any], kernel: str, cwd: Path) -> None:
@@ -103,30 +89,18 @@ def reproduce(
     notebook_dir: Path = NOTEBOOK_DIR,
     execute: Callable[[Path, Path, dict[str, Any], str, Path], None] = _execute,
 ) -> list[NotebookResult]:
-    """Run the notebooks of ``profile`` in order; return what happened to each.
-
-    Args:
-        profile: a key of ``fusnet.experiments.profiles.PROFILES``.
-        notebooks: names or prefixes (default: all, in order).
-        output_root: results folder (relative: from the current directory).
-        force: run notebooks whose outputs are complete too.
-        kernel: Jupyter kernel name.
-        changes: parameters replaced in every notebook that has them, recipe names
-            (``data_root``, ``device``) in its ``changes`` (``notebook_parameters``).
-        notebook_dir: where the ``.ipynb`` files are.
-        execute: runs one notebook (papermill by default).
-
-    Returns:
-        One :class:`NotebookResult` per notebook. A failing notebook is logged and
-        recorded, and the next one runs.
-    """
+    """Run the notebooks (names or prefixes; default all) of ``profile`` in order, with
+    ``changes`` to the parameters of every notebook that has them (``notebook_parameters``);
+    ``force`` reruns complete ones. A failing notebook is logged and recorded, and the next
+    one runs. ``output_root`` is taken from the current directory; ``execute`` runs one
+    notebook (papermill)."""
     names = select_notebooks(notebooks)
     root = Path(output_root).expanduser().resolve()
     results = []
     for i, name in enumerate(names, 1):
         params = notebook_parameters(profile, name, **{**dict(changes or {}), "output_root": str(root)})
         source = notebook_dir / f"{name}.ipynb"
-        unknown = set(params) - declared_parameters(source)
+        unknown = set(params) - _declared_parameters(source)
         if unknown:
             raise ConfigError(f"{source.name} has no parameter(s) {sorted(unknown)}")
         out_dir = root / name / profile

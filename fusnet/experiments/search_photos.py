@@ -17,17 +17,13 @@ from PIL import Image
 from fusnet.data import build_dataset
 from fusnet.errors import ConfigError
 from fusnet.experiments.config import resolve_path
+from fusnet.experiments.examples import precision_at as precision_at  # notebook 10 reads it here
+from fusnet.experiments.plots import retrieval_figure
 from fusnet.index import Hit
-
-PHOTO_SETS: tuple[str, ...] = ("gallery", "added", "queries")
 
 
 def photo_root(photos: str | None, data_root: str | dict | None) -> Path:
-    """The Flowers-17 folder: ``photos`` if given, else ``<data_root>/flowers17``.
-
-    Raises:
-        ConfigError: neither is given.
-    """
+    """The Flowers-17 folder: ``photos`` if given, else ``<data_root>/flowers17``."""
     if photos is not None:
         return resolve_path(photos)
     if isinstance(data_root, dict) and "flowers17" in data_root:
@@ -45,12 +41,9 @@ def _spread(count: int, total: int) -> np.ndarray:
 
 
 def photo_sets(root: Path, num_gallery: int, num_added: int, num_queries: int) -> dict[str, pd.DataFrame]:
-    """Gallery, added and query photos of Flowers-17 (``path``, ``label`` = class name).
-
-    Gallery and added photos are disjoint, spread evenly over the training split
-    (ordered by class); queries are spread evenly over the test split, so no query is
-    in the gallery.
-    """
+    """Gallery, added and query photos of Flowers-17 (``path``, ``label`` = class name): the
+    first two disjoint and spread over the training split (by class), the queries over the
+    test split, so no query is in the gallery."""
     train = build_dataset("flowers17", root, "train")
     test = build_dataset("flowers17", root, "test")
     order = sorted(range(len(train)), key=lambda i: (train.samples[i][1], str(train.samples[i][0])))
@@ -91,28 +84,18 @@ def hits_table(queries: pd.DataFrame, hits: list[list[Hit]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def precision_at(table: pd.DataFrame, k: int) -> float:
-    """Mean share of same-class hits in the top k, over queries."""
-    return float(table[table["rank"] <= k].groupby("query")["correct"].mean().mean())
-
-
 def _thumb(path: str, size: int) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB").resize((size, size)))  # (size, size, 3)
 
 
 def contact_sheet(table: pd.DataFrame, k: int, title: str = "", size: int = 96):
-    """Queries (first column) and their top-k gallery photos, framed green when of the same class.
-
-    Returns:
-        The matplotlib figure (:func:`fusnet.experiments.plots.retrieval_figure`).
-    """
-    from fusnet.experiments import plots
-
+    """Queries (first column) and their top-k gallery photos, green when of the same class
+    (:func:`fusnet.experiments.plots.retrieval_figure`)."""
     top = table[table["rank"] <= k]
     queries = list(dict.fromkeys(top["query"]))
     per_query = [top[top["query"] == q].sort_values("rank") for q in queries]
-    return plots.retrieval_figure(
+    return retrieval_figure(
         queries=[_thumb(q, size) for q in queries],
         results=[[_thumb(p, size) for p in rows["path"]] for rows in per_query],
         correct=np.stack([rows["correct"].to_numpy() for rows in per_query]),

@@ -3,11 +3,7 @@
 The README's results section is this module's output for the ``cpu`` profile, so every
 number there comes from a ``metrics.json`` a notebook wrote (never typed in)::
 
-    python -m fusnet.experiments.summary --profile cpu          # markdown on stdout
-    python -m fusnet.experiments.summary --profile cpu --readme README.md   # the block in place
-
-Each table links the notebook folder it was read from. A notebook whose outputs are
-missing is skipped with a line saying so.
+    python -m fusnet.experiments.summary --profile cpu --readme README.md
 """
 
 from __future__ import annotations
@@ -22,43 +18,28 @@ from typing import Any
 import pandas as pd
 
 from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
+from fusnet.experiments.regimes import regime_seed_means
+from fusnet.experiments.tables import to_markdown
 
 Section = Callable[[dict[str, Any], dict[str, Any]], pd.DataFrame]
 """A table builder: (the notebook's ``results``, its ``parameters``) -> the table."""
 
 
-def _pivot(records: list[dict[str, Any]], row: str, value: str = "map") -> pd.DataFrame:
-    frame = pd.DataFrame(records)
-    return frame.pivot_table(index=["dataset", row], columns="bits", values=value, sort=False)
-
-
-def _main_results(results: dict[str, Any],
-                  parameters: dict[str, Any] | None = None) -> pd.DataFrame:
-    return _pivot(results["map"], "label")
-
-
-def _ablation(results: dict[str, Any],
-              parameters: dict[str, Any] | None = None) -> pd.DataFrame:
-    return _pivot(results["map"], "configuration")
-
-
-def _attention(results: dict[str, Any],
-               parameters: dict[str, Any] | None = None) -> pd.DataFrame:
-    return _pivot(results["map"], "attention")
+def _by(row: str) -> Section:
+    """The table of a notebook whose ``results["map"]`` has one mAP per dataset, ``row``, bits."""
+    return lambda results, parameters=None: pd.DataFrame(results["map"]).pivot_table(
+        index=["dataset", row], columns="bits", values="map", sort=False)
 
 
 def _regime_means(results: dict[str, Any]) -> pd.DataFrame:
     """Notebook 11's runs averaged over seeds (:func:`regimes.regime_seed_means`)."""
-    from fusnet.experiments.regimes import regime_seed_means
-
     runs = pd.DataFrame(results["runs"])
     if "seed" not in runs:  # written before notebook 11 ran several seeds: one each
         runs["seed"] = 0
     return regime_seed_means(runs)
 
 
-def _regimes(results: dict[str, Any],
-             parameters: dict[str, Any] | None = None) -> pd.DataFrame:
+def _regimes(results: dict[str, Any], parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     frame = _regime_means(results)
     frame["val / test"] = [
         f"{v:.2f} / {t:.2f}" + ("" if pd.isna(sd) else f" ± {sd:.2f}")
@@ -69,13 +50,16 @@ def _regimes(results: dict[str, Any],
         ["val / test", "seeds", "train min"]]
 
 
+_COMPARISON = ["seeds (full)", "baseline: val / test", "full model: val / test",
+               "full − baseline, test (paired t over seeds)"]
+
+
 def _regime_comparison(results: dict[str, Any],
                        parameters: dict[str, Any] | None = None) -> pd.DataFrame:
-    """One row per (dataset, bits, regime) where the full model ran: its baseline beside it
-    (``not run`` where the regime trains the full model alone) and their paired difference.
-    The baseline and the full model are the first and last of the notebook's
-    ``configurations`` and the regimes come in its ``regimes`` order (without
-    ``parameters``: Table 6's first and last rows, regimes as they first appear)."""
+    """Per (dataset, bits, regime) where the full model ran: its baseline beside it (``not
+    run`` where there is none) and their paired difference. The two arms are the first and
+    last of the notebook's ``configurations``, the regimes in its ``regimes`` order (without
+    ``parameters``: Table 6's rows 1 and 5, regimes as they first appear)."""
     parameters = parameters or {}
     means = _regime_means(results)
     gaps = results.get("full_minus_baseline", {})
@@ -94,17 +78,12 @@ def _regime_comparison(results: dict[str, Any],
             p = gap["test_p"]
             shown = "" if p is None or pd.isna(p) else f"p = {p:.2g}, "
             difference = f"{gap['test']:+.2f} ({shown}n = {int(gap['n'])})"
-        rows.append({
-            "dataset": dataset, "regime": regime, "bits": bits,
-            "seeds (full)": int(both[1]["seeds"]),
-            "baseline: val / test": "not run" if both[0] is None else
-            f"{both[0]['val_map']:.2f} / {both[0]['test_map']:.2f}",
-            "full model: val / test": f"{both[1]['val_map']:.2f} / {both[1]['test_map']:.2f}",
-            "full − baseline, test (paired t over seeds)": difference,
-        })
-    frame = pd.DataFrame(rows, columns=["dataset", "regime", "bits", "seeds (full)",
-                                        "baseline: val / test", "full model: val / test",
-                                        "full − baseline, test (paired t over seeds)"])
+        pair = ["not run" if arm is None else f"{arm['val_map']:.2f} / {arm['test_map']:.2f}"
+                for arm in both]
+        rows.append({"dataset": dataset, "regime": regime, "bits": bits,
+                     **dict(zip(_COMPARISON, [int(both[1]["seeds"]), *pair, difference],
+                                strict=True))})
+    frame = pd.DataFrame(rows, columns=["dataset", "regime", "bits", *_COMPARISON])
     order = {name: i for i, name in enumerate(dict.fromkeys([*parameters.get("regimes", []),
                                                              *frame["regime"]]))}
     frame = frame.sort_values(["dataset", "regime", "bits"], key=lambda c: c.map(order)
@@ -120,8 +99,7 @@ def _paired(test: pd.Series | None) -> str:
     return f"{test['mean']:+.2f} (p = {test['p_two_sided']:.2g}, n = {int(test['n'])} seeds)"
 
 
-def _baselines(results: dict[str, Any],
-               parameters: dict[str, Any] | None = None) -> pd.DataFrame:
+def _baselines(results: dict[str, Any], parameters: dict[str, Any] | None = None) -> pd.DataFrame:
     summary = pd.DataFrame(results["mean_std"])
     tests = pd.DataFrame(results["paired_ttests"]).set_index(["dataset", "comparison"])
     rows = []
@@ -129,38 +107,20 @@ def _baselines(results: dict[str, Any],
         key = (record["dataset"], record["method"])
         spread = f" ± {record['std']:.2f}" if record["n"] > 1 else ""
         rows.append({
-            "dataset": record["dataset"],
-            "bits": record["bits"],
-            "method": record["method"],
+            "dataset": record["dataset"], "bits": record["bits"], "method": record["method"],
             "mAP: mean ± std (seeds)": f"{record['mean']:.2f}{spread} ({record['n']})",
-            "− Multi-FusNet (per dataset, bits averaged; paired t over seeds, p two-sided)": _paired(
-                tests.loc[key] if key in tests.index else None
-            ),
+            "− Multi-FusNet (per dataset, bits averaged; paired t over seeds, p two-sided)":
+                _paired(tests.loc[key] if key in tests.index else None),
         })
     return pd.DataFrame(rows).set_index(["dataset", "bits", "method"])
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A pipe table of ``table`` with its index as leading columns; floats to 2 decimals."""
-    flat = table.reset_index()
-    header = [str(c) for c in flat.columns]
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if pd.isna(value) else f"{value:.2f}"
-        return str(value)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in flat.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 SECTIONS: list[tuple[str, str, Section]] = [
     ("01_main_results", "Main results (Table 3 protocol): test mAP (%), ties by index",
-     _main_results),
-    ("02_generalisation", "Generalisation (Table 5 protocol): test mAP (%)", _main_results),
-    ("03_ablation", "Ablation (Table 6): test mAP (%) per configuration", _ablation),
-    ("04_attention", "Attention in the fusion module (Fig. 9): test mAP (%)", _attention),
+     _by("label")),
+    ("02_generalisation", "Generalisation (Table 5 protocol): test mAP (%)", _by("label")),
+    ("03_ablation", "Ablation (Table 6): test mAP (%) per configuration", _by("configuration")),
+    ("04_attention", "Attention in the fusion module (Fig. 9): test mAP (%)", _by("attention")),
     ("09_baselines", "Baselines side by side, same data, backbone and budget", _baselines),
     ("11_regimes", "Training regimes: Table 6 row 1 (baseline) vs the full model, "
      "validation / test mAP (%), means over seeds (± the test sd)", _regimes),
@@ -171,14 +131,9 @@ SECTIONS: list[tuple[str, str, Section]] = [
 
 
 def headline_markdown(profile: str, root: Path | None = None, link_root: Path | None = None) -> str:
-    """Markdown: the table of each :data:`SECTIONS` entry whose notebook has outputs for
-    ``profile``, and one line for each notebook that has none.
-
-    Args:
-        profile: the profile folder name (``cpu``).
-        root: the results folder (default ``<repo>/results``).
-        link_root: links are made relative to this folder (default the repository root).
-    """
+    """The table of each :data:`SECTIONS` entry whose notebook has outputs for ``profile``
+    under ``root`` (default ``<repo>/results``), a line for each that has none; links
+    relative to ``link_root`` (default the repository root)."""
     root = root or REPO_ROOT / "results"
     link_root = link_root or REPO_ROOT
     parts, missing = [], set()
@@ -199,11 +154,7 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
 
 def with_results_block(readme: str, profile: str, markdown: str) -> str:
     """``readme`` with the text between ``<!-- results:<profile> -->`` and
-    ``<!-- /results:<profile> -->`` replaced by ``markdown``.
-
-    Raises:
-        ValueError: the markers are missing or out of order.
-    """
+    ``<!-- /results:<profile> -->`` replaced by ``markdown``; ValueError without them."""
     start, end = f"<!-- results:{profile} -->", f"<!-- /results:{profile} -->"
     i = readme.find(start)
     j = readme.find(end, i + len(start)) if i >= 0 else -1
