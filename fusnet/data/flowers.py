@@ -29,23 +29,9 @@ from fusnet.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 FLOWERS17_CLASSES: tuple[str, ...] = (
-    "Daffodil",
-    "Snowdrop",
-    "LilyValley",
-    "Bluebell",
-    "Crocus",
-    "Iris",
-    "Tigerlily",
-    "Tulip",
-    "Fritillary",
-    "Sunflower",
-    "Daisy",
-    "ColtsFoot",
-    "Dandelion",
-    "Cowslip",
-    "Buttercup",
-    "Windflower",
-    "Pansy",
+    "Daffodil", "Snowdrop", "LilyValley", "Bluebell", "Crocus", "Iris", "Tigerlily", "Tulip",
+    "Fritillary", "Sunflower", "Daisy", "ColtsFoot", "Dandelion", "Cowslip", "Buttercup",
+    "Windflower", "Pansy",
 )
 """The official class order of Flowers-17: ``image_n.jpg`` has label ``(n - 1) // 80``."""
 
@@ -58,11 +44,8 @@ _IMAGE_NUMBER = re.compile(r"image_(\d+)\.jpg$")
 
 
 def _jpg_dir(name: str, root: Path, tops: tuple[str, ...], marker: str) -> tuple[Path, Path]:
-    """``(folder holding jpg/, jpg/)``.
-
-    ``root`` may be that folder, its parent (with the folder named one of ``tops``,
-    e.g. ``flowers17/`` as ``fusnet data download`` makes it), or ``jpg/`` itself.
-    """
+    """``(folder holding jpg/, jpg/)``, from that folder, its parent (the folder named one
+    of ``tops``, as ``fusnet data download`` makes it) or ``jpg/`` itself as ``root``."""
     for base in (root, *(root / top for top in tops)):
         if (base / "jpg").is_dir():
             return base, base / "jpg"
@@ -77,13 +60,10 @@ def load_flowers17(
 ) -> ImageListDataset:
     """Oxford 17 Category Flower Dataset: 17 classes x 80 images, 1,020 train / 340 test.
 
-    Layout (``17flowers.tgz``): ``jpg/image_0001.jpg`` ... ``jpg/image_1360.jpg`` and
-    ``jpg/files.txt``; the label of ``image_n.jpg`` is ``(n - 1) // 80`` in the order
-    of :data:`FLOWERS17_CLASSES`. With the official ``datasplits.mat`` (beside ``jpg/``
-    or inside it), ``train = trn{k} + val{k}`` (40 + 20 a class) and ``test = tst{k}``
-    (20 a class). Without it, a seeded stratified split: 20 test / 60 train a class
-    (``split_seed``; the same sizes as the official split). The image list is
-    ``files.txt`` when present, else every ``image_*.jpg``.
+    Layout (``17flowers.tgz``): ``jpg/image_0001.jpg`` ... ``image_1360.jpg`` (listed in
+    ``jpg/files.txt`` when present); ``image_n.jpg`` has label ``(n - 1) // 80``. With the
+    official ``datasplits.mat`` (beside or in ``jpg/``), train = ``trn{k} + val{k}``
+    (40 + 20 a class), test = ``tst{k}``; without it, a seeded split of the same sizes.
 
     Args:
         root: folder holding ``jpg/`` (or its parent, when that folder is named
@@ -166,10 +146,9 @@ def load_flowers102(root: Path | None, split: str) -> ImageListDataset:
 
     Layout: ``jpg/image_00001.jpg`` ... (``102flowers.tgz``), ``imagelabels.mat``
     (``labels``: 1..102 per image) and ``setid.mat`` (``trnid``, ``valid``, ``tstid``:
-    1-based image numbers) in the folder holding ``jpg/``; ``root`` may also be its
-    parent when that folder is named ``flowers102`` or ``flowers-102`` (torchvision's
-    layout). ``train = trnid + valid`` (10 + 10 a class), ``test = tstid``. The
-    download has no class names; they are ``class_001`` ... ``class_102`` in label order.
+    1-based image numbers) beside ``jpg/`` (``root`` may be the parent of a folder named
+    ``flowers102`` or ``flowers-102``, torchvision's). train = ``trnid + valid`` (10 + 10
+    a class), test = ``tstid``. Class names (none published): ``class_001`` ...
     """
     name = "flowers102"
     check_official_split(name, split)

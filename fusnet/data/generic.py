@@ -8,7 +8,6 @@ Buildings, BJFU100) come as class folders or are split by each user; load them w
 from __future__ import annotations
 
 import csv
-import logging
 import os
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from fusnet.data.layout import check_official_split, list_images, require_file, 
 from fusnet.data.registry import register_dataset
 from fusnet.data.splits import stratified_split
 from fusnet.errors import DataError
-
-logger = logging.getLogger(__name__)
 
 
 def _class_dirs(folder: Path) -> list[str]:
@@ -33,11 +30,9 @@ def load_imagefolder(
 ) -> ImageListDataset:
     """Images sorted into one folder per class.
 
-    Two layouts: ``root/train/<class>/*`` and ``root/test/<class>/*`` (the given
-    split), or ``root/<class>/*`` split here, per class, seeded
-    (``round(test_fraction * n)`` test images a class; the paper's Table 2 sets are
-    all about 80/20). Classes are the sorted folder names (union over train and test
-    in the first layout); images are found recursively by extension.
+    ``root/{train,test}/<class>/*`` (the given split), or ``root/<class>/*`` split here
+    per class, seeded (the paper's Table 2 sets are about 80/20). Classes are the sorted
+    folder names (of train and test); images are found recursively by extension.
 
     Args:
         root: the folder described above.
@@ -105,13 +100,12 @@ def _read_csv(name: str, path: Path) -> list[tuple[str, str]]:
 
 @register_dataset("csv")
 def load_csv(root: Path | None, split: str) -> ImageListDataset:
-    """Image lists in CSV files: ``root/train.csv`` and ``root/test.csv``.
+    """Image lists in ``root/train.csv`` and ``root/test.csv``: a header, then ``path``
+    (relative to ``root``, or absolute) and ``label`` (a class index from 0, or a name).
 
-    Each file has a header and the columns ``path`` (relative to ``root``, or absolute)
-    and ``label``. Labels are either integers (class indices from 0) or class names.
-    An optional ``root/classes.txt`` (one name a line) gives the class order: names
-    for integer labels, indices for name labels. Without it, integer labels are
-    named by their number and name labels are sorted (over both files).
+    An optional ``root/classes.txt`` (one name a line) gives the class order: names for
+    index labels, indices for name labels. Without it, index labels are named by their
+    number and name labels sorted (over both files).
 
     Args:
         root: folder holding the CSV files.
@@ -157,11 +151,8 @@ def load_csv(root: Path | None, split: str) -> ImageListDataset:
 
 
 def _check_duplicates(name: str, root: Path, rows: dict[str, list[tuple[str, str]]]) -> None:
-    """Reject an image listed twice in one CSV file, or in both train.csv and test.csv.
-
-    A repeated image counts twice in the database, and one in both splits finds itself
-    as a query; either way the retrieval numbers would be wrong.
-    """
+    """Reject an image listed twice in one CSV file, or in both: it would count twice in
+    the database, or find itself as a query, and the retrieval numbers would be wrong."""
     where: dict[str, dict[Path, int]] = {}
     for split, part in rows.items():
         counts: dict[Path, int] = {}

@@ -6,7 +6,6 @@ to get it (``fusnet data download NAME --root DIR`` or ``data/README.md``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,19 +13,7 @@ import numpy as np
 
 from fusnet.errors import ConfigError, DataError
 
-logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".webp",
-    ".tif",
-    ".tiff",
-)
-
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 USER_MADE: dict[str, str] = {
     "csv": "write ROOT/train.csv and ROOT/test.csv with the header 'path,label' (paths "
@@ -52,18 +39,7 @@ def how_to_get(name: str) -> str:
 
 
 def require_root(name: str, root: Path | str | None) -> Path:
-    """Check that ``root`` is given and is a folder.
-
-    Args:
-        name: dataset name, for the message.
-        root: folder passed by the user.
-
-    Returns:
-        ``root`` as an absolute-ish :class:`Path`.
-
-    Raises:
-        DataError: ``root`` is None or not a folder.
-    """
+    """``root`` as a Path (user-expanded), or DataError when it is None or not a folder."""
     if root is None:
         raise DataError(f"dataset {name!r} needs a root folder (got root=None); {how_to_get(name)}")
     root = Path(root).expanduser()
@@ -73,20 +49,10 @@ def require_root(name: str, root: Path | str | None) -> Path:
 
 
 def locate(name: str, root: Path, tops: Sequence[str], marker: str) -> Path:
-    """Find the dataset's top folder from the user's root.
+    """Find the dataset's top folder, the one holding ``marker``, from the user's root.
 
-    Looks for ``root/<top>/<marker>`` for each candidate top-folder name, then for
-    ``root/<marker>`` (root is the top folder itself), then for a unique immediate
-    sub-folder holding ``marker``.
-
-    Args:
-        name: dataset name, for messages.
-        root: folder given by the user (must exist).
-        tops: candidate names of the archive's top folder, preferred first (may be empty).
-        marker: relative path of a file or folder that identifies the top folder.
-
-    Returns:
-        The top folder (the one that holds ``marker``).
+    Tries ``root/<top>`` for each of ``tops`` (the archive's top-folder names, preferred
+    first), then ``root`` itself, then a unique immediate sub-folder.
 
     Raises:
         DataError: no candidate holds ``marker``, or several sub-folders do.
@@ -116,21 +82,11 @@ def require_file(name: str, path: Path) -> Path:
 
 
 def read_columns(name: str, path: Path, columns: int) -> list[list[str]]:
-    """Read a whitespace-separated list file, one record per non-empty line.
-
-    The last column takes the rest of the line, so names with spaces survive
-    (``variants.txt``-style ``"<id> Cessna 172"``).
-
-    Args:
-        name: dataset name, for messages.
-        path: the list file.
-        columns: number of fields per line.
-
-    Returns:
-        One list of ``columns`` strings per record.
+    """Read a whitespace-separated list file: ``columns`` strings per non-empty line, the
+    last taking the rest of the line (names with spaces: ``"<id> Cessna 172"``).
 
     Raises:
-        DataError: the file is missing or a line has too few fields.
+        DataError: the file is missing or empty, or a line has too few fields.
     """
     require_file(name, path)
     rows: list[list[str]] = []
@@ -164,12 +120,8 @@ def parse_int(name: str, path: Path, text: str) -> int:
 
 
 def load_mat(name: str, path: Path) -> dict[str, np.ndarray]:
-    """Read a MATLAB ``.mat`` file with :func:`scipy.io.loadmat`.
-
-    Raises:
-        DataError: the file is missing or unreadable.
-    """
-    import scipy.io
+    """Read a MATLAB ``.mat`` file; DataError when it is missing or unreadable."""
+    import scipy.io  # slow to import, and only the Oxford and Stanford sets need it
 
     require_file(name, path)
     try:

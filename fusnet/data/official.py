@@ -1,10 +1,8 @@
 """Loaders for the fine-grained benchmarks of the paper's Table 1, and Stanford Dogs.
 
-Each reads the dataset's official download unchanged. ``root`` is the folder that
-holds the extracted archive's top folder (``CUB_200_2011/``, ``fgvc-aircraft-2013b/``,
-``nabirds/``, ``food-101/``); ``root`` may also be that top folder itself. Official
-split sizes are in :data:`fusnet.data.sizes.OFFICIAL_SPLIT_SIZES`; data/README.md
-says where to download each and how the paper's counts differ.
+Each reads the official download unchanged, from ``root`` holding the archive's top
+folder (``CUB_200_2011/``, ...) or that folder itself. Split sizes:
+:data:`fusnet.data.sizes.OFFICIAL_SPLIT_SIZES`; downloads: data/README.md.
 """
 
 from __future__ import annotations
@@ -47,21 +45,9 @@ def _labelled_by_name(
     said: str,
     redownload: str = "re-download the archive",
 ) -> list[Sample]:
-    """Listed images labelled by class name: the label is the name's place in
-    ``class_names`` (read from ``names_file``).
-
-    Args:
-        name: the dataset's name (for messages).
-        class_names: the classes in label order.
-        names_file: where ``class_names`` come from.
-        list_file: the image list ``entries`` come from.
-        entries: (image path, class name, the list's entry) per image.
-        said: what the list says of an unknown class, formatted with ``entry`` and ``cls``.
-        redownload: the fix the message proposes (before the download hint).
-
-    Raises:
-        DataError: a class ``names_file`` does not list.
-    """
+    """Samples of ``entries`` ((path, class name, list entry) from ``list_file``) labelled
+    by the name's place in ``class_names`` (from ``names_file``). An unknown class raises
+    a DataError saying ``said`` (formatted with ``entry`` and ``cls``) and ``redownload``."""
     index = {c: i for i, c in enumerate(class_names)}
     samples: list[Sample] = []
     for path, cls, entry in entries:
@@ -139,11 +125,9 @@ def load_aircraft(
     """FGVC-Aircraft 2013b (Maji et al., 2013): 100 variants, 6,667 trainval / 3,333 test.
 
     Layout (``fgvc-aircraft-2013b.tar.gz``): ``fgvc-aircraft-2013b/data/`` with
-    ``variants.txt`` (one class name a line, the label order),
-    ``images_variant_trainval.txt`` / ``images_variant_test.txt``
+    ``variants.txt`` (class names in label order), ``images_variant_{trainval,test}.txt``
     (``<image_id> <variant name>``) and ``images/<image_id>.jpg``. Our ``train`` is the
-    official ``trainval`` (as in every hashing paper); the official ``train``/``val``
-    halves are not used. Images keep the 20-pixel copyright banner at the bottom.
+    official ``trainval``, as in every hashing paper. Images keep their copyright banner.
 
     Args:
         root: folder holding ``fgvc-aircraft-2013b/`` (or that folder, or its ``data/``).
@@ -227,10 +211,9 @@ def load_nabirds(root: Path | None, split: str) -> ImageListDataset:
 def load_food101(root: Path | None, split: str) -> ImageListDataset:
     """Food-101 (Bossard et al., 2014): 101 dishes, 75,750 train / 25,250 test.
 
-    Layout (``food-101.tar.gz``): ``food-101/meta/classes.txt`` (one class a line,
-    the label order), ``meta/train.txt`` / ``meta/test.txt`` (``<class>/<image_id>``,
-    no extension) and ``images/<class>/<image_id>.jpg``. The training images are
-    deliberately noisy (the dataset's design, not a loading fault).
+    Layout (``food-101.tar.gz``): ``food-101/meta/classes.txt`` (label order),
+    ``meta/{train,test}.txt`` (``<class>/<image_id>``) and ``images/<class>/<image_id>.jpg``.
+    The training images are noisy by the dataset's design.
     """
     name = "food101"
     check_official_split(name, split)
@@ -254,16 +237,10 @@ def load_food101(root: Path | None, split: str) -> ImageListDataset:
 def load_vegfru(root: Path | None, split: str) -> ImageListDataset:
     """VegFru (Hou et al., 2017): 292 classes (200 veg + 92 fruit), 29,200 train / 116,931 test.
 
-    Layout (from the authors' download, https://github.com/ustc-vim/vegfru, as read by
-    the public hashing code): a folder holding ``vegfru_list/vegfru_train.txt``,
-    ``vegfru_val.txt`` and ``vegfru_test.txt`` with lines ``<relative path> <label>``
-    (e.g. ``veg200_images/<class>/<file>.jpg 17``), and the image folders
-    ``veg200_images/`` and ``fru92_images/`` beside ``vegfru_list/``. Assumptions (we
-    could not inspect the archive): paths are relative to the folder holding
-    ``vegfru_list/``; class names are the path's class folder; the label numbers
-    used in the train and test lists, sorted, become 0..291 (so 0- and 1-based lists
-    both work). ``train`` is ``vegfru_train.txt`` alone (100 a class, the paper's
-    29,200), not train + val.
+    Layout (as data/README.md assumes it): ``vegfru_list/vegfru_{train,test}.txt`` with
+    lines ``<relative path> <label>`` (``veg200_images/<class>/<file>.jpg 17``). Class
+    names are the class folders; the sorted label numbers of both lists become 0..291
+    (0- or 1-based both work). ``train`` is ``vegfru_train.txt`` alone, not train + val.
     """
     name = "vegfru"
     check_official_split(name, split)
@@ -294,10 +271,9 @@ def load_vegfru(root: Path | None, split: str) -> ImageListDataset:
 def load_stanford_dogs(root: Path | None, split: str) -> ImageListDataset:
     """Stanford Dogs (Khosla et al., 2011): 120 breeds, 12,000 train / 8,580 test.
 
-    Layout (``images.tar`` + ``lists.tar`` extracted into one folder): ``Images/``
-    (``<wnid>-<Breed>/<file>.jpg``) beside ``train_list.mat`` / ``test_list.mat``,
-    each with ``file_list`` (cell array of ``<wnid>-<Breed>/<file>.jpg``) and
-    ``labels`` (1..120). Class names are the breed part of the folder name.
+    Layout (``images.tar`` + ``lists.tar`` in one folder): ``Images/<wnid>-<Breed>/``
+    beside ``{train,test}_list.mat`` (``file_list``: those paths, ``labels``: 1..120).
+    Class names are the breed part of the folder name.
     """
     name = "stanford_dogs"
     check_official_split(name, split)

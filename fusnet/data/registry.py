@@ -74,13 +74,11 @@ def build_dataset(
 ) -> ImageListDataset:
     """Build one split of a registered dataset, checked before training starts.
 
-    Steps: read the official split (``"test"`` for ``split="test"``, else ``"train"``);
-    for ``"val"``/``"fit"`` carve it with :func:`~fusnet.data.splits.split_train_val`
-    (on the full official list, so the carving does not depend on which images turn
-    out bad); then, with ``verify``, open every image of the chosen split
-    (:meth:`ImageListDataset.verify`) and check that no class is empty (an error for
-    ``train``/``fit``, a warning for ``test``; ``val`` may lack classes with a single
-    training image).
+    Reads the official split (``"test"``, else ``"train"``); carves ``"val"``/``"fit"``
+    from the full official list (so the carving does not depend on which images turn out
+    bad); then, with ``verify``, opens every image of the split and checks that no class
+    is empty (an error for ``train``/``fit``, a warning for ``test``; ``val`` may lack
+    classes of a single training image).
 
     Args:
         name: a key of :data:`DATASETS`.
@@ -90,15 +88,12 @@ def build_dataset(
         val_fraction: share of each class held out of ``train`` for ``val``.
         seed: seed of the ``val``/``fit`` carving.
         skip_bad_images: drop missing or corrupt images with a warning instead of raising;
-            with ``verify``, every image is then fully decoded once (``decode``), so that files
-            that would fail at caching, training or encoding time are dropped here too.
-        verify: run the checks above (cheap: a structural check of each file, about
-            0.15 ms an image); ``False`` defers bad files to ``__getitem__``.
+            with ``verify`` every image is then fully decoded once, so that files that
+            would fail later (caching, training, encoding) are dropped here.
+        verify: run the checks (a structural check of each file, ~0.15 ms an image);
+            ``False`` defers bad files to ``__getitem__``.
         decode: with ``verify``, fully decode every image (slow; catches truncation).
         **kwargs: the dataset's own options (e.g. ``num_classes`` for ``"synthetic"``).
-
-    Returns:
-        The dataset, with ``num_classes``, ``class_names``, ``labels``, ``samples``, ``root``.
 
     Raises:
         ConfigError: unknown dataset, split or option.
@@ -115,19 +110,11 @@ def build_dataset(
     if split in ("val", "fit"):
         fit_idx, val_idx = split_train_val(dataset.labels, val_fraction, seed)
         dataset = dataset.subset(fit_idx if split == "fit" else val_idx, split=split)
-    if verify:
-        # Dropping bad images means finding them all now: with skip_bad_images every image is
-        # decoded once (a truncated file passes the cheap structural check, then fails later).
+    if verify:  # skipping bad images means finding all now: a truncated file passes verify()
         dataset.verify(skip_bad_images=skip_bad_images, decode=decode or skip_bad_images)
         if split != "val":
             dataset.check_classes(strict=split != "test")
     dataset.transform = transform
-    logger.info(
-        "dataset %s/%s: %d images, %d classes, from %s",
-        name,
-        split,
-        len(dataset),
-        dataset.num_classes,
-        dataset.data_dir,
-    )
+    logger.info("dataset %s/%s: %d images, %d classes, from %s", name, split, len(dataset),
+                dataset.num_classes, dataset.data_dir)
     return dataset

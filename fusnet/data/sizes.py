@@ -1,21 +1,10 @@
 """Official split sizes of each dataset, and the sizes the paper reports.
 
 ``OFFICIAL_SPLIT_SIZES`` is what the loaders must produce from an unmodified official
-download (``train`` = the retrieval database, ``test`` = the queries). The tests check
-it on the real data we have and on fixture trees for the rest.
-
-``PAPER_SPLIT_SIZES`` copies Tables 1 and 2 of the paper. Where they disagree:
-
-- NABirds: the paper gives 24,633 training / 23,929 test images; the official
-  ``train_test_split.txt`` marks 23,929 images for training and 24,633 for test. The
-  paper swapped the two; we follow the official file.
-- VegFru: the paper counts 290 classes; the dataset has 292 (200 vegetables + 92
-  fruits). Its 29,200 training images are ``vegfru_train.txt`` alone (100 a class),
-  not train + val (43,800).
-- Table 2's "Flowers" (5 classes, 4,322 images) cites Nilsback & Zisserman but is
-  neither Oxford Flowers-17 nor -102; "Buildings" (Oxford 5k) is given 17 classes,
-  though the Oxford Buildings set has 11 landmarks (5,062 images). These, Animals-90
-  and BJFU100 have no official split; load them with ``"imagefolder"`` or ``"csv"``.
+download (``train`` = the retrieval database, ``test`` = the queries); the tests check
+it. ``PAPER_SPLIT_SIZES`` copies Tables 1 and 2, which differ for NABirds (the paper
+swaps the split) and VegFru (290 classes; the dataset has 292); data/README.md tells
+these and Table 2's sets without an official split.
 """
 
 from __future__ import annotations

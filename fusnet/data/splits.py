@@ -1,8 +1,8 @@
 """Deterministic, seeded, per-class (stratified) splits.
 
-Every class draws from its own random stream, ``numpy.random.default_rng([seed, c])``,
-so a class's split depends only on the seed, its class index and its own image list:
-adding or removing another class changes nothing else.
+Class ``c`` draws from its own stream, ``numpy.random.default_rng([seed, c])``, so its
+split depends only on the seed, its index and its own images: other classes change nothing.
+Counts round halves up (``0.25 * 10 -> 3``; Python's ``round`` would give 2).
 """
 
 from __future__ import annotations
@@ -15,16 +15,8 @@ from fusnet.errors import ConfigError
 def _class_holdout(
     labels: np.ndarray, counts: dict[int, int], seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out ``counts[c]`` randomly chosen samples of each class ``c``.
-
-    Args:
-        labels: (N,) int class index per sample.
-        counts: class -> number of samples to hold out.
-        seed: random seed.
-
-    Returns:
-        ``(keep_idx, holdout_idx)``: sorted int64 index arrays that partition ``range(N)``.
-    """
+    """``(keep_idx, holdout_idx)``, sorted int64 indices partitioning ``range(N)``: the
+    holdout has ``counts[c]`` random samples of each class ``c`` of the (N,) ``labels``."""
     held: list[np.ndarray] = []
     for c, k in counts.items():
         members = np.flatnonzero(labels == c)  # (n_c,) ascending
@@ -39,7 +31,6 @@ def _class_holdout(
 
 
 def _round_half_up(x: float) -> int:
-    """Round to the nearest integer, halves up (Python's ``round`` rounds halves to even)."""
     return int(np.floor(x + 0.5))
 
 
@@ -57,19 +48,17 @@ def split_train_val(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Carve a validation split from the training split, per class.
 
-    Each class with ``n >= 2`` images gives ``max(1, round(val_fraction * n))``
-    images (halves round up) to validation, capped at ``n - 1`` so that every class
-    keeps at least one fitting image; a class with a single image keeps it for fitting. With
-    ``val_fraction == 0`` nothing is held out.
+    A class of ``n >= 2`` images gives ``max(1, round(val_fraction * n))`` of them to
+    validation, at most ``n - 1`` (every class keeps a fitting image); a class of one
+    image keeps it. ``val_fraction == 0`` holds nothing out.
 
     Args:
         labels: (N,) class index of each training image.
         val_fraction: share of each class to hold out, in ``[0, 1)``.
-        seed: random seed; the same seed and labels always give the same split.
+        seed: random seed.
 
     Returns:
-        ``(fit_idx, val_idx)``: sorted int64 indices into ``labels``; disjoint, and
-        together they cover every index once.
+        ``(fit_idx, val_idx)``: sorted int64 indices partitioning ``range(N)``.
 
     Raises:
         ConfigError: ``val_fraction`` outside ``[0, 1)`` or labels not 1-D integers.
@@ -88,13 +77,11 @@ def split_train_val(
 def stratified_split(
     labels: np.ndarray | list[int], test_fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split a labelled image list into train and test, ``round(test_fraction * n)`` per class.
+    """Split images without an official split into train and test, per class.
 
-    Halves round up (``0.25 * 10 -> 3``).
-
-    Used where a dataset ships without an official split (Flowers-17 without
-    ``datasplits.mat``, a flat image folder). Unlike :func:`split_train_val` there is
-    no minimum: a class too small to give one image stays wholly in train.
+    Each class gives ``round(test_fraction * n)`` images to test; unlike
+    :func:`split_train_val` no minimum, so a class too small for one stays in train.
+    Used for Flowers-17 without ``datasplits.mat`` and flat image folders.
 
     Args:
         labels: (N,) class index of each image.
@@ -102,7 +89,7 @@ def stratified_split(
         seed: random seed.
 
     Returns:
-        ``(train_idx, test_idx)``: sorted int64 indices, a partition of ``range(N)``.
+        ``(train_idx, test_idx)``: sorted int64 indices partitioning ``range(N)``.
 
     Raises:
         ConfigError: ``test_fraction`` outside ``(0, 1)``.

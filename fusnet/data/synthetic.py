@@ -1,15 +1,12 @@
 """A synthetic fine-grained dataset, generated in memory: the demo default, no download.
 
-SYNTHETIC DATA, not photographs. Every image shows the same object (a tan ellipse)
-on a noisy, blotchy background; classes differ only in small local details of the
-object: the position, colour and shape of one small mark, and a faint stripe
-pattern on the body. Each image has its own pose (position, scale, rotation up to
-±30°), body tint, brightness, background and a distractor blob in one of the mark
-colours, so neither colour nor position alone gives the class away.
-
-Deterministic: the class designs depend on ``data_seed`` only (shared by both
-splits); the images of a split on ``(data_seed, split)``. Generation is
-numpy-vectorised: a few thousand 64-pixel images take a second or two.
+SYNTHETIC DATA, not photographs: one object (a tan ellipse) on a blotchy background;
+classes differ only in small details, the position, colour and shape of one mark and a
+faint stripe pattern on the body. Each image has its own pose (position, scale, rotation
+up to ±30°), tint, brightness, background and a distractor blob in a mark colour, so
+neither colour nor position alone gives the class away. The class designs depend on
+``data_seed`` only, a split's images on ``(data_seed, split)``; numpy-vectorised, a few
+thousand 64-pixel images take a second or two.
 """
 
 from __future__ import annotations
@@ -44,31 +41,12 @@ _CHUNK = 512  # images rendered at once (bounds memory: ~CHUNK * size^2 * 40 byt
 
 
 def class_designs(num_classes: int, seed: int) -> np.ndarray:
-    """Pick ``num_classes`` distinct designs, each ``(position, colour, shape, pattern)``.
-
-    Args:
-        num_classes: number of classes, ``2..MAX_CLASSES``.
-        seed: random seed.
-
-    Returns:
-        (num_classes, 4) int64 indices into the attribute lists.
-
-    Raises:
-        ConfigError: ``num_classes`` out of range.
-    """
+    """(num_classes, 4) int64 distinct designs, each ``(position, colour, shape, pattern)``
+    indices; ConfigError unless ``2 <= num_classes <= MAX_CLASSES``."""
     if not 2 <= num_classes <= MAX_CLASSES:
         raise ConfigError(f"synthetic num_classes must be in 2..{MAX_CLASSES}, got {num_classes}")
-    combos = np.asarray(
-        list(
-            itertools.product(
-                range(len(_MARK_POSITIONS)),
-                range(len(_MARK_COLOURS)),
-                range(len(_MARK_SHAPES)),
-                range(len(_BODY_PATTERNS)),
-            )
-        ),
-        dtype=np.int64,
-    )  # (MAX_CLASSES, 4)
+    sizes = (len(_MARK_POSITIONS), len(_MARK_COLOURS), len(_MARK_SHAPES), len(_BODY_PATTERNS))
+    combos = np.asarray(list(itertools.product(*map(range, sizes))), dtype=np.int64)  # (144, 4)
     rng = np.random.default_rng([seed, 0])
     return combos[rng.permutation(len(combos))[:num_classes]]
 
@@ -84,13 +62,8 @@ def _soft(distance: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 
 
 def _over(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
-    """Paint ``colour`` over ``img`` with opacity ``alpha``, in place.
-
-    Args:
-        img: (n, S, S, 3) float32 canvas.
-        alpha: (n, S, S, 1) opacity in [0, 1].
-        colour: (n, 1, 1, 3) or (n, S, S, 3) paint.
-    """
+    """Paint ``colour`` ((n, 1, 1, 3) or (n, S, S, 3)) over the (n, S, S, 3) float32
+    ``img`` in place, with (n, S, S, 1) opacity ``alpha`` in [0, 1]."""
     delta = colour - img  # (n, S, S, 3)
     delta *= alpha
     img += delta
@@ -111,17 +84,8 @@ def _background(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 def render(
     designs: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Draw one image per label.
-
-    Args:
-        designs: (C, 4) class designs from :func:`class_designs`.
-        labels: (N,) class of each image.
-        size: image side S in pixels.
-        rng: source of the per-image variation.
-
-    Returns:
-        (N, S, S, 3) uint8 images.
-    """
+    """(N, S, S, 3) uint8 images, one per label of (N,) ``labels``, of the (C, 4) class
+    ``designs`` at side S = ``size``, varied by ``rng``."""
     out = np.empty((len(labels), size, size, 3), dtype=np.uint8)
     coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5  # (S,)
     ys, xs = np.meshgrid(coords, coords, indexing="ij")  # (S, S) each
@@ -155,9 +119,8 @@ def render(
         px = col(scale) * size  # (n, 1, 1) pixels per object unit
 
         a, b = _BODY_AXES
-        body = _soft(np.sqrt(np.square(u / a) + np.square(v / b)), px * b)[
-            ..., None
-        ]  # (n, S, S, 1)
+        body = _soft(np.sqrt(np.square(u / a) + np.square(v / b)), px * b)  # (n, S, S)
+        body = body[..., None]  # (n, S, S, 1)
         tint = rng.uniform(-25, 25, size=(n, 3)).astype(np.float32)
         body_colour = (np.asarray(_BODY_COLOUR, dtype=np.float32) + tint)[:, None, None, :]
         pattern = d[:, 3]
@@ -192,10 +155,9 @@ def render(
 
 
 class SyntheticDataset(ImageListDataset):
-    """In-memory synthetic images (see the module docstring); items are PIL RGB images.
+    """In-memory synthetic images (module docstring); items are PIL RGB images.
 
-    ``samples`` holds placeholder paths (``synthetic/<split>/<index>.png``) that do not
-    exist on disk; ``root`` and ``data_dir`` are ``None``.
+    ``samples`` holds placeholder paths that do not exist; ``root`` and ``data_dir`` are None.
 
     Attributes:
         images: (N, S, S, 3) uint8 pixels, item order.

@@ -39,11 +39,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms import v2
 
 from fusnet.data.base import ImageListDataset, load_rgb, missing_image, undecodable_image
-from fusnet.data.tensor_kernels import (
-    FastColorJitter,
-    FastCropRotateFlip,
-    ToNormalizedFloat,
-)
+from fusnet.data.tensor_kernels import FastColorJitter, FastCropRotateFlip, ToNormalizedFloat
 from fusnet.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -97,18 +93,15 @@ def set_image_backend(
     """Choose how a dataset loads its images, and the transform that fits (in place).
 
     Args:
-        dataset: any :class:`~fusnet.data.base.ImageListDataset`.
+        dataset: any :class:`~fusnet.data.base.ImageListDataset`; returned, for chaining.
         image_backend: "pil" (PIL RGB images, every dataset's default) or "tensor"
             ((3, H, W) uint8 tensors from :func:`read_image_tensor`).
         transform: takes what the backend loads (:func:`build_image_transform` with the
             same ``image_backend``); ``None`` returns the loaded image.
 
-    Returns:
-        The same dataset, for chaining.
-
     Raises:
-        ConfigError: unknown backend, or "tensor" for a dataset that does not read image
-            files (e.g. the synthetic one).
+        ConfigError: unknown backend, or "tensor" for a dataset that makes its images
+            itself (the synthetic one).
     """
     if image_backend not in IMAGE_BACKENDS:
         raise ConfigError(f"image_backend must be one of {IMAGE_BACKENDS}, got {image_backend!r}")

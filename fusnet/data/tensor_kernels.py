@@ -8,6 +8,7 @@ normalisation in one pass. Each draws its random parameters as its v2 counterpar
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -19,22 +20,12 @@ from fusnet.errors import ConfigError
 _GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
-class _RotationGrid:
-    """Output-pixel centres relative to the image centre, cached per (H, W)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def __call__(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (height, width)
-        if key not in self._cache:
-            xs = torch.arange(width, dtype=torch.float32) - (width * 0.5 - 0.5)  # (W,)
-            ys = torch.arange(height, dtype=torch.float32) - (height * 0.5 - 0.5)  # (H,)
-            self._cache[key] = (xs.view(1, width), ys.view(height, 1))
-        return self._cache[key]
-
-
-_GRID = _RotationGrid()
+@functools.cache
+def _grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, W) and (H, 1) output-pixel centres relative to the image centre."""
+    xs = torch.arange(width, dtype=torch.float32) - (width * 0.5 - 0.5)  # (W,)
+    ys = torch.arange(height, dtype=torch.float32) - (height * 0.5 - 0.5)  # (H,)
+    return xs.view(1, width), ys.view(height, 1)
 
 
 def rotate_nearest(image: torch.Tensor, angle: float, hflip: bool = False) -> torch.Tensor:
@@ -55,7 +46,7 @@ def rotate_nearest(image: torch.Tensor, angle: float, hflip: bool = False) -> to
         (C, H, W) rotated (and flipped) contiguous tensor, same dtype.
     """
     channels, height, width = image.shape
-    xs, ys = _GRID(height, width)  # (1, W), (H, 1)
+    xs, ys = _grid(height, width)  # (1, W), (H, 1)
     if hflip:  # output column j shows rotated column W - 1 - j: mirror the centred grid
         xs = -xs
     rad = np.deg2rad(angle)

@@ -1,15 +1,12 @@
 """Image transforms of the paper ("Implementation details"; method.md section 5).
 
 Train: resize the shorter side to ``round(image_size * 356 / 336)``, random crop
-``image_size``, random rotation within ±30°, horizontal flip with p = 0.7, colour
-jitter 0.5 for brightness, contrast, saturation and hue, then ``ToTensor`` and
-ImageNet normalisation. Test: the same resize, a centre crop of ``image_size``,
-``ToTensor``, normalisation.
-
-The paper says the test images are "shrunk to 356 x 356"; we resize the shorter side
-(aspect kept), as the authors' code and torchvision recipes do, and use the same
-resize before the training crop (the paper does not say what the training crop is
-taken from). ``image_size`` is 336 in the paper and 224 in the authors' code.
+``image_size``, rotation within ±30°, horizontal flip p = 0.7, colour jitter 0.5
+(brightness, contrast, saturation, hue), ``ToTensor``, normalisation. Test: the same
+resize, centre crop, ``ToTensor``, normalisation. The paper "shrinks test images to
+356 x 356"; we resize the shorter side (aspect kept) as the authors' code does, and crop
+the training images from the same resize (the paper does not say). ``image_size``: 336
+in the paper, 224 in the authors' code.
 """
 
 from __future__ import annotations
@@ -43,16 +40,14 @@ def build_transform(
         image_size: side of the square network input.
         train: the random training augmentation (True) or the deterministic test one.
         mean: per-channel normalisation mean the backbone's weights expect
-            (``backbone.mean``; ImageNet's by default, 0.5 for efficientnet_lite0).
+            (``backbone.mean``; ImageNet's by default).
         std: per-channel normalisation std (``backbone.std``).
-        augment: the training augmentation: "paper" (module docstring) or "mild" (ours:
-            ``RandomResizedCrop`` of 35-100% of the area, flip with p = 0.5, colour jitter
-            0.2 without hue; the paper's hue jitter of 0.5 turns a bird's colours into any
-            other, and colour is what tells many of the species apart).
+        augment: "paper" (module docstring) or "mild" (ours: ``RandomResizedCrop`` of
+            35-100% of the area, flip p = 0.5, jitter 0.2 without hue; the paper's hue
+            jitter turns a bird's colours into any other, and colour tells species apart).
 
     Returns:
-        A transform mapping a PIL image to a normalised (3, image_size, image_size)
-        float tensor.
+        PIL image -> normalised (3, image_size, image_size) float tensor.
     """
     if image_size < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")

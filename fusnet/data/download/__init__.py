@@ -55,6 +55,7 @@ from fusnet.data.download._sources import (
     mirror_url,
 )
 from fusnet.errors import DownloadError
+from fusnet.runtime import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +85,10 @@ def _is_done(src: DatasetSource, root: Path) -> bool:
 
 
 def _write_marker(src: DatasetSource, root: Path) -> None:
-    marker = root / _MARKER.format(name=src.name)
-    tmp = marker.with_name(marker.name + ".tmp")
-    record = {
-        "dataset": src.name,
-        "files": _marker_record(src),
+    write_json(root / _MARKER.format(name=src.name), {
+        "dataset": src.name, "files": _marker_record(src),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, marker)
+    })
 
 
 def download_dataset(
@@ -107,22 +103,18 @@ def download_dataset(
 
     Args:
         name: dataset name (:func:`available_downloads`; NABirds and VegFru are manual).
-        root: folder to put the dataset in (created if missing). Several datasets may
-            share one root.
-        force: ignore the "done" marker: check every file again (fetching only those
-            missing or failing the check) and extract again.
+        root: folder to put the dataset in (created if missing; datasets may share one).
+        force: ignore the "done" marker (module docstring).
         timeout: seconds to wait for a connection and for each read.
         base_url_override: mirror replacing the scheme and host of the official URLs
             (default: ``$FUSNET_DOWNLOAD_MIRROR``, else the official hosts).
 
     Returns:
-        The dataset's folder (``root/CUB_200_2011``, ``root/flowers102``, ...); it, or
-        ``root``, is what :func:`fusnet.data.build_dataset` takes as root.
+        The dataset's folder (``root/CUB_200_2011``, ...), a root for ``build_dataset``.
 
     Raises:
-        DownloadError: the dataset has no direct download, a file cannot be fetched
-            (the message names the URL and says where to put the files by hand), fails
-            its checksum, or an archive holds an unsafe member.
+        DownloadError: no direct download, a file cannot be fetched (the message says
+            where to put the files by hand), fails its checksum, or an unsafe archive.
     """
     src = _source(name)
     root = Path(root).expanduser()

@@ -47,13 +47,8 @@ def file_digests(path: Path) -> tuple[str, str]:
 
 
 def verify_file(path: Path, remote: RemoteFile) -> None:
-    """Check ``path`` against the size and checksums of ``remote``.
-
-    Logs a warning when ``remote`` has no checksum (the content is then not verified).
-
-    Raises:
-        DownloadError: the size or a checksum differs.
-    """
+    """Check ``path`` against the size and checksums of ``remote`` (DownloadError if one
+    differs); warn when ``remote`` has no checksum, the content being then unverified."""
     actual_size = path.stat().st_size
     if remote.size is not None and actual_size != remote.size:
         raise DownloadError(
@@ -174,19 +169,15 @@ def download_file(
 
     Args:
         url: the URL to fetch (already mirrored, if wanted).
-        dest: final path of the file.
+        dest: final path of the file (returned).
         remote: size and checksums to verify against (none: the file is not verified).
         timeout: seconds to wait for the connection and for each read.
-        retries: extra attempts (each resuming) after a transfer that broke off having
-            received some bytes. A failure to connect is not retried.
-
-    Returns:
-        ``dest``.
+        retries: extra attempts, each resuming, after a transfer broke off having received
+            bytes (a failure to connect is not retried).
 
     Raises:
-        DownloadError: the server cannot be reached or answers with an error, the
-            transfer keeps breaking off, or the file fails its check (it is then
-            deleted, so a later run starts afresh).
+        DownloadError: the server is unreachable or answers an error, the transfer keeps
+            breaking off, or the file fails its check (it is then deleted).
     """
     remote = remote or RemoteFile(url, filename=dest.name)
     if dest.is_file():

@@ -1,11 +1,8 @@
 """The dataset source registry: official URLs, checksums, aliases and manual instructions.
 
-:data:`DOWNLOADS` maps each dataset name to its :class:`DatasetSource` (the
-:class:`RemoteFile` entries with their published checksums, and where the files lie
-once extracted); :func:`manual_instructions` turns an entry into the steps for
-fetching it by hand, and :func:`mirror_url` redirects an official URL to a mirror.
-Where each checksum was confirmed is told in the :mod:`fusnet.data.download`
-docstring.
+:data:`DOWNLOADS` maps each dataset to its :class:`DatasetSource`; :func:`manual_instructions`
+turns one into steps for fetching it by hand; :func:`mirror_url` redirects a URL to a
+mirror. Where the checksums come from: the :mod:`fusnet.data.download` docstring.
 """
 
 from __future__ import annotations
@@ -27,9 +24,8 @@ class RemoteFile:
     Attributes:
         url: official URL.
         filename: name to save it under (default: the last component of the URL path).
-        md5: published MD5 hex digest, or None when not confirmed.
-        sha256: published SHA-256 hex digest, or None when not confirmed.
-        size: size in bytes, or None when not confirmed.
+        md5, sha256, size: the published MD5 and SHA-256 hex digests and size in bytes,
+            each None when not confirmed.
         extract: whether the file is an archive to extract.
     """
 
@@ -91,11 +87,9 @@ _DOGS = "http://vision.stanford.edu/aditya86/ImageNetDogs"
 
 _SOURCES = (
     DatasetSource(
-        name="cub200",
-        title="Caltech-UCSD Birds-200-2011",
+        name="cub200", title="Caltech-UCSD Birds-200-2011",
         homepage="https://www.vision.caltech.edu/datasets/cub_200_2011/",
-        subdir="",
-        top="CUB_200_2011",
+        subdir="", top="CUB_200_2011",
         expected=("CUB_200_2011/images.txt", "CUB_200_2011/train_test_split.txt",
                   "CUB_200_2011/images"),
         files=(
@@ -107,11 +101,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="aircraft",
-        title="FGVC-Aircraft 2013b",
+        name="aircraft", title="FGVC-Aircraft 2013b",
         homepage="https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/",
-        subdir="",
-        top="fgvc-aircraft-2013b",
+        subdir="", top="fgvc-aircraft-2013b",
         expected=("fgvc-aircraft-2013b/data/images", "fgvc-aircraft-2013b/data/variants.txt"),
         files=(
             RemoteFile(f"{_OXFORD}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",
@@ -119,11 +111,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="food101",
-        title="Food-101",
+        name="food101", title="Food-101",
         homepage="https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
-        subdir="",
-        top="food-101",
+        subdir="", top="food-101",
         expected=("food-101/meta/classes.txt", "food-101/meta/train.txt", "food-101/images"),
         files=(
             RemoteFile(
@@ -135,11 +125,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="flowers17",
-        title="Oxford 17 Category Flower Dataset",
+        name="flowers17", title="Oxford 17 Category Flower Dataset",
         homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/",
-        subdir="flowers17",
-        top="flowers17",
+        subdir="flowers17", top="flowers17",
         expected=("flowers17/jpg/files.txt", "flowers17/datasplits.mat"),
         files=(
             RemoteFile(f"{_OXFORD}/flowers/17/17flowers.tgz",
@@ -149,11 +137,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="flowers102",
-        title="Oxford 102 Category Flower Dataset",
+        name="flowers102", title="Oxford 102 Category Flower Dataset",
         homepage="https://www.robots.ox.ac.uk/~vgg/data/flowers/102/",
-        subdir="flowers102",
-        top="flowers102",
+        subdir="flowers102", top="flowers102",
         expected=("flowers102/jpg", "flowers102/imagelabels.mat", "flowers102/setid.mat"),
         files=(
             RemoteFile(
@@ -177,11 +163,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="stanford_dogs",
-        title="Stanford Dogs",
+        name="stanford_dogs", title="Stanford Dogs",
         homepage="http://vision.stanford.edu/aditya86/ImageNetDogs/",
-        subdir="stanford_dogs",
-        top="stanford_dogs",
+        subdir="stanford_dogs", top="stanford_dogs",
         expected=("stanford_dogs/Images", "stanford_dogs/train_list.mat",
                   "stanford_dogs/test_list.mat"),
         files=(
@@ -198,11 +182,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="nabirds",
-        title="NABirds (Cornell Lab of Ornithology)",
+        name="nabirds", title="NABirds (Cornell Lab of Ornithology)",
         homepage="https://dl.allaboutbirds.org/nabirds",
-        subdir="",
-        top="nabirds",
+        subdir="", top="nabirds",
         expected=tuple(f"nabirds/{p}" for p in (
             "images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt",
             "hierarchy.txt", "images")),
@@ -213,11 +195,9 @@ _SOURCES = (
         ),
     ),
     DatasetSource(
-        name="vegfru",
-        title="VegFru",
+        name="vegfru", title="VegFru",
         homepage="https://github.com/ustc-vim/vegfru",
-        subdir="vegfru",
-        top="vegfru",
+        subdir="vegfru", top="vegfru",
         expected=tuple(f"vegfru/{p}" for p in (
             "vegfru_list/vegfru_train.txt", "vegfru_list/vegfru_test.txt", "veg200_images",
             "fru92_images")),
@@ -245,10 +225,7 @@ _ALIASES = {
 
 
 def available_downloads() -> list[str]:
-    """Names of the datasets that :func:`download_dataset` can fetch unattended.
-
-    Manual-only datasets (NABirds, VegFru) are in :data:`DOWNLOADS` but not listed.
-    """
+    """Names of the datasets that can be fetched unattended (not NABirds, VegFru)."""
     return sorted(name for name, src in DOWNLOADS.items() if src.files)
 
 
@@ -267,19 +244,9 @@ def _layout(src: DatasetSource, root: str) -> str:
 
 
 def manual_instructions(name: str, root: Path | str | None = None) -> str:
-    """Say where to get a dataset by hand and how to lay it out under ``root``.
-
-    Args:
-        name: dataset name (see :data:`DOWNLOADS`).
-        root: the dataset root to show in the paths (``ROOT`` when None).
-
-    Returns:
-        Multi-line instructions: the source, the files with their checksums, where to
-        put them, and the paths that must exist afterwards.
-
-    Raises:
-        DownloadError: ``name`` is unknown.
-    """
+    """Where to get a dataset by hand and how to lay it out under ``root`` (``ROOT`` when
+    None): the source, the files with their checksums, where to put them, the paths that
+    must exist afterwards. DownloadError for an unknown ``name``."""
     src = _source(name)
     where = str(root) if root is not None else "ROOT"
     lines = [f"{src.title} ({src.homepage})"]
@@ -305,19 +272,9 @@ def manual_instructions(name: str, root: Path | str | None = None) -> str:
 
 
 def mirror_url(url: str, mirror: str | None) -> str:
-    """Replace the scheme and host of ``url`` with those of ``mirror`` (and its path prefix).
-
-    Args:
-        url: the official URL.
-        mirror: e.g. ``"http://127.0.0.1:8000"`` or ``"https://mirror.lan/data"``; None or
-            empty leaves ``url`` unchanged.
-
-    Returns:
-        ``mirror`` + the path and query of ``url``.
-
-    Raises:
-        DownloadError: ``mirror`` is not an absolute URL.
-    """
+    """``mirror`` (e.g. ``"https://mirror.lan/data"``) + the path and query of ``url``;
+    ``url`` itself when ``mirror`` is None or empty. DownloadError unless ``mirror`` is an
+    absolute URL."""
     if not mirror:
         return url
     base = urllib.parse.urlsplit(mirror)
