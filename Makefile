@@ -4,6 +4,8 @@
 # Both create and use the project virtual environment .venv themselves.
 #   make reproduce PROFILE=smoke|cpu|paper [NOTEBOOKS="01 03"] [DATA_ROOT=/data]
 #               run the paper's experiments (notebooks/) into results/<notebook>/<profile>/
+#   make lab [LAB_PORT=8888]
+#               JupyterLab on notebooks/ (127.0.0.1 only, behind a token; prints the URL to open)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,8 +14,12 @@ STAMP  := $(VENV)/.fusnet-installed
 # torch/torchvision pinned to the releases this project is tested with.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 PROFILE ?= smoke
+# The notebooks' kernel (their metadata's kernelspec): this .venv's Python, registered inside
+# .venv (--sys-prefix), so JupyterLab, papermill and nbconvert start it without choosing.
+KERNEL := fusnet
+KERNEL_DISPLAY := Python 3 (fusnet)
 
-.PHONY: venv lock demo test test-fast lint reproduce notebooks clean
+.PHONY: venv lock demo test test-fast lint reproduce notebooks lab clean
 
 venv: $(STAMP)
 
@@ -22,6 +28,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
 	$(BIN)/python -m pip install -c requirements-lock.txt -e '.[dev,notebooks]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "$(KERNEL_DISPLAY)"
 	touch $@
 
 # Re-pin requirements-lock.txt to what .venv has now (after a deliberate upgrade; then
@@ -49,10 +56,17 @@ reproduce: venv
 # Re-execute the committed notebooks in place with their defaults (the smoke profile):
 # the saved outputs are what `pytest --nbval-lax` compares against, with the CPU kernels
 # capped at AVX2 as the tests cap them (tests/same-kernels.env, read by conftest.py too).
+# The progress bars' widget models are not stored in them (hundreds per notebook, no use saved).
 SAME_KERNELS := $(shell grep -v '^\#' tests/same-kernels.env)
 notebooks: venv
 	env $(SAME_KERNELS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.record_timing=False notebooks/*.ipynb
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.store_widget_state=False \
+		notebooks/*.ipynb
+
+# JupyterLab on notebooks/ in this environment, for a person at this machine: 127.0.0.1 only,
+# always behind a token (scripts/lab.sh), the URL to open printed; LAB_PORT picks the port.
+lab: venv
+	LAB_PORT="$(LAB_PORT)" bash scripts/lab.sh
 
 lint: venv
 	$(BIN)/ruff check fusnet tests benchmarks
