@@ -146,6 +146,15 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
     assert manifests[1]["caching_seconds_this_process"] == 0
     assert [m["caching_seconds"] for m in manifests] == [
         manifests[0]["caching_seconds_this_process"], 0]
+    # a run that read a cache still shows what making it cost (recorded in the cache file)
+    made_cost = {c["file"]: c["made"] for c in manifests[0]["feature_caches"]}
+    assert all(cost["seconds"] > 0 and cost["threads"] >= 1 for cost in made_cost.values())
+    assert {c["file"]: c["made"] for c in manifests[1]["feature_caches"]} == made_cost
+    for m in manifests:  # and what it spent evaluating, on how many threads
+        assert m["eval_seconds"] == pytest.approx(m["validation_seconds"] + m["test_seconds"],
+                                                  abs=0.02)
+        assert m["test_seconds"] > 0 and m["threads"] == torch.get_num_threads()
+        assert m["wall_seconds"] >= m["train_seconds"] + m["eval_seconds"]
 
 
 @pytest.mark.slow

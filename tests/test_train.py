@@ -156,7 +156,8 @@ def test_checkpoint_layout_is_the_one_earlier_runs_wrote(tmp_path, method):
     common = {"format", "config", "num_classes", "model"}
     assert set(last) == common | {"epoch", "criterion", "optimizer", "scheduler", "scaler",
                                   "history", "best", "images_seen", "train_seconds",
-                                  "wall_seconds", "caching_seconds", "resumes"}
+                                  "wall_seconds", "caching_seconds", "validation_seconds",
+                                  "resumes"}
     assert set(best) == common | {"criterion"} and set(final) == common | {"class_names"}
     if method == "multifusnet":
         assert set(last["criterion"]) == {"alpha1", "alpha2"}

@@ -91,6 +91,8 @@ class RunData:
     views: int = 0
     description: dict[str, Any] = field(default_factory=dict)
     # frozen and top modes: each feature cache this process read or made, with its seconds
+    # here and what making it cost (``made``: recorded in the cache file, so a run that
+    # reads a cache another run made still shows that cost)
     feature_caches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -211,7 +213,8 @@ def build_run_data(
 
         levels = load_or_compute_levels(cache_dir / name, key, compute)
         result.feature_caches.append({"file": name, "computed": bool(made),
-                                      "seconds": round(time.perf_counter() - start, 2)})
+                                      "seconds": round(time.perf_counter() - start, 2),
+                                      "made": levels.made})  # the cache's own cost
         return levels
 
     result.database_cache = cached("train", database)

@@ -64,7 +64,7 @@ def load_checkpoint(path: Path, config: RunConfig | None = None) -> dict[str, An
     except Exception as exc:
         size = path.stat().st_size
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({'an empty file' if size == 0 else exc}): it is "
+            f"checkpoint {path} cannot be read ({'an empty file' if size == 0 else type(exc).__name__ if 'weights_only' in str(exc) else exc}): it is "
             "damaged or cut short; restore it, or delete it and train again (a run folder's "
             "checkpoints/last.pt: delete it and rerun without --resume)"
         ) from exc
@@ -111,6 +111,8 @@ class Progress:
             checkpoint); absent from checkpoints written before issue 14.
         caching_seconds: of that wall time, the seconds those processes spent making
             backbone-feature caches; absent from checkpoints written before 5 Dec 2026.
+        validation_seconds: time spent computing validation mAP, summed over resumes
+            (absent from checkpoints written before 7 Dec 2026).
         resumes: how many times the run was resumed.
     """
 
@@ -121,6 +123,7 @@ class Progress:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
     caching_seconds: float = 0.0
+    validation_seconds: float = 0.0
     resumes: int = 0
 
     def checkpoint_entries(self, wall_seconds: float, caching_seconds: float) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class Progress:
             "train_seconds": self.train_seconds,
             "wall_seconds": wall_seconds,
             "caching_seconds": caching_seconds,
+            "validation_seconds": self.validation_seconds,
             "resumes": self.resumes,
         }
 
@@ -147,6 +151,7 @@ class Progress:
             train_seconds=float(payload["train_seconds"]),
             wall_seconds=float(payload.get("wall_seconds", 0.0)),  # absent before issue 14
             caching_seconds=float(payload.get("caching_seconds", 0.0)),  # before 5 Dec 2026
+            validation_seconds=float(payload.get("validation_seconds", 0.0)),  # before 7 Dec
             resumes=int(payload.get("resumes", 0)) + 1,
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,15 @@ logger = logging.getLogger(__name__)
 class CachedLevels:
     """Level maps of one split: ``levels[i]`` is (N, C_i, H_i, W_i) float16.
 
-    ``zoom_levels`` holds the same for the zoomed view (None when zoom is off).
+    ``zoom_levels`` holds the same for the zoomed view (None when zoom is off); ``made``
+    is what making the cache cost, as its file records it (seconds, torch threads, when;
+    None for caches written before it was recorded).
     """
 
     levels: list[Tensor]
     zoom_levels: list[Tensor] | None
     labels: Tensor  # (N,) int64
+    made: dict | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -127,15 +131,21 @@ def load_or_compute_levels(
             ) from exc
         if payload.get("key") == key:
             logger.info("loaded cached backbone features from %s", cache_file)
-            return CachedLevels(payload["levels"], payload["zoom_levels"], payload["labels"])
+            return CachedLevels(payload["levels"], payload["zoom_levels"], payload["labels"],
+                                payload.get("made"))
         logger.warning("feature cache %s was made for another setup; recomputing", cache_file)
+    start = time.perf_counter()
     cached = compute()
+    cached.made = {"seconds": round(time.perf_counter() - start, 2),
+                   "threads": torch.get_num_threads(),
+                   "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_torch_save(
         {
             "key": key,
             "levels": cached.levels,
             "zoom_levels": cached.zoom_levels,
             "labels": cached.labels,
+            "made": cached.made,
         },
         cache_file,
     )

@@ -284,7 +284,9 @@ class Trainer:
         last = epoch + 1 == self.config.optim.epochs
         if self.config.select != "val" or not ((epoch + 1) % self.config.eval_every == 0 or last):
             return
+        start = time.perf_counter()
         record["val_map"] = val_map = self.evaluator.validation_map()
+        self.progress.validation_seconds += time.perf_counter() - start
         if val_map > self.progress.best["val_map"]:
             self.progress.best = {"epoch": epoch + 1, "val_map": val_map}
             save_checkpoint(self.checkpoint_dir / "best.pt", self.config, self.data.num_classes,
@@ -312,7 +314,6 @@ class Trainer:
     def _finish(self) -> RunResult:
         """Restore the selected epoch, evaluate on the test split, write the run's files."""
         config, progress = self.config, self.progress
-        wall_seconds = self._wall_seconds()
         if config.select == "val":
             best = load_checkpoint(self.checkpoint_dir / "best.pt")
             self.model.load_state_dict(best["model"])
@@ -320,11 +321,14 @@ class Trainer:
             selected = {"rule": "best validation mAP", **progress.best}
         else:
             selected = {"rule": "last epoch", "epoch": config.optim.epochs}
+        start = time.perf_counter()
         test, codes = self.evaluator.test()
+        test_seconds = time.perf_counter() - start
         metrics = run_metrics(config, self.method, self.data, selected, test, progress.history)
         manifest = run_manifest(config, self.data, self.weights_tag, self.device, self.world,
-                                self.amp, self.code, progress, wall_seconds,
-                                time.perf_counter() - self.wall_start, self._caching_seconds())
+                                self.amp, self.code, progress, self._wall_seconds(),
+                                time.perf_counter() - self.wall_start, self._caching_seconds(),
+                                test_seconds)
         write_run(self.output_dir, config, self.data, self.model, codes, metrics, manifest)
         logger.info("%d bits: test mAP %.4f (index ties), %.4f (tie-aware)",
                     config.model.bits, test["map"], test["map_tie_aware"])

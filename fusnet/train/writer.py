@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from fusnet import runtime
@@ -62,8 +63,14 @@ def run_metrics(config: RunConfig, method: HashingMethod, data: RunData, selecte
 
 def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any, world: int,
                  amp: bool, code: Any, progress: Progress, wall_seconds: float,
-                 wall_this_process: float, caching_seconds: float) -> dict[str, Any]:
-    """The content of ``manifest.json``: what produced the run (STYLE.md)."""
+                 wall_this_process: float, caching_seconds: float,
+                 test_seconds: float) -> dict[str, Any]:
+    """The content of ``manifest.json``: what produced the run (STYLE.md) and what it cost.
+
+    ``wall_seconds`` is the whole run over its processes (caching, training, validation and
+    the test evaluation); of it, ``caching_seconds`` made feature caches, ``train_seconds``
+    trained, and ``eval_seconds`` (``validation_seconds`` + ``test_seconds``) evaluated.
+    """
     return {
         "code": code,
         "method": config.method,
@@ -79,6 +86,10 @@ def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any
         "wall_seconds_this_process": round(wall_this_process, 2),
         "resumes": progress.resumes,
         "train_seconds": round(progress.train_seconds, 2),
+        "validation_seconds": round(progress.validation_seconds, 2),  # summed over resumes
+        "test_seconds": round(test_seconds, 2),
+        "eval_seconds": round(progress.validation_seconds + test_seconds, 2),
+        "threads": torch.get_num_threads(),
         "train_images_per_second": round(
             progress.images_seen / max(progress.train_seconds, 1e-9), 2),
         # The backbone feature caches (frozen and top modes) this process read or made; the

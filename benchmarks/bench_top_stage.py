@@ -1,0 +1,240 @@
+"""The top-stage training step (``mode="top"``, notebook 11's regime) on this CPU: today's
+float32 step against each candidate speed-up, in one run, on the same cached batches.
+
+Every candidate runs the real step: Multi-FusNet's loss on the original and the zoomed
+view (two forwards of the backbone's top stages and the head), backward, SGD, with the cpu
+profile's head widths at 48 bits on EfficientNet-Lite0's stride-8 maps of 224-px images
+(random values of the cached shape: data loading is not measured). For each it prints
+images/s, the ratio to today's step, and the step's achieved GFLOP/s (forward and backward
+FLOPs counted by ``torch.utils.flop_counter``) beside a dense matmul peak measured on the
+same cores in the same run. Candidates: bfloat16 autocast (only where the CPU has native
+bf16: ``avx512_bf16`` or ``amx_bf16``; elsewhere it says so and skips), ``torch.compile``
+of the trained stages and the head, the cached maps stored in bfloat16 / float16 (half the
+memory; cast at batch time), batch size, thread count, one vs two trained stages.
+
+    python benchmarks/bench_top_stage.py             # every candidate (~10 min on 2 cores)
+    python benchmarks/bench_top_stage.py --quick     # fewer steps
+    python benchmarks/bench_top_stage.py --json out.json
+
+Steps alternate between the reference and each candidate (``--rounds``), so load drifting
+during the run hits both alike; each figure is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from machine import machine_info  # benchmarks/ is the script's folder
+from torch.utils.flop_counter import FlopCounterMode
+
+from fusnet.config import RunConfig
+from fusnet.experiments.recipes import CPU_OVERRIDES, FINE_TUNE
+from fusnet.methods.base import Batch
+from fusnet.methods.multifusnet import MultiFusNetMethod
+from fusnet.models import MultiFusNet
+from fusnet.train.optim import build_optimizer
+from fusnet.train.top_stage import TopStageNet
+
+logger = logging.getLogger("bench_top_stage")
+
+NUM_CLASSES = 100  # the CUB subset
+CACHED_SHAPE = {2: (40, 28, 28), 1: (112, 14, 14)}  # Lite0 at 224 px: stride 8 / stride 16
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN uses it for convs and matmuls)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class Candidate:
+    """One way of running the step."""
+
+    name: str
+    batch: int = 32
+    threads: int = 2
+    top_stages: int = 2
+    autocast_bf16: bool = False
+    compile: bool = False
+    cache_dtype: torch.dtype = torch.float16  # as the feature cache stores the maps
+    result: dict = field(default_factory=dict)
+
+
+def run_config(c: Candidate) -> RunConfig:
+    """The cpu profile's top-stage run (notebook 11's regime), without weights or data."""
+    changes = {**CPU_OVERRIDES, **FINE_TUNE, "mode": "top", "top_stages": c.top_stages,
+               "optim.lr": 0.2, "data.batch_size": c.batch, "data.image_size": 224,
+               "model.backbone": "efficientnet_lite0", "model.pretrained": "none",
+               "model.bits": 48, "device": "cpu"}
+    return RunConfig().replace(**changes)
+
+
+class Step:
+    """A built model, method and optimiser for one candidate, and its cached batches."""
+
+    def __init__(self, c: Candidate) -> None:
+        torch.manual_seed(0)
+        config = run_config(c)
+        model = MultiFusNet(config.model, NUM_CLASSES)
+        labels = torch.arange(c.batch * 4) % NUM_CLASSES  # (N_fit,)
+        self.method = MultiFusNetMethod(config, labels, NUM_CLASSES)
+        self.method.bind(model)
+        model.backbone.requires_grad_(False).eval()
+        trainable = TopStageNet(model, c.top_stages)
+        trainable.stages.requires_grad_(True)
+        self.optimizer = build_optimizer(model, self.method, config, trainable)
+        self.net = torch.compile(trainable) if c.compile else trainable
+        shape = (c.batch, *CACHED_SHAPE[c.top_stages])
+        generator = torch.Generator().manual_seed(1)
+        self.cached = [torch.rand(shape, generator=generator).to(c.cache_dtype)
+                       for _ in range(2)]  # original and zoomed view, as the cache stores them
+        self.labels = labels[: c.batch]
+        self.candidate = c
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.candidate.autocast_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def __call__(self) -> None:
+        original, zoomed = (t.float() for t in self.cached)  # (B, C, H, W) each
+        batch = Batch(inputs=[original], zoom_inputs=[zoomed], labels=self.labels,
+                      positions=torch.arange(len(self.labels)))
+        loss, _ = self.method.batch_loss(self.net, batch, self.autocast)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def step_flops(step: Step) -> int:
+    """FLOPs of one step: 3x the forward's (convolutions and matmuls of both views).
+
+    Every module the step runs trains, so backward costs twice its forward (the input's and
+    the weights' gradients). The forward is counted; the backward is not, because
+    ``FlopCounterMode``'s formula for ``convolution_backward`` ignores ``groups``: on a
+    depthwise 5x5 convolution (96 channels, 28x28, batch 8) it counts 2.92 GFLOP where the
+    forward is 0.03.
+    """
+    original, zoomed = (t.float() for t in step.cached)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        step.net([original])
+        step.net([zoomed])
+    return 3 * counter.get_total_flops()
+
+
+def matmul_peak(threads: int, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    """Dense matmul GFLOP/s on ``threads`` threads: the limit a step could reach."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def timed(step: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def candidates(bf16: bool) -> list[Candidate]:
+    found = [
+        Candidate("float32 (today)"),
+        Candidate("torch.compile", compile=True),
+        Candidate("cache in bfloat16", cache_dtype=torch.bfloat16),
+        Candidate("cache in float32", cache_dtype=torch.float32),
+        Candidate("batch 64", batch=64),
+        Candidate("batch 16", batch=16),
+        Candidate("one thread", threads=1),
+        Candidate("one trained stage", top_stages=1),
+    ]
+    if bf16:
+        found[1:1] = [Candidate("bf16 autocast", autocast_bf16=True),
+                      Candidate("bf16 autocast + compile", autocast_bf16=True, compile=True)]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6, help="timed steps per candidate")
+    parser.add_argument("--quick", action="store_true", help="3 rounds")
+    parser.add_argument("--threads", type=int, default=2, help="threads of today's step")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rounds = 3 if args.quick else args.rounds
+    bf16 = native_bf16()
+    if not bf16:
+        logger.info("this CPU has no native bfloat16 (avx512_bf16 / amx_bf16): bf16 autocast "
+                    "skipped, every candidate runs in float32")
+    found = candidates(bf16)
+    for c in found:
+        c.threads = c.threads if c.name == "one thread" else args.threads
+    steps = []
+    for c in found:
+        torch.set_num_threads(c.threads)
+        start = time.perf_counter()
+        step = Step(c)
+        step()  # warm-up (and compilation)
+        step()
+        c.result["setup_seconds"] = round(time.perf_counter() - start, 1)
+        c.result["gflop_per_step"] = step_flops(step) / 1e9
+        steps.append(step)
+    reference = steps[0]
+    times: dict[str, list[float]] = {c.name: [] for c in found}
+    for _ in range(rounds):  # interleaved: the reference between every candidate
+        for c, step in zip(found, steps, strict=True):
+            torch.set_num_threads(c.threads)
+            times[c.name].append(timed(step))
+            if step is not reference:
+                torch.set_num_threads(found[0].threads)
+                times[found[0].name].append(timed(reference))
+    peaks = {"float32": matmul_peak(args.threads, torch.float32)}
+    if bf16:
+        peaks["bfloat16"] = matmul_peak(args.threads, torch.bfloat16)
+    base = sorted(times[found[0].name])[len(times[found[0].name]) // 2]
+    rows = []
+    for c in found:
+        median = sorted(times[c.name])[len(times[c.name]) // 2]
+        peak = peaks["bfloat16" if c.autocast_bf16 else "float32"]
+        if c.threads != args.threads:
+            peak = peak * c.threads / args.threads  # the peak scaled to its threads
+        gflops = c.result["gflop_per_step"] / median
+        rows.append({"candidate": c.name, "batch": c.batch, "threads": c.threads,
+                     "img_per_s": c.batch / median,
+                     "speedup": (c.batch / median) / (found[0].batch / base),
+                     "gflop_per_s": gflops, "share_of_peak": gflops / peak,
+                     "setup_seconds": c.result["setup_seconds"]})
+    header = f"{'candidate':26} {'batch':>5} {'thr':>3} {'img/s':>7} {'x today':>8} " \
+             f"{'GFLOP/s':>8} {'% peak':>7} {'setup s':>8}"
+    lines = [header] + [
+        f"{r['candidate']:26} {r['batch']:>5} {r['threads']:>3} {r['img_per_s']:>7.1f} "
+        f"{r['speedup']:>8.2f} {r['gflop_per_s']:>8.1f} {100 * r['share_of_peak']:>6.1f}% "
+        f"{r['setup_seconds']:>8.1f}" for r in rows]
+    info = {**machine_info(), "load_average": os.getloadavg(), "native_bf16": bf16,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "matmul_peak_gflop_per_s": peaks, "rounds": rounds}
+    print("\n".join(lines))
+    print(json.dumps(info, indent=1))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"machine": info, "rows": rows}, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
