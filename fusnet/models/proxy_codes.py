@@ -15,15 +15,12 @@ iteration minimises, block by block,
         R  = procrustes(B Vᵀ)                              # B Vᵀ = U Σ Wᵀ -> R = U Wᵀ
     P = Bᵀ ∈ {-1, +1}^(C×k)
 
-Each step is the exact minimiser of J over its block, so J never increases (the
-tests check it). The quantisation term ||B - R V||² alone is not monotone: the
-V step trades it against the fit term.
-
-Fidelity note: the authors' code takes ``U @ W`` from ``torch.svd`` (which
-returns W, not Wᵀ), which is not the Procrustes solution; here ``R = U Wᵀ``.
-Their codes are also drawn per image from the global RNG with no seed; here they
-are per class, from a local ``torch.Generator`` (the global RNG is untouched),
-computed in float64 on the CPU so that a seed gives the same codes everywhere.
+Each step minimises J over its block exactly, so J never increases (the tests check it;
+the quantisation term alone is not monotone). Differences from the authors' code: their
+``U @ W`` from ``torch.svd`` (which returns W, not Wᵀ) is not the Procrustes solution,
+here ``R = U Wᵀ``; their codes come per image from the unseeded global RNG, here per
+class from a local ``torch.Generator``, in float64 on the CPU (a seed gives the same
+codes everywhere).
 """
 
 from __future__ import annotations
@@ -50,30 +47,14 @@ __all__ = [
 
 
 def sign_pm1(x: Tensor) -> Tensor:
-    """Sign with ``sign(0) = +1``, so every entry is exactly -1 or +1.
-
-    Args:
-        x: any real tensor.
-
-    Returns:
-        A tensor of x's shape and dtype holding -1 and +1.
-    """
+    """Sign with ``sign(0) = +1``, so every entry is exactly -1 or +1 (x's shape, dtype)."""
     one = torch.ones((), dtype=x.dtype, device=x.device)  # ()
     return torch.where(x >= 0, one, -one)  # x.shape
 
 
 def procrustes(m: Tensor) -> Tensor:
-    """Orthogonal Procrustes: the rotation R maximising ``trace(Rᵀ M)``.
-
-    For ``M = B Vᵀ`` this R minimises ``||B - R V||_F`` over orthogonal R.
-    With ``M = U Σ Wᵀ`` (SVD) the solution is ``R = U Wᵀ``.
-
-    Args:
-        m: a square matrix (k, k).
-
-    Returns:
-        The orthogonal matrix ``U Wᵀ`` (k, k), in m's dtype.
-    """
+    """Orthogonal Procrustes: the (k, k) rotation R maximising ``trace(Rᵀ M)`` of a (k, k)
+    M, ``U Wᵀ`` for ``M = U Σ Wᵀ``; for ``M = B Vᵀ`` it minimises ``||B - R V||_F``."""
     if m.dim() != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"procrustes needs a square matrix, got shape {tuple(m.shape)}")
     u, _, wh = torch.linalg.svd(m)  # (k, k), (k,), (k, k); wh = Wᵀ
@@ -111,11 +92,7 @@ def _check_args(num_classes: int, bits: int, iterations: int, delta: float) -> N
 
 
 def fish_proxy_codes(
-    num_classes: int,
-    bits: int,
-    iterations: int = 15,
-    seed: int = 0,
-    delta: float = 1e-4,
+    num_classes: int, bits: int, iterations: int = 15, seed: int = 0, delta: float = 1e-4
 ) -> FishResult:
     """Run the FISH class-code iteration and record the objective.
 
@@ -125,9 +102,6 @@ def fish_proxy_codes(
         iterations: L, alternating-optimisation rounds (paper 15).
         seed: seed of the local generator (the global RNG is untouched).
         delta: δ, weight of the quantisation term (paper 1e-4).
-
-    Returns:
-        The codes and the per-iteration and per-step objective records.
 
     Raises:
         ConfigError: a non-positive size, negative iterations or δ <= 0.
@@ -166,85 +140,38 @@ def fish_proxy_codes(
         r = procrustes(b @ v.T)  # (k, k)
         fit, quant = terms(ul)
         result.steps.append(fit + delta * quant)
-        result.history.append(
-            {
-                "iteration": float(it + 1),
-                "fit": fit,
-                "quantization": quant,
-                "objective": fit + delta * quant,
-                "bits_changed": float(changed),
-            }
-        )
+        result.history.append({"iteration": float(it + 1), "fit": fit, "quantization": quant,
+                               "objective": fit + delta * quant, "bits_changed": float(changed)})
     result.codes = b.T.contiguous().to(torch.float32)  # (C, k)
     return result
 
 
 def class_proxy_codes(
-    num_classes: int,
-    bits: int,
-    iterations: int = 15,
-    seed: int = 0,
-    delta: float = 1e-4,
+    num_classes: int, bits: int, iterations: int = 15, seed: int = 0, delta: float = 1e-4
 ) -> Tensor:
-    """Class proxy codes P ∈ {-1, +1}^(C×k) (method.md section 1).
-
-    Args:
-        num_classes: C, number of classes.
-        bits: k, code length.
-        iterations: L, alternating-optimisation rounds (paper 15).
-        seed: seed of a local ``torch.Generator``; the global RNG is untouched.
-        delta: δ, weight of the quantisation term (paper 1e-4).
-
-    Returns:
-        Codes (C, k), float32 on the CPU, every entry -1.0 or +1.0. Row c is the
-        regression target of every image of class c.
-
-    Raises:
-        ConfigError: a non-positive size, negative iterations or δ <= 0.
-    """
+    """Class proxy codes P ∈ {-1, +1}^(C×k) (method.md section 1): (C, k) float32 on the
+    CPU, row c the regression target of every image of class c. Arguments and errors as
+    :func:`fish_proxy_codes`."""
     result = fish_proxy_codes(num_classes, bits, iterations, seed, delta)
     diag = code_diagnostics(result.codes)
-    logger.info(
-        "proxy codes C=%d k=%d seed=%d: Hamming min %.0f mean %.2f max %.0f, "
-        "%d collisions, max |bit mean| %.3f",
-        num_classes,
-        bits,
-        seed,
-        diag["hamming_min"],
-        diag["hamming_mean"],
-        diag["hamming_max"],
-        diag["collisions"],
-        diag["bit_balance_max_abs"],
-    )
+    logger.info("proxy codes C=%d k=%d seed=%d: Hamming min %.0f mean %.2f max %.0f, %d "
+                "collisions, max |bit mean| %.3f", num_classes, bits, seed, diag["hamming_min"],
+                diag["hamming_mean"], diag["hamming_max"], diag["collisions"],
+                diag["bit_balance_max_abs"])
     if diag["collisions"]:
-        logger.warning(
-            "%d pairs of classes share one proxy code (C=%d, k=%d)",
-            diag["collisions"],
-            num_classes,
-            bits,
-        )
+        logger.warning("%d pairs of classes share one proxy code (C=%d, k=%d)",
+                       diag["collisions"], num_classes, bits)
     return result.codes
 
 
 def code_diagnostics(codes: Tensor) -> dict[str, Any]:
-    """Summarise a code matrix: pairwise Hamming distances, collisions, bit balance.
+    """Summarise a (C, k) ±1 code matrix in plain Python values.
 
-    Args:
-        codes: (C, k) with entries -1/+1 (any real dtype, any device).
-
-    Returns:
-        A dict of plain Python values:
-        ``num_classes``, ``bits``;
-        ``hamming_min``, ``hamming_mean``, ``hamming_max``, ``hamming_std`` over the
-        C(C-1)/2 pairs of distinct classes (NaN when C < 2);
-        ``collisions``: pairs of classes with identical codes;
-        ``unique_codes``: distinct rows;
-        ``hamming_histogram``: list of k+1 pair counts, index = distance;
-        ``bit_mean``: list of k per-bit means (0 = balanced);
-        ``bit_balance_max_abs``: max over bits of |bit mean|.
-
-    Raises:
-        ValueError: codes is not 2-D or holds values other than -1 and +1.
+    ``num_classes``, ``bits``; ``hamming_min``/``_mean``/``_max``/``_std`` over the pairs of
+    distinct classes (NaN when C < 2); ``collisions`` (pairs with identical codes);
+    ``unique_codes``; ``hamming_histogram`` (k+1 pair counts by distance); ``bit_mean``
+    (k per-bit means, 0 = balanced) and ``bit_balance_max_abs``. ValueError unless
+    ``codes`` is 2-D and holds only -1 and +1.
     """
     if codes.dim() != 2:
         raise ValueError(f"codes must be (C, k), got shape {tuple(codes.shape)}")

@@ -1,59 +1,43 @@
 """Attention-guided zoom: the "Gaussian-enhanced" view (method.md section 3).
 
-The saliency sampler of Recasens et al. ("Learning to Zoom", ECCV 2018) in the
-form used by S3N, FISH, FG-CHN and the authors' Multi-FusNet code
-(``utils/attention_zoom.py``: ``batch_augment``, ``attention_zoom``,
-``create_grid``). For each image:
+The saliency sampler of Recasens et al. ("Learning to Zoom", ECCV 2018) as S3N, FISH,
+FG-CHN and the authors' code (``utils/attention_zoom.py``) use it. Per image:
 
-1. Saliency ``S`` = channel sum of f3 (detached). It is resized (bilinear,
-   ``align_corners=True``) to ``intermediate_size`` (the authors: 224, whatever
-   the input size) and then to the ``grid_size`` x ``grid_size`` grid (31), and
-   divided by its maximum.
-2. Gaussian enhancement (the authors' ``attention_zoom``): the peaks of the map
-   (3x3 local maxima above the map's mean) each add ``s · exp(-d²/(2σ²))`` with
-   ``σ = peak_radius · grid_size · √s`` (s = the peak's normalised score) on top
-   of a floor ``base_ratio``. The authors pick, per image and uniformly at
-   random, one of three modes: every peak (``all``), each peak kept with
-   probability s (``sampled``), or only the highest peak with ``σ = radius·G·s``
-   (``max``). ``peak_mode`` fixes one mode, ``random`` draws as the authors do,
-   and ``none`` skips the enhancement (the map is ``base_ratio + S/max S``, the
-   plain Recasens sampler).
-3. Sampler (``create_grid``): the map is replicate-padded by ``padding`` (30),
-   and each grid cell's source coordinate is the mean of the padded grid's
-   coordinates weighted by map x Gaussian kernel (size ``2·padding+1``, FWHM
-   ``fwhm`` = 13 grid cells), so salient cells attract samples and are
-   magnified. The 31x31 grid of coordinates is resized (bilinear,
-   ``align_corners=True``) to the output size and ``F.grid_sample`` draws the
-   zoomed image.
+1. Saliency ``S`` = channel sum of f3 (detached), resized (bilinear,
+   ``align_corners=True``) to ``intermediate_size`` (224), then to the G x G grid
+   (G = 31), divided by its maximum.
+2. Gaussian enhancement (``attention_zoom``): each peak (3x3 local maximum above the
+   map's mean) adds ``s · exp(-d²/(2σ²))``, ``σ = peak_radius · G · √s`` (s its
+   score), to a floor ``base_ratio``. Per image the authors draw one of three modes:
+   every peak (``all``), each peak with probability s (``sampled``), or the highest
+   peak alone with ``σ = radius·G·s`` (``max``). ``peak_mode`` fixes one, ``random``
+   draws as they do, ``none`` skips the enhancement (the plain Recasens sampler).
+3. Sampler (``create_grid``): the map is replicate-padded by ``padding`` (30); each
+   cell's source coordinate is the mean of the padded coordinates weighted by map x
+   Gaussian (side ``2·padding+1``, FWHM 13 cells), so salient cells draw samples and
+   are magnified. The G x G coordinates are resized to the output size for
+   ``F.grid_sample``.
 
-Parameters (all from the authors' / FG-CHN code): grid 31, padding 30,
-kernel FWHM 13 (σ ≈ 5.52 cells), peak radius 0.08, base ratio 0.09,
-intermediate size 224.
+Parameters are the authors' / FG-CHN's (peak radius 0.08, base ratio 0.09). Deliberate
+differences from their code:
 
-Deliberate differences from the authors' code (documented in the fidelity notes):
+- Vectorised over the batch (theirs loops over images and peaks,
+  :mod:`fusnet.models.zoom_reference`); modes and coins come from a
+  ``torch.Generator`` when one is given.
+- A peak must lie strictly above the mean (theirs ``>=``; ties in a 3x3 window broken
+  as theirs): a constant or all-zero map has no peak and gives the identity warp
+  (theirs: a corner peak, or NaN for an all-zero map).
+- ``align_corners=True`` by default, so a uniform map is the exact identity; theirs
+  (``False``) shrinks the image by half a pixel a side and blends the border with zeros.
+- Grid and ``grid_sample`` in float32 (autocast off), cast back to the images' dtype.
+- The output keeps the input's height and width (theirs: H x H).
 
-- Vectorised over the batch (their loop is per image and per peak); the mode and
-  the ``sampled`` coin flips come from a ``torch.Generator`` when one is given.
-- A peak must lie strictly above the map's mean (theirs: ``>=``); ties in a 3x3
-  window are broken as theirs (first index). So a constant or all-zero map has
-  no peak and gives the identity warp; theirs puts a peak in the corner of a
-  constant map, and divides by zero (NaN) for an all-zero map.
-- ``grid_sample`` uses ``align_corners=True`` by default, so a uniform map is the
-  exact identity warp. Theirs uses the default ``False``, which shrinks the image
-  by half a pixel per side and half-blends the border with zero padding; set
-  ``align_corners=False`` to reproduce it.
-- The grid is computed in float32 (autocast off) and ``grid_sample`` runs in
-  float32, then the result is cast back to the images' dtype.
-- The output has the input's height and width (theirs: square, H x H).
-
-Modules: this one holds the settings and the batched module; the tensor kernels (peak
-finding, the sampler's Gaussian and coordinates) are in :mod:`fusnet.models.zoom_kernels`, and the
-per-image reference loop in :mod:`fusnet.models.zoom_reference` (re-exported here).
+The tensor kernels (peaks, the sampler's Gaussian and coordinates) are in
+:mod:`fusnet.models.zoom_kernels`.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -69,8 +53,6 @@ from fusnet.models.zoom_kernels import (
     padded_coords,
 )
 from fusnet.models.zoom_reference import zoom_per_image_reference  # re-exported (see __all__)
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "PEAK_MODES",
@@ -140,15 +122,8 @@ class ZoomConfig:
 
 
 def saliency_from_features(f3: Tensor) -> Tensor:
-    """Saliency map: the channel sum of the top-level features, detached.
-
-    Args:
-        f3: (B, C, h, w) features (any float dtype).
-
-    Returns:
-        (B, h, w) float32 saliency (not normalised; :class:`SaliencyZoom` divides
-        each map by its maximum).
-    """
+    """(B, h, w) float32 saliency of (B, C, h, w) features: their channel sum, detached
+    (not normalised; :class:`SaliencyZoom` divides each map by its maximum)."""
     if f3.dim() != 4:
         raise ValueError(f"features must be (B, C, h, w), got shape {tuple(f3.shape)}")
     return f3.detach().float().sum(dim=1)  # (B, h, w)
@@ -168,7 +143,6 @@ class SaliencyZoom(nn.Module):
     def extra_repr(self) -> str:
         return repr(self.config)
 
-    # ----------------------------------------------------------------- randomness
     def draw_random(
         self, batch: int, device: torch.device, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -181,35 +155,23 @@ class SaliencyZoom(nn.Module):
                 None uses the global RNG of ``device``.
 
         Returns:
-            ``modes`` (B,) int64 in {0: all, 1: sampled, 2: max} and ``coins``
-            (B, G, G) float32 uniform in [0, 1).
+            ``modes`` (B,) int64 (0 all, 1 sampled, 2 max), ``coins`` (B, G, G) in [0, 1).
         """
         g = self.config.grid_size
         gen_device = generator.device if generator is not None else device
         if self.config.peak_mode == "random":
             modes = torch.randint(0, 3, (batch,), generator=generator, device=gen_device)  # (B,)
         else:
-            index = (
-                PEAK_MODES.index(self.config.peak_mode)
-                if self.config.peak_mode in PEAK_MODES
-                else 0
-            )
+            mode = self.config.peak_mode
+            index = PEAK_MODES.index(mode) if mode in PEAK_MODES else 0
             modes = torch.full((batch,), index, dtype=torch.int64, device=gen_device)  # (B,)
-        coins = torch.rand(
-            (batch, g, g), generator=generator, device=gen_device, dtype=torch.float32
-        )  # (B, G, G)
+        coins = torch.rand((batch, g, g), generator=generator, device=gen_device,
+                           dtype=torch.float32)  # (B, G, G)
         return modes.to(device), coins.to(device)
 
-    # ------------------------------------------------------------------- stages
     def normalized_map(self, saliency: Tensor) -> Tensor:
-        """Resize the saliency to the grid and divide each map by its maximum.
-
-        Args:
-            saliency: (B, h, w), any float dtype; negative values count as 0.
-
-        Returns:
-            (B, G, G) float32 in [0, 1]; an all-zero map stays zero.
-        """
+        """(B, h, w) saliency (negative values count as 0) resized to the grid and divided
+        by its maximum: (B, G, G) float32 in [0, 1]; an all-zero map stays zero."""
         cfg = self.config
         s = saliency.detach().float().clamp(min=0.0)[:, None]  # (B, 1, h, w)
         if cfg.intermediate_size is not None:
@@ -221,16 +183,8 @@ class SaliencyZoom(nn.Module):
         return s / peak.clamp(min=torch.finfo(torch.float32).tiny)  # (B, G, G)
 
     def enhanced_map(self, decide: Tensor, modes: Tensor, coins: Tensor) -> Tensor:
-        """Gaussian enhancement: base_ratio plus a Gaussian per selected peak.
-
-        Args:
-            decide: (B, G, G) normalised saliency from :meth:`normalized_map`.
-            modes: (B,) int64 mode per image (0 all, 1 sampled, 2 max).
-            coins: (B, G, G) uniform draws for the ``sampled`` mode.
-
-        Returns:
-            (B, G, G) float32 map, >= base_ratio everywhere.
-        """
+        """Gaussian enhancement: (B, G, G) base_ratio plus a Gaussian per selected peak of
+        ``decide`` (from :meth:`normalized_map`), by ``modes`` and ``coins`` (:meth:`draw_random`)."""
         cfg = self.config
         if cfg.peak_mode == "none":
             return cfg.base_ratio + decide  # (B, G, G)
@@ -256,15 +210,8 @@ class SaliencyZoom(nn.Module):
         return cfg.base_ratio + bumps  # (B, G, G)
 
     def sampler_grid(self, density: Tensor, out_hw: tuple[int, int]) -> Tensor:
-        """Recasens' ``create_grid``: density-weighted mean coordinates, resized.
-
-        Args:
-            density: (B, G, G) positive map (from :meth:`enhanced_map`).
-            out_hw: output (H, W).
-
-        Returns:
-            ``grid_sample`` grid (B, H, W, 2), float32, (x, y) in [-1, 1].
-        """
+        """Recasens' ``create_grid``: the (B, H, W, 2) ``grid_sample`` grid, (x, y) in
+        [-1, 1], of density-weighted mean coordinates of a (B, G, G) positive map."""
         cfg = self.config
         b, g, _ = density.shape
         p = cfg.padding
@@ -283,11 +230,7 @@ class SaliencyZoom(nn.Module):
         return grid.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 2)
 
     def make_grid(
-        self,
-        saliency: Tensor,
-        out_hw: tuple[int, int],
-        modes: Tensor,
-        coins: Tensor,
+        self, saliency: Tensor, out_hw: tuple[int, int], modes: Tensor, coins: Tensor
     ) -> Tensor:
         """Saliency -> sampling grid (B, H, W, 2), float32, autocast off."""
         with torch.autocast(device_type=saliency.device.type, enabled=False):
@@ -313,8 +256,7 @@ class SaliencyZoom(nn.Module):
             coins: (B, G, G) coins to use instead of drawing them.
 
         Returns:
-            (B, 3, H', W') zoomed images in images' dtype, (H', W') = output_size or
-            (H, W).
+            (B, 3, H', W') zoomed images in images' dtype, (H', W') = output_size or (H, W).
         """
         check_inputs(images, saliency)
         saliency = saliency.to(images.device)  # (B, h, w)
@@ -322,11 +264,6 @@ class SaliencyZoom(nn.Module):
             modes, coins = self.draw_random(images.shape[0], images.device, generator)
         grid = self.make_grid(saliency, output_hw(self.config.output_size, images), modes, coins)
         with torch.autocast(device_type=images.device.type, enabled=False):
-            out = F.grid_sample(
-                images.float(),
-                grid,
-                mode="bilinear",
-                padding_mode="zeros",
-                align_corners=self.config.align_corners,
-            )  # (B, 3, H', W')
+            out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=self.config.align_corners)  # (B, 3, H', W')
         return out.to(images.dtype)  # (B, 3, H', W')

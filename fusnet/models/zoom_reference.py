@@ -1,14 +1,13 @@
 """The zoom as the authors wrote it: one image and one peak at a time (a test reference).
 
-:func:`zoom_per_image_reference` follows their ``batch_augment`` / ``attention_zoom`` /
-``create_grid`` loop with :mod:`fusnet.models.zoom`'s documented choices. Tests check that the
-vectorised :class:`~fusnet.models.zoom.SaliencyZoom` matches it, and ``benchmarks/training_step.py``
-times the two. Training never calls it. Re-exported by :mod:`fusnet.models.zoom`.
+Tests check that the vectorised :class:`~fusnet.models.zoom.SaliencyZoom` matches it, and
+``benchmarks/training_step.py`` times the two; training never calls it. Re-exported by
+:mod:`fusnet.models.zoom`, so it reads the zoom through :class:`ZoomLike`, not its class.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +21,17 @@ from fusnet.models.zoom_kernels import (
     padded_coords,
 )
 
-if TYPE_CHECKING:
-    from fusnet.models.zoom import SaliencyZoom
+__all__ = ["ZoomLike", "zoom_per_image_reference"]
 
-__all__ = ["zoom_per_image_reference"]
+
+class ZoomLike(Protocol):
+    """What the reference reads of a :class:`~fusnet.models.zoom.SaliencyZoom`."""
+
+    config: Any  # its ZoomConfig
 
 
 def zoom_per_image_reference(
-    zoom: SaliencyZoom,
+    zoom: ZoomLike,
     images: Tensor,
     saliency: Tensor,
     modes: Tensor,
@@ -37,14 +39,13 @@ def zoom_per_image_reference(
 ) -> Tensor:
     """Per-image, per-peak Python loop, structured like the authors' code.
 
-    A reference for tests and for the vectorisation benchmark: it follows
-    ``batch_augment`` / ``attention_zoom`` / ``create_grid`` (one image at a time,
-    one Gaussian per peak, a full 2-D ``(2P+1)²`` convolution) with this module's
-    documented choices, and must match :meth:`SaliencyZoom.forward` given the same
-    ``modes`` and ``coins``.
+    Follows their ``batch_augment`` / ``attention_zoom`` / ``create_grid`` (one image at
+    a time, one Gaussian per peak, a full 2-D ``(2P+1)²`` convolution) with
+    :mod:`fusnet.models.zoom`'s documented choices; matches ``SaliencyZoom.forward``
+    given the same ``modes`` and ``coins``.
 
     Args:
-        zoom: the module whose config to follow.
+        zoom: the SaliencyZoom whose config to follow.
         images: (B, 3, H, W).
         saliency: (B, h, w).
         modes: (B,) int64 mode per image (0 all, 1 sampled, 2 max).
