@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from fusnet.errors import DataError
 from fusnet.eval.metrics import evaluate_retrieval
 from fusnet.eval.retrieval import pack_codes, unpack_codes
 from fusnet.runtime import atomic_savez
-
-logger = logging.getLogger(__name__)
 
 PRECISION_KS: tuple[int, ...] = (1, 5, 10, 100)
 

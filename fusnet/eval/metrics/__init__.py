@@ -8,20 +8,20 @@ class ids ``(n,)`` (relevant = same class) or multi-hot ``(n, C)`` (relevant =
 shares at least one label). One-hot label matrices are recognised and treated
 as class ids.
 
-Hamming distances take few values (``0..bits``), so ties are common, at 12 bits
-massively so. Two conventions are offered and every function says which one a
-number uses:
+Hamming distances take few values (``0..bits``), so ties are common (at 12 bits
+massively). Every function says which of two conventions a number uses:
 
 ``ties="index"``
-    Tied items are ordered by database index (a stable sort by distance). The
-    figure is deterministic. The public deep-hashing code (DPSH, ADSH, SEMICON:
-    ``np.argsort`` per query) breaks ties by whatever its unstable sort does.
+    Tied items are ordered by database index (a stable sort): deterministic. The public
+    deep-hashing code (DPSH, ADSH, SEMICON: ``np.argsort``) leaves it to its unstable sort.
 ``ties="average"``
-    The expectation over all orders of the tied items, each order equally
-    likely (McSherry & Najork, "Computing information retrieval performance
-    measures efficiently in the presence of tied scores", ECIR 2008). Exact,
-    closed form, computed from per-distance counts only (see
-    :func:`fusnet.eval.metrics._tie_aware._expected_block_sum`).
+    The expectation over all orders of the tied items (McSherry & Najork, ECIR 2008):
+    exact, closed form, from per-distance counts
+    (:func:`fusnet.eval.metrics._tie_aware._expected_block_sum`).
+
+Every function takes ``query_codes`` (nq, bits) and ``db_codes`` (N, bits) in {-1, +1},
+``query_labels`` and ``db_labels`` of one kind, and ``chunk_size``, the queries per chunk
+(None picks one from a memory budget).
 
 Average precision
 -----------------
@@ -34,30 +34,19 @@ database, or within the top k for mAP@k) has AP 0 and still counts in the mean;
 queries with no relevant item in the whole database are logged as a warning
 and counted in :func:`evaluate_retrieval`'s record.
 
-Under ``ties="average"`` with ``topk`` the normaliser (relevant items in the top
-k) is itself random when a tie block straddles position k; the expectation of
-the ratio is computed exactly, by conditioning on the number of relevant items
-the straddling block places above the cut (a hypergeometric variable).
+Under ``ties="average"`` with ``topk`` the normaliser is random when a tie block
+straddles position k; the expected ratio is exact, conditioning on the relevant items
+the block places above the cut (hypergeometric).
 
 Computation
 -----------
-Exact, bounded in memory (queries in chunks, the database in tiles) and
-sort-free for class labels. Distances come from a matrix product of ``+-1``
-codes, ``dist = (bits - q . d) / 2``, exact in floating point. For a query of
-class c with R database items, cut the database at those items into R + 1
-segments (segment(i) = items of class c strictly before i) and give item i the
-cell ``dist * (R + 1) + segment(i)``; the same matrix product computes it (the
-segment rides in extra code columns). One ``scatter_add`` counts the cells per
-query (all items and relevant items packed in one int64 counter) and a
-cumulative sum over the cells then holds, at each relevant item's cell, its
-position in the ranking with ties broken by index and its rank among the
-relevant items: AP follows without sorting anything, and the per-distance
-counts give the tie-aware figure. Multi-hot labels (and classes so large that
-their cells would outnumber the database severalfold) use a stable radix sort of
-the distances per query instead. Chunks run on ``torch.get_num_threads()``
-worker threads, each with single-threaded torch kernels (coarse-grained
-parallelism suffers far less than per-kernel threading when cores are shared);
-the torch thread setting is restored afterwards.
+Exact, bounded in memory (queries in chunks, the database in tiles) and sort-free for
+class labels: distances come from a matrix product of ``+-1`` codes, ``dist = (bits -
+q . d) / 2``, and each relevant item's position and rank follow from cumulative counts
+over distance cells (:func:`fusnet.eval.metrics._chunk_tasks._histogram_task`); multi-hot
+labels and very large classes use a stable radix sort instead. Chunks run on
+``torch.get_num_threads()`` worker threads with single-threaded torch kernels (far less
+hurt than per-kernel threading when cores are shared); the thread setting is restored.
 """
 
 from __future__ import annotations
@@ -70,7 +59,8 @@ from typing import Literal
 import numpy as np
 
 from fusnet.eval.metrics._arrays import ArrayLike, _safe_div
-from fusnet.eval.metrics._counting import _retrieval_stats, _Stats
+from fusnet.eval.metrics._chunk_tasks import _Stats
+from fusnet.eval.metrics._counting import _retrieval_stats
 from fusnet.eval.metrics._tie_aware import _expected_rel_at_k, _tie_aware_ap
 
 logger = logging.getLogger(__name__)
@@ -100,9 +90,6 @@ class RadiusCurve:
     fraction_empty: np.ndarray
 
 
-# --- public API ------------------------------------------------------------------------------
-
-
 def mean_average_precision(
     query_codes: ArrayLike,
     db_codes: ArrayLike,
@@ -115,15 +102,10 @@ def mean_average_precision(
     """Mean average precision of Hamming ranking (mAP, or mAP@topk).
 
     Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) class ids or (N, C) multi-hot labels, same kind as the queries'.
         topk: rank cut-off k for mAP@k (AP normalised by the relevant items
             retrieved within the top k); None ranks the whole database.
         ties: "index" (ties broken by database index, deterministic) or
             "average" (expected AP over all orders of tied items).
-        chunk_size: queries per chunk; None picks one from a memory budget.
 
     Returns:
         The mean over all queries; queries without a relevant item count as 0.
@@ -166,23 +148,8 @@ def precision_at_k(
     ties: Ties = "index",
     chunk_size: int | None = None,
 ) -> float:
-    """Mean precision@k: relevant items among the first k, divided by k.
-
-    k larger than the database is capped at the database size. Under
-    ``ties="average"`` the count of relevant items is its expectation.
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        k: the cut-off (>= 1).
-        ties: "index" or "average" (see the module docstring).
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        The mean over all queries.
-    """
+    """Mean over all queries of precision@k: relevant items among the first k (>= 1,
+    capped at the database size; expected under ``ties="average"``), divided by k."""
     rel, kk, _ = _relevant_at_k(query_codes, db_codes, query_labels, db_labels, k, ties, chunk_size)
     return float((rel / kk).mean()) if len(rel) else 0.0
 
@@ -196,22 +163,8 @@ def recall_at_k(
     ties: Ties = "index",
     chunk_size: int | None = None,
 ) -> float:
-    """Mean recall@k: relevant items among the first k over all relevant items.
-
-    Queries without a relevant item count as 0.
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        k: the cut-off (>= 1).
-        ties: "index" or "average" (see the module docstring).
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        The mean over all queries.
-    """
+    """Mean over all queries of recall@k: relevant items among the first k (as for
+    :func:`precision_at_k`) over all relevant items; a query without any counts as 0."""
     rel, _, num_relevant = _relevant_at_k(
         query_codes, db_codes, query_labels, db_labels, k, ties, chunk_size
     )
@@ -225,20 +178,8 @@ def precision_recall_by_radius(
     db_labels: ArrayLike,
     chunk_size: int | None = None,
 ) -> RadiusCurve:
-    """Precision and recall of Hamming-ball lookups for every radius 0..bits.
-
-    Independent of tie order (a ball holds whole tie blocks).
-
-    Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
-        chunk_size: queries per chunk; None picks one from a memory budget.
-
-    Returns:
-        A :class:`RadiusCurve` (means over all queries).
-    """
+    """Precision and recall of Hamming-ball lookups for every radius 0..bits, means over
+    all queries (independent of tie order: a ball holds whole tie blocks)."""
     stats = _retrieval_stats(query_codes, db_codes, query_labels, db_labels, chunk_size=chunk_size)
     retrieved = np.cumsum(stats.hist_all, axis=1)  # (nq, bits+1)
     relevant = np.cumsum(stats.hist_rel, axis=1)  # (nq, bits+1)
@@ -266,23 +207,16 @@ def evaluate_retrieval(
     """Every retrieval figure from one pass, as a JSON-ready record.
 
     Args:
-        query_codes: (nq, bits) codes in {-1, +1}.
-        db_codes: (N, bits) codes in {-1, +1}.
-        query_labels: (nq,) class ids or (nq, C) multi-hot labels.
-        db_labels: (N,) or (N, C) labels.
         ks: cut-offs for precision@k and recall@k (ties by index).
         topk: cut-off of the mAP figures (None: whole ranking).
-        chunk_size: queries per chunk; None picks one from a memory budget.
         per_query: also return the per-query AP lists (``ap``, ``ap_tie_aware``),
             e.g. for paired tests.
 
     Returns:
-        ``map`` (ties by index), ``map_tie_aware`` (expected AP over tie orders),
-        ``topk`` (None = whole ranking), ``bits``, ``num_queries``,
-        ``num_database``, ``num_queries_without_relevant`` (none in the whole
-        database; their AP counts as 0), ``precision@k`` and ``recall@k`` for
-        each k (ties by index; k capped at the database size), ``ties`` (a note
-        naming the conventions).
+        ``map`` (ties by index), ``map_tie_aware``, ``topk``, ``bits``, ``num_queries``,
+        ``num_database``, ``num_queries_without_relevant`` (in the whole database),
+        ``precision@k`` and ``recall@k`` for each k (ties by index, k capped at the
+        database size), ``ties`` (a note naming the conventions).
     """
     ks = tuple(int(k) for k in ks)
     stats = _retrieval_stats(
@@ -311,9 +245,6 @@ def evaluate_retrieval(
         record["ap"] = stats.ap_index.tolist()
         record["ap_tie_aware"] = ap_tie.tolist()
     return record
-
-
-# --- input handling --------------------------------------------------------------------------
 
 
 def _check_ties(ties: str) -> None:

@@ -1,6 +1,7 @@
-"""The chunk tasks of :func:`fusnet.eval.metrics._counting._retrieval_stats` and their sizes.
+"""The per-query statistics record, and the chunk tasks of
+:func:`fusnet.eval.metrics._counting._retrieval_stats` that fill it, with their sizes.
 
-Each task fills the rows of its queries in the shared :class:`_Context`'s output:
+Each task fills the rows of its queries in the shared :class:`_Context`'s :class:`_Stats`:
 :func:`_histogram_task` for class-labelled queries (sort-free, by cumulative
 counts over distance-and-segment cells), :func:`_sort_task` for any labels (a
 stable radix sort of the distances). :func:`_run_tasks` runs them on worker
@@ -14,16 +15,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from fusnet.eval.metrics._arrays import _safe_div
-
-if TYPE_CHECKING:
-    from fusnet.eval.metrics._counting import _Stats
 
 # Bound on the histogram cells (queries x cells) one chunk may hold.
 _CHUNK_ELEMENTS = 1 << 22
@@ -43,6 +40,33 @@ _EMPTY = torch.zeros(0, dtype=torch.int64)
 _LOCAL = threading.local()  # per-thread scratch buffers
 # float32 represents every multiple of 0.5 below 2**23 exactly (margin kept).
 _FLOAT32_EXACT = 1 << 22
+
+
+@dataclass
+class _Stats:
+    """Per-query raw statistics, from which every metric here is computed.
+
+    Attributes:
+        num_database: database size N.
+        bits: code length.
+        topk: the rank cut-off K used for ``ap_index`` (N for the full ranking).
+        ks: the cut-offs of ``rel_at_k``.
+        num_relevant: (nq,) relevant items in the whole database.
+        hist_all: (nq, bits + 1) int32 database items at each Hamming distance.
+        hist_rel: (nq, bits + 1) int32 relevant items at each Hamming distance.
+        ap_index: (nq,) AP (or AP@K) with ties broken by database index.
+        rel_at_k: (nq, len(ks)) relevant items within the first k, index ties.
+    """
+
+    num_database: int
+    bits: int
+    topk: int
+    ks: tuple[int, ...]
+    num_relevant: np.ndarray
+    hist_all: np.ndarray
+    hist_rel: np.ndarray
+    ap_index: np.ndarray
+    rel_at_k: np.ndarray
 
 
 @dataclass

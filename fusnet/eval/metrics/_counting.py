@@ -1,20 +1,15 @@
 """The counting engine behind :mod:`fusnet.eval.metrics`: per-query statistics in one pass.
 
-:func:`_retrieval_stats` validates the codes and labels, splits the queries into
-chunks and runs them on worker threads: class-labelled queries go through the
-sort-free histogram path (:func:`_histogram_task`), multi-hot labels and very large
-classes through a stable radix sort of the distances (:func:`_sort_task`). The result
-is a :class:`_Stats` record (per-distance histograms, index-tie AP, relevant counts
-within each k) from which every figure of :mod:`fusnet.eval.metrics` is computed.
-
-The inputs are checked in :mod:`fusnet.eval.metrics._arrays`; the two tasks, the worker
-threads and the chunk sizes are in :mod:`fusnet.eval.metrics._chunk_tasks`.
+:func:`_retrieval_stats` checks the codes and labels (:mod:`~fusnet.eval.metrics._arrays`),
+splits the queries into chunks and runs them on worker threads
+(:mod:`~fusnet.eval.metrics._chunk_tasks`): class-labelled queries through the sort-free
+histogram path, multi-hot labels and very large classes through a stable radix sort. The
+resulting ``_Stats`` record gives every figure of :mod:`fusnet.eval.metrics`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
@@ -34,42 +29,13 @@ from fusnet.eval.metrics._chunk_tasks import (
     _multi_relevance,
     _run_tasks,
     _sort_task,
+    _Stats,
 )
 
 # Classes of queries one histogram chunk may mix.
 _MAX_CLASSES_PER_CHUNK = 16
 # The histogram path is used while (R + 1) * (bits + 1) <= _HIST_FACTOR * N.
 _HIST_FACTOR = 4
-
-
-@dataclass
-class _Stats:
-    """Per-query raw statistics, from which every metric here is computed.
-
-    Attributes:
-        num_database: database size N.
-        bits: code length.
-        topk: the rank cut-off K used for ``ap_index`` (N for the full ranking).
-        ks: the cut-offs of ``rel_at_k``.
-        num_relevant: (nq,) relevant items in the whole database.
-        hist_all: (nq, bits + 1) int32 database items at each Hamming distance.
-        hist_rel: (nq, bits + 1) int32 relevant items at each Hamming distance.
-        ap_index: (nq,) AP (or AP@K) with ties broken by database index.
-        rel_at_k: (nq, len(ks)) relevant items within the first k, index ties.
-    """
-
-    num_database: int
-    bits: int
-    topk: int
-    ks: tuple[int, ...]
-    num_relevant: np.ndarray
-    hist_all: np.ndarray
-    hist_rel: np.ndarray
-    ap_index: np.ndarray
-    rel_at_k: np.ndarray
-
-
-# --- the engine ------------------------------------------------------------------------------
 
 
 def _retrieval_stats(
@@ -111,15 +77,10 @@ def _retrieval_stats(
         raise ValueError(f"unknown method {method!r}")
     kind, ql, dl = _prepare_labels(query_labels, db_labels, nq, n)
     ks = tuple(int(k) for k in ks)
-    out = _Stats(
-        num_database=n,
-        bits=bits,
-        topk=n if topk is None else min(topk, n),
-        ks=ks,
-        num_relevant=np.zeros(nq, np.int64),
-        hist_all=np.zeros((nq, bits + 1), np.int32),  # counts < 2**31 (database size)
-        hist_rel=np.zeros((nq, bits + 1), np.int32),
-        ap_index=np.zeros(nq, np.float64),
+    out = _Stats(  # histogram counts < 2**31 (the database size): int32
+        num_database=n, bits=bits, topk=n if topk is None else min(topk, n), ks=ks,
+        num_relevant=np.zeros(nq, np.int64), hist_all=np.zeros((nq, bits + 1), np.int32),
+        hist_rel=np.zeros((nq, bits + 1), np.int32), ap_index=np.zeros(nq, np.float64),
         rel_at_k=np.zeros((nq, len(ks)), np.int64),
     )
     if nq == 0:

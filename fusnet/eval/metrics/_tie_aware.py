@@ -1,7 +1,7 @@
 """Tie-aware (expected) figures: AP and relevant counts averaged over all tie orders.
 
 The closed forms of McSherry & Najork (ECIR 2008) computed from the per-distance
-histograms of :class:`~fusnet.eval.metrics._counting._Stats`: the expected precision sum
+histograms of :class:`~fusnet.eval.metrics._chunk_tasks._Stats`: the expected precision sum
 of a randomly ordered tie block (:func:`_expected_block_sum`), the expected AP or
 AP@K with a hypergeometric straddling block (:func:`_tie_aware_ap`), and the
 expected relevant items within the first k (:func:`_expected_rel_at_k`).
@@ -13,14 +13,10 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from fusnet.eval.metrics._arrays import _safe_div
-from fusnet.eval.metrics._chunk_tasks import _CHUNK_ELEMENTS
-from fusnet.eval.metrics._counting import _Stats
+from fusnet.eval.metrics._chunk_tasks import _CHUNK_ELEMENTS, _Stats
 
 # Histogram cells per chunk of the tie-aware closed form (cache-sized temporaries).
 _TIE_ROWS_CELLS = 1 << 16
-
-
-# --- tie-aware (expected) figures ------------------------------------------------------------
 
 
 def _harmonic_table(n: int) -> np.ndarray:
@@ -49,12 +45,8 @@ def _expected_block_sum(
     the block's average precision ``(r0 + r)/(n0 + n)``: the expectation of a
     ratio is taken term by term.
 
-    Args:
-        r0, n0, n, r: broadcastable int64 arrays, n0 + n <= len(harmonic) - 1.
-        harmonic: table from :func:`_harmonic_table`.
-
-    Returns:
-        The expected sum (float64), 0 where n == 0 or r == 0.
+    ``r0, n0, n, r`` are broadcastable int64 arrays (n0 + n < len(harmonic), the table of
+    :func:`_harmonic_table`); the sum is 0 where n == 0 or r == 0.
     """
     nf, rf = n.astype(np.float64), r.astype(np.float64)
     b = np.where(n > 1, (rf - 1.0) / np.maximum(nf - 1.0, 1.0), 0.0)
@@ -73,14 +65,7 @@ def _tie_aware_ap(stats: _Stats, max_cells: int = _CHUNK_ELEMENTS) -> np.ndarray
     relevant items are uniform over those m places. Hence, with S the expected
     sum of the earlier blocks (independent of X),
     ``E[AP@K] = sum_x P(X = x) (S + block_sum(r0, n0, m, x)) / (r0 + x)``,
-    terms with r0 + x = 0 being 0.
-
-    Args:
-        stats: per-query histograms.
-        max_cells: bound on the elements of a work array.
-
-    Returns:
-        (nq,) float64 expected AP.
+    terms with r0 + x = 0 being 0. Returns (nq,) float64; ``max_cells`` bounds a work array.
     """
     harmonic = _harmonic_table(stats.num_database)
     log_fact = gammaln(np.arange(stats.num_database + 1, dtype=np.float64) + 1.0)  # log(i!)
@@ -144,15 +129,8 @@ def _log_comb(n: np.ndarray, k: np.ndarray, log_fact: np.ndarray) -> np.ndarray:
 
 
 def _expected_rel_at_k(stats: _Stats, k: int) -> np.ndarray:
-    """Expected relevant items within the first k under random tie orders.
-
-    Args:
-        stats: per-query histograms.
-        k: cut-off, at most the database size.
-
-    Returns:
-        (nq,) float64.
-    """
+    """(nq,) float64 expected relevant items within the first k (at most the database
+    size) under random tie orders."""
     n_b, r_b = stats.hist_all, stats.hist_rel
     n0 = np.cumsum(n_b, 1) - n_b
     inside = np.clip(k - n0, 0, n_b)  # (nq, bits+1) places of each block above the cut

@@ -49,13 +49,11 @@ class HammingIndex:
 
     Args:
         bits: code length.
-        backend: "numpy" (:func:`hamming_topk`), "faiss" (``IndexBinaryFlat``
-            on codes zero-padded to a multiple of 64 bits) or "auto" (faiss
-            when importable, numpy otherwise).
+        backend: "numpy" (:func:`hamming_topk`), "faiss" (module docstring) or "auto"
+            (faiss when importable).
 
-    Searches may run concurrently from several threads, except faiss searches
-    with k on both sides of 4096 (the switch between faiss's two k-NN modes is
-    a setting of the shared faiss index).
+    Searches may run concurrently, except faiss searches with k on both sides of 4096
+    (the switch between faiss's two k-NN modes is a setting of the shared index).
     """
 
     def __init__(self, bits: int, backend: Backend = "auto") -> None:
@@ -74,11 +72,6 @@ class HammingIndex:
         self._faiss_index = None
         self._padded_bytes = -(-self.nbytes // 8) * 8
         self._ntotal = 0
-
-    @property
-    def uses_faiss(self) -> bool:
-        """Whether searches run on faiss (backend "faiss", or "auto" with faiss installed)."""
-        return self._use_faiss
 
     @property
     def ntotal(self) -> int:
@@ -106,16 +99,8 @@ class HammingIndex:
         self._parts, self._packed, self._faiss_index, self._ntotal = [], None, None, 0
 
     def search(self, query_packed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest database codes per query.
-
-        Args:
-            query_packed: (nq, ceil(bits / 8)) uint8.
-            k: neighbours per query, 1 <= k <= ntotal.
-
-        Returns:
-            distances (nq, k) int32 and indices (nq, k) int64, sorted by
-            distance then index.
-        """
+        """The k (1 <= k <= ntotal) nearest database codes of each (nq, ceil(bits / 8))
+        uint8 query: (nq, k) int32 distances and int64 indices, by distance then index."""
         q = _check_packed(query_packed, "query_packed")
         if q.shape[1] != self.nbytes:
             raise ValueError(f"{self.bits}-bit codes take {self.nbytes} bytes, got {q.shape[1]}")
@@ -127,13 +112,9 @@ class HammingIndex:
         return hamming_topk(q, self._database(), k)
 
     def _faiss_search(self, padded: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """faiss search, query parts on ``torch.get_num_threads()`` threads.
-
-        Each worker thread runs faiss with one OpenMP thread (a per-thread
-        setting: the caller's is untouched). On shared cores this is several
-        times faster than faiss's own OpenMP loop, whose threads wait for each
-        other at every database block.
-        """
+        """faiss search, query parts on ``torch.get_num_threads()`` threads with one OpenMP
+        thread each (a per-thread setting): on shared cores several times faster than
+        faiss's own OpenMP loop, whose threads wait for each other at every block."""
         import faiss
 
         index = self._faiss()

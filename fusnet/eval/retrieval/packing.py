@@ -14,14 +14,8 @@ ArrayLike = Tensor | np.ndarray
 
 
 def pack_codes(codes: ArrayLike) -> np.ndarray:
-    """Pack codes into bytes: bit = 1 where code > 0 (``np.packbits`` order).
-
-    Args:
-        codes: (n, bits) codes in {-1, +1} (or real values, thresholded at 0).
-
-    Returns:
-        (n, ceil(bits / 8)) uint8, the last byte zero-padded.
-    """
+    """(n, bits) codes in {-1, +1} (or real values) -> (n, ceil(bits / 8)) uint8: bit = 1
+    where code > 0, ``np.packbits`` order, the last byte zero-padded."""
     arr = codes.detach().cpu().numpy() if isinstance(codes, Tensor) else np.asarray(codes)
     if arr.ndim != 2:
         raise ValueError(f"codes must have shape (n, bits), got {arr.shape}")
@@ -29,16 +23,7 @@ def pack_codes(codes: ArrayLike) -> np.ndarray:
 
 
 def unpack_codes(packed: np.ndarray, bits: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
-    """Inverse of :func:`pack_codes`.
-
-    Args:
-        packed: (n, ceil(bits / 8)) uint8.
-        bits: code length.
-        dtype: output dtype.
-
-    Returns:
-        (n, bits) codes in {-1, +1}.
-    """
+    """Inverse of :func:`pack_codes`: (n, bits) codes in {-1, +1} of ``dtype``."""
     packed = _check_packed(packed, "packed")
     if packed.shape[1] != (bits + 7) // 8:
         raise ValueError(
