@@ -106,19 +106,14 @@ def example_images(config: RunConfig, examples: pd.DataFrame, k: int,
                    size: int = 96) -> dict[str, Any]:
     """:func:`~fusnet.experiments.plots.retrieval_figure`'s arguments for ``k`` results a
     query of :func:`retrieval_examples`: ``queries`` and ``results`` (thumbnails of
-    ``size`` px), ``correct`` and ``distances`` (nq, k), ``captions`` (class names).
-
-    Raises:
-        DataError: the run's dataset no longer matches the codes (another size).
-    """
+    ``size`` px), ``correct`` and ``distances`` (nq, k), ``captions`` (class names); a
+    DataError where the run's dataset no longer matches the codes."""
     database, queries = split_dataset(config, "train"), split_dataset(config, "test")
     top = examples[examples["rank"] <= k]
     order = list(dict.fromkeys(top["query"].tolist()))
     if top["db_index"].max() >= len(database) or max(order) >= len(queries):
-        raise DataError(
-            f"{config.data.dataset}: the codes index more images than the dataset has; "
-            "the data changed since the run"
-        )
+        raise DataError(f"{config.data.dataset}: the codes index more images than the dataset "
+                        "has; the data changed since the run")
     db_index = top["db_index"].to_numpy().reshape(len(order), k)
     return {
         "queries": thumbnails(queries, np.asarray(order), size),

@@ -187,19 +187,18 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _check_profile(profile: str) -> None:
-    """Raise ConfigError for a profile :data:`PROFILES` lacks, naming those it has."""
+def _notebooks(profile: str) -> dict[str, dict[str, Any]]:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[profile]
 
 
 def regime_changes(profile: str, regime: str | None) -> dict[str, Any]:
     """The dotted RunConfig changes of notebook 11's ``regime`` under ``profile`` (``None``:
     the recipe), so another notebook can share its run; ConfigError for an unknown one."""
-    _check_profile(profile)
+    regimes = _notebooks(profile)["11_regimes"]["regimes"]
     if regime is None:
         return {}
-    regimes = PROFILES[profile]["11_regimes"]["regimes"]
     if regime not in regimes:
         raise ConfigError(f"unknown regime {regime!r} in the {profile} profile; choose None "
                           f"(the recipe) or one of notebook 11's: {sorted(regimes)}")
@@ -211,8 +210,7 @@ def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str
     replaces its value, a recipe name (:data:`RECIPE_NAMES`) goes into its ``changes`` when
     it takes them, any other is ignored (one set of command-line changes goes to every
     notebook). ConfigError for an unknown profile or notebook."""
-    _check_profile(profile)
-    if notebook not in PROFILES[profile]:
+    if notebook not in _notebooks(profile):
         raise ConfigError(f"unknown notebook {notebook!r}; choose from {list(NOTEBOOKS)}")
     params = copy.deepcopy(PROFILES[profile][notebook])
     for key, value in changes.items():

@@ -232,11 +232,9 @@ def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, di
         if not seeds:
             continue
         maps = ["val_map", "test_map"]
-        diff = head.loc[seeds, maps].to_numpy() - base.loc[seeds, maps].to_numpy()  # (seeds, 2)
-        p = math.nan
-        if len(seeds) >= 2:
-            p = paired_ttest(head.loc[seeds, "test_map"].to_numpy(),
-                             base.loc[seeds, "test_map"].to_numpy()).p_two_sided
+        full_maps, base_maps = head.loc[seeds, maps].to_numpy(), base.loc[seeds, maps].to_numpy()
+        diff = full_maps - base_maps  # (seeds, 2)
+        p = paired_ttest(full_maps[:, 1], base_maps[:, 1]).p_two_sided if len(seeds) >= 2 else math.nan
         gaps[f"{dataset}/{bits}/{regime}"] = {"val": float(diff[:, 0].mean()),
                                               "test": float(diff[:, 1].mean()),
                                               "n": len(seeds), "test_p": float(p)}

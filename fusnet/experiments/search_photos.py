@@ -44,17 +44,20 @@ def photo_sets(root: Path, num_gallery: int, num_added: int, num_queries: int) -
     """Gallery, added and query photos of Flowers-17 (``path``, ``label`` = class name): the
     first two disjoint and spread over the training split (by class), the queries over the
     test split, so no query is in the gallery."""
-    train = build_dataset("flowers17", root, "train")
-    test = build_dataset("flowers17", root, "test")
-    order = sorted(range(len(train)), key=lambda i: (train.samples[i][1], str(train.samples[i][0])))
-    picked = [order[i] for i in _spread(num_gallery + num_added, len(order))]
-    rng = np.random.default_rng(0)
-    added = set(rng.choice(len(picked), num_added, replace=False).tolist())
-    test_order = sorted(range(len(test)), key=lambda i: (test.samples[i][1], str(test.samples[i][0])))
+    train, test = (build_dataset("flowers17", root, split) for split in ("train", "test"))
+
+    def by_class(dataset) -> list[int]:
+        return sorted(range(len(dataset)), key=lambda i: (dataset.samples[i][1],
+                                                          str(dataset.samples[i][0])))
 
     def frame(dataset, indices) -> pd.DataFrame:
-        rows = [(str(dataset.samples[i][0]), dataset.class_names[dataset.samples[i][1]]) for i in indices]
+        rows = [(str(dataset.samples[i][0]), dataset.class_names[dataset.samples[i][1]])
+                for i in indices]
         return pd.DataFrame(rows, columns=["path", "label"])
+
+    order, test_order = by_class(train), by_class(test)
+    picked = [order[i] for i in _spread(num_gallery + num_added, len(order))]
+    added = set(np.random.default_rng(0).choice(len(picked), num_added, replace=False).tolist())
 
     return {
         "gallery": frame(train, [p for j, p in enumerate(picked) if j not in added]),
