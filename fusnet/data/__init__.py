@@ -1,15 +1,9 @@
 """Datasets of the paper, read from their official downloads, plus a synthetic default.
 
-Use :func:`build_dataset` (``DATASETS`` lists the names)::
-
-    from fusnet.data import build_dataset, build_transform
+Use :func:`build_dataset` (``DATASETS`` lists the names; data/README.md each layout)::
 
     db = build_dataset("cub200", "/data", "train", build_transform(336, train=False))
-    queries = build_dataset("cub200", "/data", "test", build_transform(336, train=False))
     fit = build_dataset("cub200", "/data", "fit", build_transform(336, train=True))
-    val = build_dataset("cub200", "/data", "val", build_transform(336, train=False))
-
-data/README.md describes each dataset's layout, download and split sizes.
 """
 
 from fusnet.data import flowers, generic, official, synthetic  # noqa: F401  (registers loaders)

@@ -111,9 +111,9 @@ def check_image(path: Path, decode: bool = False) -> str | None:
     return None
 
 
+# (path, size, mtime) of files fully decoded in this process: a run building a split
+# several times decodes each image once
 _DECODED: set[tuple[str, int, int]] = set()
-"""(path, size, mtime) of files fully decoded without error in this process: a run that
-builds the training split several times decodes each image once."""
 
 
 def _stamp(path: Path) -> tuple[str, int, int] | None:
@@ -128,19 +128,15 @@ class ImageListDataset(Dataset):
     """Base of every fusnet dataset: a list of labelled images of one split.
 
     Attributes:
-        name: registry name (``"cub200"``, ...).
-        split: ``"train"``, ``"test"``, ``"val"`` or ``"fit"``.
-        root: the root folder as the user gave it (``None`` for synthetic data).
-        data_dir: the folder that holds the dataset's files (the archive's top folder).
-        class_names: one name per class; ``class_names[label]`` names ``label``.
-        samples: ``(path, label)`` per item, in item order.
-        labels: (N,) int64 label per item.
+        name, split: registry name (``"cub200"``, ...) and ``"train"``, ``"test"``, ``"val"``
+            or ``"fit"``.
+        root: the root folder as the user gave it; ``data_dir``: the one holding the files.
+        class_names: ``class_names[label]`` names ``label``.
+        samples: ``(path, label)`` per item; ``labels``: (N,) int64 label per item.
         source: the list file the samples came from, named in error messages.
-        transform: applied to the loaded image in ``__getitem__``; ``None`` returns it as is.
-        image_backend: "pil" (default) or "tensor".
-        read_image: what ``load_image`` reads a file with: :func:`load_rgb` (a PIL image) or,
-            for the "tensor" backend, a (3, H, W) uint8 tensor reader; both are set by
-            :func:`fusnet.data.tensor_io.set_image_backend`.
+        transform: applied to the loaded image in ``__getitem__`` (``None``: as is).
+        image_backend, read_image: "pil" and :func:`load_rgb`, or "tensor" and a (3, H, W)
+            uint8 reader (:func:`fusnet.data.tensor_io.set_image_backend` sets both).
     """
 
     image_backend = "pil"
@@ -260,18 +256,9 @@ class ImageListDataset(Dataset):
     def verify(
         self, *, skip_bad_images: bool = False, decode: bool = False
     ) -> list[tuple[Path, str]]:
-        """Check that every listed image exists and can be opened.
-
-        Args:
-            skip_bad_images: drop bad items (logging a warning) instead of raising.
-            decode: fully decode every image (see :func:`check_image`).
-
-        Returns:
-            ``(path, reason)`` of each bad item found (dropped if ``skip_bad_images``).
-
-        Raises:
-            DataError: a bad image and not ``skip_bad_images``; the message names the files.
-        """
+        """Check that every listed image exists and opens (fully decoded with ``decode``);
+        return ``(path, reason)`` of each bad item. A bad item raises a DataError naming the
+        files, or with ``skip_bad_images`` is dropped with a warning."""
         self.skip_bad_images = skip_bad_images
         bad: list[tuple[int, Path, str]] = []
         for i, (path, _) in enumerate(

@@ -36,9 +36,7 @@ FLOWERS17_CLASSES: tuple[str, ...] = (
 """The official class order of Flowers-17: ``image_n.jpg`` has label ``(n - 1) // 80``."""
 
 FLOWERS17_PER_CLASS = 80
-FLOWERS17_TEST_FRACTION = 0.25
-"""Without ``datasplits.mat``: 20 of each class's 80 images are test, 60 train (the
-official 40 train + 20 val / 20 test proportions, with val folded into train)."""
+FLOWERS17_TEST_FRACTION = 0.25  # without datasplits.mat: the official 60 (40+20 val) / 20
 
 _IMAGE_NUMBER = re.compile(r"image_(\d+)\.jpg$")
 
@@ -66,11 +64,8 @@ def load_flowers17(
     (40 + 20 a class), test = ``tst{k}``; without it, a seeded split of the same sizes.
 
     Args:
-        root: folder holding ``jpg/`` (or its parent, when that folder is named
-            ``flowers17``, or ``jpg/`` itself).
-        split: ``"train"`` or ``"test"``.
         datasplit: which of the three official splits of ``datasplits.mat`` (1, 2, 3).
-        split_seed: seed of the derived split used when ``datasplits.mat`` is absent.
+        split_seed: seed of the split made without ``datasplits.mat``.
     """
     name = "flowers17"
     check_official_split(name, split)

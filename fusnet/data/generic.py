@@ -34,11 +34,7 @@ def load_imagefolder(
     per class, seeded (the paper's Table 2 sets are about 80/20). Classes are the sorted
     folder names (of train and test); images are found recursively by extension.
 
-    Args:
-        root: the folder described above.
-        split: ``"train"`` or ``"test"``.
-        test_fraction: test share of each class in the flat layout.
-        split_seed: seed of the flat layout's split.
+    ``test_fraction`` and ``split_seed``: the flat layout's split.
     """
     name = "imagefolder"
     check_official_split(name, split)
@@ -106,10 +102,6 @@ def load_csv(root: Path | None, split: str) -> ImageListDataset:
     An optional ``root/classes.txt`` (one name a line) gives the class order: names for
     index labels, indices for name labels. Without it, index labels are named by their
     number and name labels sorted (over both files).
-
-    Args:
-        root: folder holding the CSV files.
-        split: ``"train"`` or ``"test"``.
     """
     name = "csv"
     check_official_split(name, split)
@@ -172,6 +164,7 @@ def _check_duplicates(name: str, root: Path, rows: dict[str, list[tuple[str, str
         if both:
             raise DataError(
                 f"dataset {name!r}: {len(both)} image(s) are in both {root / 'train.csv'} and "
-                f"{root / 'test.csv'}: {listing([str(p) for p in both], limit=5)}; a query must not be in the database, "
+                f"{root / 'test.csv'}: {listing([str(p) for p in both], limit=5)}; a query must "
+                "not be in the database, "
                 "remove them from one of the files"
             )

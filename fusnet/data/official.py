@@ -67,7 +67,9 @@ def _cub_layout_samples(
     ``images.txt`` (``<id> <path>``), ``image_class_labels.txt`` (``<id> <class_id>``),
     ``train_test_split.txt`` (``<id> <is_training>``), images under ``images/``."""
     labels_file, split_file = top / "image_class_labels.txt", top / "train_test_split.txt"
-    image_class = {i: parse_int(name, labels_file, c) for i, c in read_columns(name, labels_file, 2)}
+    image_class = {
+        i: parse_int(name, labels_file, c) for i, c in read_columns(name, labels_file, 2)
+    }
     is_train = dict(read_columns(name, split_file, 2))
     want = "1" if split == "train" else "0"
     samples: list[Sample] = []
@@ -129,11 +131,8 @@ def load_aircraft(
     (``<image_id> <variant name>``) and ``images/<image_id>.jpg``. Our ``train`` is the
     official ``trainval``, as in every hashing paper. Images keep their copyright banner.
 
-    Args:
-        root: folder holding ``fgvc-aircraft-2013b/`` (or that folder, or its ``data/``).
-        split: ``"train"`` (trainval) or ``"test"``.
-        annotation_level: ``"variant"`` (the paper's 100 classes), ``"family"`` (70)
-            or ``"manufacturer"`` (30).
+    ``annotation_level``: ``"variant"`` (the paper's 100 classes), ``"family"`` (70) or
+    ``"manufacturer"`` (30).
     """
     name = "aircraft"
     check_official_split(name, split)

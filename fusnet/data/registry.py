@@ -74,16 +74,13 @@ def build_dataset(
 ) -> ImageListDataset:
     """Build one split of a registered dataset, checked before training starts.
 
-    Reads the official split (``"test"``, else ``"train"``); carves ``"val"``/``"fit"``
-    from the full official list (so the carving does not depend on which images turn out
-    bad); then, with ``verify``, opens every image of the split and checks that no class
-    is empty (an error for ``train``/``fit``, a warning for ``test``; ``val`` may lack
-    classes of a single training image).
+    Carves ``"val"``/``"fit"`` from the full official ``"train"`` (so not depending on which
+    images turn out bad); then, with ``verify``, opens every image and checks that no class
+    is empty (an error for ``train``/``fit``, a warning for ``test``, not checked for ``val``).
 
     Args:
-        name: a key of :data:`DATASETS`.
-        root: folder holding the dataset's official layout (``None`` for ``"synthetic"``).
-        split: one of :data:`SPLITS`.
+        name, root, split: a key of :data:`DATASETS`, the folder holding its official
+            layout (``None`` for ``"synthetic"``), one of :data:`SPLITS`.
         transform: applied to each PIL RGB image; ``None`` returns PIL images.
         val_fraction: share of each class held out of ``train`` for ``val``.
         seed: seed of the ``val``/``fit`` carving.
@@ -97,8 +94,7 @@ def build_dataset(
 
     Raises:
         ConfigError: unknown dataset, split or option.
-        DataError: a missing list file, a bad image, an out-of-range label or an empty class;
-            the message names the file and the fix.
+        DataError: a missing list file, bad image, out-of-range label or empty class.
     """
     loader = DATASETS.lookup(name)
     if split not in SPLITS:

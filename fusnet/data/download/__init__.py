@@ -1,36 +1,28 @@
 """Fetch the official dataset files, verify their checksums, and extract them safely.
 
-``download_dataset(name, root)`` downloads each file of a dataset from its official
-source into ``root`` (or a sub-folder of it), verifies it, extracts the archives, and
-returns the dataset's folder, which :func:`fusnet.data.build_dataset` accepts as root.
+``download_dataset(name, root)`` fetches a dataset's files into ``root`` (or a sub-folder),
+verifies and extracts them, and returns the dataset's folder, a root for
+:func:`fusnet.data.build_dataset`.
 
-* Downloads resume: bytes go to ``<file>.part``; a later run asks the server for the
-  rest with ``Range: bytes=N-`` (a server that ignores it and answers 200 restarts the
-  file from byte 0). A finished file is checked (size, MD5 and/or SHA-256) and only
-  then renamed to its final name; a file that fails the check is deleted.
-* Extraction refuses absolute member paths, members or links that would land outside
-  the destination and special files (tarfile's ``filter="data"``, for zip members too),
-  raising :class:`~fusnet.errors.DownloadError` naming the archive and the member.
-* A marker file ``ROOT/.fusnet-download-<name>.json`` records a finished dataset; the
-  next call returns at once. ``force=True`` ignores it: files already present are
-  checked again (and fetched again only if missing or bad) and re-extracted.
-* No internet: every network failure raises a DownloadError naming the URL and
-  saying where to put the files by hand (:func:`manual_instructions`). Files placed
-  by hand under their final name are verified and extracted on the next call.
-* ``base_url_override`` or the ``FUSNET_DOWNLOAD_MIRROR`` environment variable
-  (e.g. ``http://mirror.lan/fusnet``) replaces the scheme and host of every URL; the
-  official path is appended to it.
+* Downloads resume (``<file>.part``, ``Range: bytes=N-``; a server ignoring it restarts the
+  file); a finished file is checked (size, MD5 and/or SHA-256) before it gets its name,
+  and deleted if it fails.
+* Extraction refuses members or links that would land outside the destination, absolute
+  paths and special files, naming the archive and the member.
+* ``ROOT/.fusnet-download-<name>.json`` marks a finished dataset: the next call returns
+  at once. ``force=True`` checks the files present again (fetching only missing or bad
+  ones) and re-extracts.
+* Offline, a DownloadError names the URL and says where to put the files by hand
+  (:func:`manual_instructions`); files placed so are verified and extracted next time.
+* ``base_url_override`` or ``$FUSNET_DOWNLOAD_MIRROR`` (``http://mirror.lan/fusnet``)
+  replaces the scheme and host of every URL.
 
-Every file has at least one checksum confirmed from public code (MD5s from torchvision
-and other loaders, SHA-256s and sizes from TensorFlow Datasets); none is made up. An
-entry without one would be used with a loud "NOT VERIFIED" warning. FGVC-Aircraft:
-public code disagrees, so only the widely used MD5 is kept (if Oxford republishes the
-archive, the check fails and says how to proceed). CUB-200-2011 has no size (the one
-TFDS lists is for a Google Drive copy).
-
-NABirds (terms must be accepted at https://dl.allaboutbirds.org/nabirds) and VegFru
-(the authors' Baidu Pan / project page) have no unauthenticated download: asking for
-them raises a DownloadError holding the manual instructions.
+Every file has a checksum confirmed from public code (MD5s from torchvision and other
+loaders, SHA-256s and sizes from TensorFlow Datasets), none made up; one without would
+be used with a loud "NOT VERIFIED" warning. FGVC-Aircraft keeps only the widely used MD5
+(public code disagrees); CUB-200-2011 has no size (TFDS lists a Google Drive copy's).
+NABirds and VegFru have no unauthenticated download: asking for them raises a
+DownloadError holding the manual instructions.
 """
 
 from __future__ import annotations
@@ -99,18 +91,9 @@ def download_dataset(
     timeout: float = 60.0,
     base_url_override: str | None = None,
 ) -> Path:
-    """Download, verify and extract a dataset's official files under ``root``.
-
-    Args:
-        name: dataset name (:func:`available_downloads`; NABirds and VegFru are manual).
-        root: folder to put the dataset in (created if missing; datasets may share one).
-        force: ignore the "done" marker (module docstring).
-        timeout: seconds to wait for a connection and for each read.
-        base_url_override: mirror replacing the scheme and host of the official URLs
-            (default: ``$FUSNET_DOWNLOAD_MIRROR``, else the official hosts).
-
-    Returns:
-        The dataset's folder (``root/CUB_200_2011``, ...), a root for ``build_dataset``.
+    """Download, verify and extract dataset ``name``'s official files under ``root`` (made if
+    missing; datasets may share one) and return the dataset's folder (module docstring for
+    ``force`` and ``base_url_override``; ``timeout``: seconds for a connection and a read).
 
     Raises:
         DownloadError: no direct download, a file cannot be fetched (the message says

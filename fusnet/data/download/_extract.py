@@ -49,19 +49,9 @@ def _extract_zip(archive: Path, dest: str) -> int:
 
 
 def extract_archive(archive: Path, dest: Path) -> int:
-    """Extract a tar (plain, gz, bz2, xz) or zip archive into ``dest``, refusing escapes.
-
-    Args:
-        archive: the archive file.
-        dest: folder to extract into (created if missing).
-
-    Returns:
-        The number of members extracted.
-
-    Raises:
-        DownloadError: the archive is unreadable, of an unknown kind, or holds a member
-            that would escape ``dest`` (the message names the archive and the member).
-    """
+    """Extract a tar (plain, gz, bz2, xz) or zip archive into ``dest`` (made if missing);
+    return the number of members. DownloadError for an unreadable or unknown archive, or a
+    member that would escape ``dest`` (naming the archive and the member)."""
     if not hasattr(tarfile, "data_filter"):
         raise DownloadError(f"extracting {archive} safely needs tarfile's extraction filters "
                             "(Python 3.10.12, 3.11.4, 3.12 or newer); upgrade Python")

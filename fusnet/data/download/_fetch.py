@@ -1,14 +1,9 @@
 """Resumable HTTP download of one file, with size and checksum verification.
 
-:func:`download_file` fetches a URL into ``<file>.part`` (continuing an existing
-partial file with a ``Range`` request, retrying transfers that break off), checks the
-result with :func:`verify_file` (size, MD5 and/or SHA-256) and only then renames it to
-its final name; network failures become :class:`~fusnet.errors.DownloadError`.
-
-Hand-written on purpose: torchvision's ``download_url`` starts every file from byte 0
-(no ``Range`` resume, no retry of a broken transfer; a 5 GB Food-101 archive cut at
-90% would start over) and its ``check_integrity`` knows MD5 only, while some sources
-publish only a SHA-256; here both are computed in one read of the file.
+Hand-written on purpose: torchvision's ``download_url`` starts every file from byte 0 (no
+``Range`` resume, no retry of a broken transfer: a 5 GB Food-101 archive cut at 90%
+would start over), and its ``check_integrity`` knows MD5 only while some sources publish
+only a SHA-256 (here both come from one read of the file).
 """
 
 from __future__ import annotations
@@ -162,15 +157,11 @@ def download_file(
     timeout: float = 60.0,
     retries: int = _RETRIES,
 ) -> Path:
-    """Download ``url`` to ``dest`` through ``dest.part``, resuming and verifying.
-
-    An existing ``dest`` that passes the check is kept without going online; one that
-    fails it is deleted and fetched again.
+    """Download ``url`` to ``dest`` (returned) through ``dest.part``, resuming and verifying
+    against ``remote``'s size and checksums (none: unverified). A ``dest`` already there
+    that passes the check is kept offline; one that fails is fetched again.
 
     Args:
-        url: the URL to fetch (already mirrored, if wanted).
-        dest: final path of the file (returned).
-        remote: size and checksums to verify against (none: the file is not verified).
         timeout: seconds to wait for the connection and for each read.
         retries: extra attempts, each resuming, after a transfer broke off having received
             bytes (a failure to connect is not retried).

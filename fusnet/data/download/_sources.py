@@ -60,16 +60,12 @@ class DatasetSource:
     """Where a dataset comes from and how it lies under ``root`` once extracted.
 
     Attributes:
-        name: registry name (as in :data:`fusnet.data.DATASETS`).
-        title: human-readable name.
-        homepage: the dataset's official page.
-        subdir: folder under ``root`` that receives the files and their extraction
-            (``""``: ``root`` itself, for archives that hold their own top folder).
-        top: folder under ``root`` holding the dataset once extracted (returned by
-            :func:`download_dataset`).
+        name, title, homepage: registry name (as in :data:`fusnet.data.DATASETS`), human
+            name, official page.
+        subdir: folder under ``root`` receiving the files (``""``: ``root``, for archives
+            holding their own top folder); ``top``: the one holding the dataset.
         expected: paths under ``root`` that exist once the dataset is in place.
-        files: the files to fetch; empty for manual-only datasets.
-        manual: how to get a dataset that has no direct download (None otherwise).
+        files: the files to fetch; empty for manual-only datasets, which have ``manual``.
     """
 
     name: str
