@@ -21,12 +21,14 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from fusnet.experiments import ExperimentConfig, ensure_run
 from fusnet.experiments.recipes import REGIMES
-from fusnet.experiments.regimes import regime_markdown
+from fusnet.experiments.regimes import regime_name
 from fusnet.experiments.runs import ABLATION_CONFIGURATIONS, RunRequest, ablation_variants
+from fusnet.experiments.tables import to_markdown
 
 NOTEBOOK = "03_ablation"  # Table 6's rows; names the experiment only (no output of its own)
 
@@ -35,6 +37,58 @@ ARMS = REGIMES
 
 CONFIGURATIONS = {"full": "cascading+fusion+attention", **{c: c for c in ABLATION_CONFIGURATIONS}}
 """Configuration name -> Table 6 row: the five rows by name, and "full" for the last."""
+
+
+_COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
+            "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
+            "train_seconds", "device", "run"]
+
+
+def configuration_name(config: dict) -> str:
+    """The Table 6 configuration a run's switches name (``baseline`` ... full model)."""
+    if config.get("method", "multifusnet") != "multifusnet":
+        return config["method"]
+    for name, switches in ABLATION_CONFIGURATIONS.items():
+        if all(config["model"][k] == v for k, v in switches.items()):
+            return name
+    return "other"
+
+
+def run_row(folder: Path) -> dict:
+    """One finished run folder as a table row (mAPs in [0, 1])."""
+    config, metrics, manifest = (json.loads((folder / f"{name}.json").read_text())
+                                 for name in ("config", "metrics", "manifest"))
+    selection, optim, data = metrics.get("selection") or {}, config["optim"], config["data"]
+    return {
+        "regime": regime_name(config), "configuration": configuration_name(config),
+        "bits": config["model"]["bits"], "seed": config["seed"], "lr": optim["lr"],
+        "backbone_lr_scale": optim.get("backbone_lr_scale", 1.0), "epochs": optim["epochs"],
+        "schedule": optim.get("schedule", "step"),
+        "augment": data.get("augment", "paper") if config["mode"] != "frozen" else "-",
+        "views": data.get("cached_views", 0), "val_map": selection.get("val_map"),
+        "val_epoch": selection.get("epoch"), "test_map": metrics["map_index_ties"],
+        "train_seconds": manifest.get("train_seconds"), "device": manifest.get("device"),
+        "run": folder.name,
+    }
+
+
+def regime_table(root: Path) -> pd.DataFrame:
+    """Every finished run below ``root``, one row each, sorted by regime, configuration,
+    bits, seed and learning rate."""
+    folders = sorted(p.parent for p in Path(root).rglob("metrics.json")
+                     if (p.parent / "config.json").is_file() and (p.parent / "manifest.json").is_file())
+    table = pd.DataFrame([run_row(folder) for folder in folders], columns=_COLUMNS)
+    return table.sort_values(["regime", "configuration", "bits", "seed", "lr"]).reset_index(drop=True)
+
+
+def regime_markdown(root: Path) -> str:
+    """:func:`regime_table` as a pipe table, mAPs in % (validation and test, ties by index)."""
+    table = regime_table(root).drop(columns=["device"])
+    for column in ("val_map", "test_map"):
+        table[column] = table[column].astype(float) * 100
+    table["train_seconds"] = table["train_seconds"].astype(float).round(0)
+    return to_markdown(table.set_index(["regime", "configuration"]))
+
 
 
 def main() -> None:

@@ -459,3 +459,25 @@ def test_ensure_run_retrains_a_finished_run_missing_a_file_the_caller_needs(tmp_
     assert trained == [str(path)] and not record.reused
     (path / "model.pt").write_bytes(b"weights")
     assert ensure_run(exp, request, needs=["model.pt"]).reused and len(trained) == 1
+
+
+def test_each_training_notebook_shows_what_it_trains():
+    """One cell right after the experiment is built prints the run config's differences
+    from RunConfig's defaults (issue 29), readable without opening the library."""
+    from fusnet.experiments.profiles import notebook_parameters
+
+    for path in sorted((Path(fusnet.__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        sources = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                   if c["cell_type"] == "code"]
+        builds = [i for i, s in enumerate(sources) if "ExperimentConfig.from_parameters(" in s]
+        if builds:  # 08 trains nothing
+            assert sources[builds[0] + 1].rstrip().endswith("exp.config_changes()"), path.name
+    params = notebook_parameters("cpu", "01_main_results")
+    exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu",
+                                           datasets=params["datasets"], bits=params["bits"],
+                                           changes=params["changes"])
+    changes = exp.config_changes()
+    assert changes.loc["model.backbone"].tolist() == ["resnet50", "efficientnet_lite0"]
+    assert changes.loc["mode", "this notebook"] == exp.base_run_config().mode
+    assert "model.bits" not in changes.index  # set per run, not by the notebook's recipe
+    assert all(row["default"] != row["this notebook"] for _, row in changes.iterrows())

@@ -115,7 +115,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ..
         return config, (config.model.bits,)
     base = RunConfig()
     if profile:
-        from fusnet.experiments.recipes import recipe_run_config
+        from fusnet.experiments.config import recipe_run_config
 
         base = recipe_run_config(profile, given.get("cfg__data__dataset"))
     changes: dict[str, Any] = {}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import torch
 
 from fusnet.config import RunConfig
@@ -246,13 +247,25 @@ class ExperimentConfig:
         })
         return without_idle_lower_level_switches(config)
 
+    def config_changes(self) -> pd.DataFrame:
+        """What this notebook trains: each setting of its runs' RunConfig (the profile's
+        recipe with the notebook's changes, before a run's dataset and code length) that
+        differs from :class:`~fusnet.config.RunConfig`'s defaults, beside the default. A
+        notebook's variants (ablation rows, attention modules, methods) change it further."""
+        defaults = flatten_config(RunConfig().to_dict())
+        ours = flatten_config(self.base_run_config().to_dict())
+        rows = [(key, defaults.get(key), value) for key, value in ours.items()
+                if defaults.get(key) != value]
+        return pd.DataFrame(rows, columns=["setting", "default", "this notebook"]).set_index(
+            "setting")
+
     def setup(self, inline_format: str = "jpeg", inline_dpi: int = 72) -> None:
         """Seeds, torch threads, logging (``fusnet.experiments`` at INFO, the rest of fusnet
         at WARNING) and small inline figures for a notebook kernel."""
         _inline_figures(inline_format, inline_dpi)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        # Progress bars are off in a kernel (no TTY); tqdm.auto would still warn about widgets.
+        # tqdm.auto's bars are widgets in a kernel (ipywidgets); without it, no warning.
         warnings.filterwarnings("ignore", message="IProgress not found")
         random.seed(self.seed)
         np.random.seed(self.seed)  # noqa: NPY002 - third-party code reads the global state
@@ -289,6 +302,17 @@ def recipe_run_config(profile: str, dataset: str | None = None) -> RunConfig:
         not isinstance(roots, Mapping) or spec.name in roots)
     return config.replace(**{"data.dataset": spec.loader,
                              "data.root": exp.dataset_root(dataset) if has_folder else None})
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys (``{"model.bits": 48, ...}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _inline_figures(fmt: str, dpi: int) -> None:

@@ -2,16 +2,13 @@
 
 A regime is how much of the network trains: ``frozen`` (the head on cached maps), ``top``
 (the backbone's top stage(s) too, with or without cached augmented views) or ``full``.
-:func:`regime_table` reads every finished run folder below a folder into one row each, so
-the comparison is built from what the runs recorded, never typed in.
+The comparison is built from what the runs recorded (``metrics.json``), never typed in.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,16 +23,10 @@ from fusnet.experiments.runs import (
     ablation_variants,
 )
 from fusnet.experiments.stats import paired_ttest
-from fusnet.experiments.tables import to_markdown
 
 LOWER_LEVEL_CHANGES = tuple(f"model.{name}" for name in LOWER_LEVEL_SWITCHES)
 """Changes a configuration without the cascade does not get, so its run is shared by every
 regime that differs from another by them alone."""
-
-_COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
-            "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
-            "train_seconds", "device", "run"]
-
 
 def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int = CPU_EPOCHS) -> str:
     """A run config's regime as the cpu profile's notebook 11 names it: ``frozen``,
@@ -55,52 +46,6 @@ def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int 
         "" if own == backbone else f"-{own.removeprefix('efficientnet_')}",
     ]
     return "".join(parts)
-
-
-def configuration_name(config: dict) -> str:
-    """The Table 6 configuration a run's switches name (``baseline`` ... full model)."""
-    if config.get("method", "multifusnet") != "multifusnet":
-        return config["method"]
-    for name, switches in ABLATION_CONFIGURATIONS.items():
-        if all(config["model"][k] == v for k, v in switches.items()):
-            return name
-    return "other"
-
-
-def run_row(folder: Path) -> dict:
-    """One finished run folder as a table row (mAPs in [0, 1])."""
-    config, metrics, manifest = (json.loads((folder / f"{name}.json").read_text())
-                                 for name in ("config", "metrics", "manifest"))
-    selection, optim, data = metrics.get("selection") or {}, config["optim"], config["data"]
-    return {
-        "regime": regime_name(config), "configuration": configuration_name(config),
-        "bits": config["model"]["bits"], "seed": config["seed"], "lr": optim["lr"],
-        "backbone_lr_scale": optim.get("backbone_lr_scale", 1.0), "epochs": optim["epochs"],
-        "schedule": optim.get("schedule", "step"),
-        "augment": data.get("augment", "paper") if config["mode"] != "frozen" else "-",
-        "views": data.get("cached_views", 0), "val_map": selection.get("val_map"),
-        "val_epoch": selection.get("epoch"), "test_map": metrics["map_index_ties"],
-        "train_seconds": manifest.get("train_seconds"), "device": manifest.get("device"),
-        "run": folder.name,
-    }
-
-
-def regime_table(root: Path) -> pd.DataFrame:
-    """Every finished run below ``root``, one row each, sorted by regime, configuration,
-    bits, seed and learning rate."""
-    folders = sorted(p.parent for p in Path(root).rglob("metrics.json")
-                     if (p.parent / "config.json").is_file() and (p.parent / "manifest.json").is_file())
-    table = pd.DataFrame([run_row(folder) for folder in folders], columns=_COLUMNS)
-    return table.sort_values(["regime", "configuration", "bits", "seed", "lr"]).reset_index(drop=True)
-
-
-def regime_markdown(root: Path) -> str:
-    """:func:`regime_table` as a pipe table, mAPs in % (validation and test, ties by index)."""
-    table = regime_table(root).drop(columns=["device"])
-    for column in ("val_map", "test_map"):
-        table[column] = table[column].astype(float) * 100
-    table["train_seconds"] = table["train_seconds"].astype(float).round(0)
-    return to_markdown(table.set_index(["regime", "configuration"]))
 
 
 RowsByBits = Mapping[int | str, Sequence[str]]  # code length (or its JSON string) -> rows

@@ -76,6 +76,7 @@ def _execute(path: Path, output: Path, parameters: dict[str, Any], kernel: str, 
     papermill.execute_notebook(
         str(path), str(output), parameters=parameters, kernel_name=kernel, cwd=str(cwd),
         progress_bar=False, log_output=False,
+        store_widget_state=False,  # progress-bar widgets: kilobytes each, nothing to read
     )
 
 

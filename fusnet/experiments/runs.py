@@ -21,7 +21,7 @@ from typing import Any
 
 from fusnet.config import LEGACY_OPTIONS_SECTION, RunConfig, run_fields
 from fusnet.errors import DataError
-from fusnet.experiments.config import ExperimentConfig, relative_to_or_as_is
+from fusnet.experiments.config import ExperimentConfig, flatten_config, relative_to_or_as_is
 from fusnet.methods.options import method_options
 
 logger = logging.getLogger(__name__)
@@ -41,25 +41,15 @@ ABLATION_LINES: dict[str, int] = {name: i for i, name in enumerate(ABLATION_CONF
 """Configuration name -> Table 6 line number (5 = the full model)."""
 
 
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def run_identity(config: RunConfig, data_root: str | None = None) -> dict[str, Any]:
     """The dotted config fields that name a run: those that differ from ``RunConfig()``, so
     a new field with a behaviour-keeping default renames no run. Method options are named
     as in the old flat section (``baseline.adsh_num_samples``: ``LEGACY_OPTIONS_SECTION``).
     ``data_root`` is the data folder as the parameters gave it (relative stays relative:
     moving the checkout renames nothing); default the config's."""
-    defaults = _flatten(RunConfig().to_dict())
+    defaults = flatten_config(RunConfig().to_dict())
     flat = {
-        k: v for k, v in _flatten(config.to_dict()).items()
+        k: v for k, v in flatten_config(config.to_dict()).items()
         if k not in _NOT_IDENTITY and not k.startswith("options.")
         and (k not in defaults or defaults[k] != v)
     }
@@ -175,10 +165,22 @@ def ensure_run(exp: ExperimentConfig, request: RunRequest, keep_checkpoints: boo
                     path.relative_to(exp.root), " or ".join(missing))
         reused = False
     if not reused:
-        start = time.perf_counter()
-        train(config, resume=True)  # resumes from checkpoints/last.pt when there is one
+        start, where = time.perf_counter(), path.relative_to(exp.root)
+        last = path / "checkpoints" / "last.pt"
+        if last.is_file():  # a notebook cell says what it does while it does it
+            logger.info("resuming %s %d bits (%s) from %s", request.dataset, request.bits,
+                        request.label, last.relative_to(exp.root))
+        else:
+            logger.info("training %s %d bits (%s) -> %s", request.dataset, request.bits,
+                        request.label, where)
+        try:
+            train(config, resume=True)  # resumes from checkpoints/last.pt when there is one
+        except KeyboardInterrupt:  # an interrupted kernel: the run stays resumable
+            logger.warning("interrupted: %s keeps checkpoints/last.pt; run the cell again to "
+                           "resume", where)
+            raise
         logger.info("trained %s %d bits (%s) in %.0f s -> %s", request.dataset, request.bits,
-                    request.label, time.perf_counter() - start, path.relative_to(exp.root))
+                    request.label, time.perf_counter() - start, where)
         if not keep_checkpoints:
             shutil.rmtree(path / "checkpoints", ignore_errors=True)
     return RunRecord(dataset=exp.spec(request.dataset).name, bits=int(request.bits),
