@@ -68,8 +68,10 @@ notebooks: venv
 lab: venv
 	LAB_PORT="$(LAB_PORT)" bash scripts/lab.sh
 
+# ruff, and the architecture contract in pyproject.toml ([tool.importlinter]: layers, no circles).
 lint: venv
-	$(BIN)/ruff check fusnet tests benchmarks
+	$(BIN)/ruff check fusnet tests benchmarks scripts
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf runs .pytest_cache
