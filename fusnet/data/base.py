@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from fusnet.errors import DataError
 

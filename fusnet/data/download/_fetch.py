@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from fusnet.data.download._sources import RemoteFile
 from fusnet.errors import DownloadError
