@@ -43,6 +43,7 @@ __all__ = [
     "MODES",
     "NOT_IDENTITY",
     "PAPER_BITS",
+    "PRECISIONS",
     "RESUMABLE",
     "SCHEDULES",
     "DataConfig",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 PAPER_BITS: tuple[int, ...] = (12, 24, 32, 48)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+"""Arithmetic of a training step (``OptimConfig.precision``)."""
 MODES: tuple[str, ...] = ("full", "frozen", "top")
 """Training regimes (``RunConfig.mode``): the whole network, the head on cached frozen maps,
 or the backbone's top stage(s) and the head on cached maps of the stages below."""
@@ -139,6 +142,10 @@ class OptimConfig:
     The schedule is unstated in the paper; the authors' code uses StepLR(80, 0.1)
     (``schedule="step"``). ``schedule="cosine"`` (ours) decays every group's rate to 0 along a
     half cosine over the epochs after ``warmup_epochs`` of linear warm-up (per epoch).
+    ``precision`` (ours): ``"bfloat16"`` runs each training step under bfloat16 autocast
+    where the device computes it natively (a CPU with ``avx512_bf16`` or ``amx_bf16``, a
+    CUDA device with bf16); elsewhere the run says so and trains in float32
+    (``manifest.json``'s ``precision``). Evaluation always encodes in float32.
     """
 
     epochs: int = 300
@@ -150,6 +157,7 @@ class OptimConfig:
     backbone_lr_scale: float = 1.0
     schedule: str = "step"
     warmup_epochs: int = 0
+    precision: str = "float32"
 
 
 
@@ -347,6 +355,7 @@ RANGES: dict[str, Check] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "run.mode": MODES, "run.select": ("val", "last"), "data.augment": AUGMENTATIONS,
     "optim.schedule": SCHEDULES, "data.image_backend": IMAGE_BACKENDS,
+    "optim.precision": PRECISIONS,
     "model.level_pool": LEVEL_POOLS,
 }
 

@@ -42,8 +42,39 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def autocast_context(device: torch.device, enabled: bool):
-    """float16 autocast on CUDA when enabled; a no-op elsewhere (CPU/MPS run in float32)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA device that supports it, or a
+    CPU whose flags (/proc/cpuinfo) include ``avx512_bf16`` or ``amx_bf16`` (oneDNN then
+    runs convolutions and matmuls in bf16; elsewhere torch emulates it, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def step_precision(device: torch.device, requested: str) -> dict[str, str]:
+    """The precision a training step runs in: ``{"requested", "used"}``, plus ``"note"``
+    when bfloat16 was asked for and the device lacks it (the run then trains in float32,
+    with a warning, and its manifest says so)."""
+    if requested != "bfloat16" or native_bf16(device):
+        return {"requested": requested, "used": requested}
+    note = (f"{device.type} device without native bfloat16 (no avx512_bf16 / amx_bf16 on a "
+            "CPU): trained in float32")
+    logger.warning("optim.precision = 'bfloat16' asked for on a %s", note)
+    return {"requested": requested, "used": "float32", "note": note}
+
+
+def autocast_context(device: torch.device, enabled: bool, precision: str = "float32"):
+    """The autocast a training step runs under: bfloat16 when ``precision`` (as
+    :func:`step_precision` resolved it) says so, else float16 on CUDA when ``enabled``
+    (AMP), else none (float32)."""
+    if precision == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return nullcontext()

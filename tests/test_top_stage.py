@@ -190,3 +190,54 @@ def test_the_tensor_image_backend_trains_on_image_files(tmp_path, mode):
     assert 0.0 <= result.metrics["map_index_ties"] <= 1.0
     with pytest.raises(ConfigError, match="image files"):
         tiny_config(tmp_path, **{"data.image_backend": "tensor"})  # the synthetic set
+
+
+BF16_LOSS_TOLERANCE = 0.03
+"""The bf16 step's loss within 3% of float32's, relative, on one fixed batch (bf16 keeps 8
+bits of mantissa: about 2-3 significant digits per operation)."""
+BF16_CODE_AGREEMENT = 0.9
+"""At least 90% of the batch's code bits equal (a bit flips only where its logit is near 0)."""
+
+
+def _one_top_batch(tmp_path):
+    from fusnet.train.batches import epoch_batches
+
+    trainer = Trainer(tiny_config(tmp_path, mode="top", **{"data.cached_views": 1,
+                                                           "model.backbone": "efficientnet_lite0"}))
+    trainer.setup()
+    batch = next(iter(epoch_batches(trainer.config, trainer.data, trainer.sampler, 0,
+                                    trainer.device, zoom=True)))
+    return trainer, batch
+
+
+def test_a_bf16_step_tracks_float32_on_a_fixed_batch(tmp_path):
+    trainer, batch = _one_top_batch(tmp_path)
+    trainer.trainable.eval()  # no dropout, BatchNorm on running statistics: one function
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        with torch.no_grad():
+            loss, _ = trainer.method.batch_loss(
+                trainer.trainable, batch,
+                lambda p=precision: runtime.autocast_context(trainer.device, False, p))
+            with runtime.autocast_context(trainer.device, False, precision):
+                logits = trainer.trainable(batch.inputs).hash_logits  # (B, bits)
+        results[precision] = (float(loss), torch.sign(logits.float()))
+    (loss32, codes32), (loss16, codes16) = results["float32"], results["bfloat16"]
+    assert abs(loss16 - loss32) <= BF16_LOSS_TOLERANCE * abs(loss32), (loss16, loss32)
+    assert (codes16 == codes32).float().mean() >= BF16_CODE_AGREEMENT
+
+
+def test_bf16_asked_for_without_native_support_trains_in_float32_and_says_so(tmp_path,
+                                                                             monkeypatch,
+                                                                             caplog):
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)  # a CPU without the flag
+    config = tiny_config(tmp_path, mode="frozen", **{"optim.precision": "bfloat16",
+                                                     "optim.epochs": 1, "select": "last"})
+    with caplog.at_level("WARNING", logger="fusnet.runtime"):
+        result = train(config)
+    manifest = json.loads((result.output_dir / "manifest.json").read_text())
+    assert manifest["precision"]["requested"] == "bfloat16"
+    assert manifest["precision"]["used"] == "float32" and "float32" in manifest["precision"]["note"]
+    assert "without native bfloat16" in caplog.text
+    assert runtime.step_precision(torch.device("cpu"), "float32") == {
+        "requested": "float32", "used": "float32"}

@@ -107,6 +107,7 @@ class Trainer:
         self.device = runtime.resolve_device(config.device)
         self.rank, self.world = runtime.init_distributed(self.device)
         self.amp = config.amp and self.device.type == "cuda"
+        self.precision = runtime.step_precision(self.device, config.optim.precision)
         self.progress = Progress()
         self.after_setup: list[Callable[[Trainer], None]] = []
         self.before_epoch: list[Callable[[Trainer, int], None]] = []
@@ -248,7 +249,8 @@ class Trainer:
     def _step(self, batch: Batch, epoch: int, step: int) -> tuple[Tensor, dict[str, Any]]:
         """One optimiser step on ``batch``: the method's loss, backward, update."""
         loss, parts = self.method.batch_loss(
-            self.trainable, batch, lambda: runtime.autocast_context(self.device, self.amp))
+            self.trainable, batch,
+            lambda: runtime.autocast_context(self.device, self.amp, self.precision["used"]))
         self._check_finite(loss, epoch, step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -326,7 +328,7 @@ class Trainer:
         test_seconds = time.perf_counter() - start
         metrics = run_metrics(config, self.method, self.data, selected, test, progress.history)
         manifest = run_manifest(config, self.data, self.weights_tag, self.device, self.world,
-                                self.amp, self.code, progress, self._wall_seconds(),
+                                self.amp, self.precision, self.code, progress, self._wall_seconds(),
                                 time.perf_counter() - self.wall_start, self._caching_seconds(),
                                 test_seconds)
         write_run(self.output_dir, config, self.data, self.model, codes, metrics, manifest)

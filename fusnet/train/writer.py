@@ -62,7 +62,8 @@ def run_metrics(config: RunConfig, method: HashingMethod, data: RunData, selecte
 
 
 def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any, world: int,
-                 amp: bool, code: Any, progress: Progress, wall_seconds: float,
+                 amp: bool, precision: dict[str, str], code: Any, progress: Progress,
+                 wall_seconds: float,
                  wall_this_process: float, caching_seconds: float,
                  test_seconds: float) -> dict[str, Any]:
     """The content of ``manifest.json``: what produced the run (STYLE.md) and what it cost.
@@ -81,6 +82,7 @@ def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any
         "device": runtime.device_description(device),
         "world_size": world,
         "amp": amp,
+        "precision": precision,  # of the training steps; {"requested", "used"[, "note"]}
         "mode": config.mode,
         "wall_seconds": round(wall_seconds, 2),  # summed over resumes
         "wall_seconds_this_process": round(wall_this_process, 2),
