@@ -40,6 +40,17 @@ def flowers17_root(shared_data: Path) -> Path:
     return shared_data / "flowers17"
 
 
+@pytest.fixture(scope="session")
+def nabirds33_root() -> Path:
+    """The 33-class NABirds subset, the folder holding ``nabirds/`` (what the cpu recipe
+    names); skipped where the shared data lacks it (present in CI)."""
+    root = SHARED_DATA / "nabirds33"
+    if not (root / "nabirds").is_dir():
+        pytest.skip(f"NABirds-33 subset not found at {root}; check out ../shared beside the "
+                    "repo or set FUSNET_SHARED_DATA")
+    return root
+
+
 def interrupt_in_epoch(config, monkeypatch=None, epoch: int = 1) -> None:
     """Train ``config`` until a KeyboardInterrupt at the start of ``epoch`` (0-based),
     as a user's Ctrl-C would, leaving its checkpoints for ``train(config, resume=True)``.
