@@ -1,11 +1,9 @@
 """Baselines trained and evaluated beside Multi-FusNet under one protocol.
 
 Each baseline shares Multi-FusNet's data, backbone, training loop (``fusnet.train.loop``) and
-evaluation, and brings its paper's network head, loss and hyper-parameters: its options, a
-frozen dataclass in its module registered with it (``DPSHOptions``, ...; the run's
-``RunConfig.options``, ``--<method>-<option>`` on the command line); choose one with
-``RunConfig.method`` (``fusnet train --method dpsh``). Every module's docstring names its
-sources and states its simplifications.
+evaluation, and brings its paper's network head, loss and options (:mod:`fusnet.methods.options`);
+choose one with ``RunConfig.method`` (``fusnet train --method dpsh``). Every module's docstring
+names its sources and states its simplifications.
 
 =========  ===========================  ==============================================
 method     paper                        retrieval database
@@ -18,8 +16,7 @@ exchnet    Cui et al., ECCV 2020        learned codes V of the training images
 =========  ===========================  ==============================================
 
 Multi-FusNet itself is a method of the same kind (:class:`MultiFusNetMethod`, not in the
-baselines' registry :data:`METHODS`); :func:`method_class` finds either by name, so the
-training loop treats them alike.
+baselines' registry :data:`METHODS`); :func:`method_class` finds either by name.
 """
 
 # Registration, in the order of the table above (the order of METHODS, so of notebook 09).
@@ -38,17 +35,8 @@ from fusnet.methods.base import (
 from fusnet.methods.multifusnet import MultiFusNetMethod
 
 __all__ = [
-    "LEARNED_DATABASE",
-    "METHODS",
-    "MULTIFUSNET",
-    "NETWORK_DATABASE",
-    "HashOutput",
-    "HashingMethod",
-    "HashingNet",
-    "MultiFusNetMethod",
-    "build_method",
-    "method_class",
-    "register_method",
+    "LEARNED_DATABASE", "METHODS", "MULTIFUSNET", "NETWORK_DATABASE", "HashOutput", "HashingMethod",
+    "HashingNet", "MultiFusNetMethod", "build_method", "method_class", "register_method",
 ]
 
 

@@ -1,46 +1,22 @@
 """What every method shares: the network wrapper, the method interface and the registry.
 
-A method (a baseline, or Multi-FusNet itself: :mod:`fusnet.methods.multifusnet`)
-is a :class:`HashingMethod`: an ``nn.Module`` whose buffers hold its training state
-(ADSH's learned database codes V, DPSH's output memory, HashNet's step counter, ExchNet's
-anchors, Multi-FusNet's task weights), so the training loop checkpoints and restores it
-with the rest and a resumed run continues exactly. The training loop
-(``fusnet.train.loop.Trainer``) calls:
-
-- ``build_zoom(config)`` and ``build_backbone(config)`` (classmethods): what the data and
-  its caches are computed with (a zoom view: Multi-FusNet's only);
-- ``build_model(config, num_classes, backbone)`` (a classmethod): the network, a
-  :class:`HashingNet` (backbone + head over the backbone's level maps, like Multi-FusNet,
-  so frozen-backbone mode trains the head on cached maps); then ``bind(model)`` once;
-- ``on_epoch_start(epoch)`` and ``epoch_subset()``: which fit images this epoch uses
-  (ADSH-style methods train on a sampled set Omega);
-- ``batch_loss(net, batch, autocast)``: the loss of one batch; by default the network's
-  forward with ``forward_kwargs(labels)`` (ExchNet's feature exchange needs the batch's
-  class anchors), then ``loss(out, labels, index)``, the method's paper loss; ``index``
-  holds the batch's positions in the fit set (``0 .. N_fit-1``);
-- ``after_step()`` and ``on_epoch_end(epoch)``: bookkeeping (HashNet's continuation
-  step, ADSH's discrete update of V);
-- ``learned_database_codes()``: codes for the fit images that replace the network's codes
-  in the retrieval database (ADSH-style methods), or None; ``database_definition()``
-  says which, for ``metrics.json``;
-- ``metrics_details()`` (by default ``describe()``: ``hyperparameters()``, the method's
-  options as given, and ``derived()``, what it computes from them) and
-  ``proxy_diagnostics``: what ``metrics.json`` records about the method.
-
-Each method owns its options: a frozen dataclass beside it in its module (``Options``, e.g.
-:class:`fusnet.methods.baselines.adsh.ADSHOptions`), registered with the method. The run config
-holds the chosen method's options as data (``RunConfig.options``, parsed by the method), the
-command line shows them as ``--<method>-<option>`` flags in the method's own group, and
-``hyperparameters()`` is ``dataclasses.asdict`` of them.
+A method (a baseline, or Multi-FusNet itself: :mod:`fusnet.methods.multifusnet`) is a
+:class:`HashingMethod`: an ``nn.Module`` whose buffers hold its training state (ADSH's
+learned database codes V, DPSH's output memory, HashNet's step counter, ExchNet's anchors,
+Multi-FusNet's task weights), so the training loop (``fusnet.train.loop.Trainer``)
+checkpoints and restores it with the rest and a resumed run continues exactly. The loop
+calls its hooks in the order :class:`HashingMethod` defines them. Its network is a
+:class:`HashingNet`: backbone + head over the backbone's level maps, like Multi-FusNet, so
+frozen-backbone mode trains the head on cached maps.
 
 Register a baseline with :func:`register_method`; build one by name with
-:func:`build_method` (baselines) or ``fusnet.methods.method_class`` (any method).
+:func:`build_method` (baselines) or ``fusnet.methods.method_class`` (any method). Options:
+:mod:`fusnet.methods.options`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -56,25 +32,11 @@ from fusnet.errors import ConfigError
 from fusnet.models.multifusnet import build_model_backbone
 from fusnet.registry import Registry
 
-logger = logging.getLogger(__name__)
-
 __all__ = [
-    "LEARNED_DATABASE",
-    "METHODS",
-    "MULTIFUSNET",
-    "NETWORK_DATABASE",
-    "Batch",
-    "HashOutput",
-    "HashingMethod",
-    "HashingNet",
-    "NoOptions",
-    "build_method",
-    "gather_rows",
-    "option_problems_of",
-    "parse_options",
-    "register_method",
-    "same_label",
-    "sign_codes",
+    "LEARNED_DATABASE", "METHODS", "MULTIFUSNET", "NETWORK_DATABASE", "Autocast", "Batch",
+    "HashOutput", "HashingMethod", "HashingNet", "LossAndParts", "NoOptions", "build_method",
+    "gather_rows", "global_pool", "option_problems_of", "parse_options", "register_method",
+    "same_label", "sign_codes",
 ]
 
 MULTIFUSNET = "multifusnet"
@@ -87,40 +49,48 @@ class NoOptions:
     the run's ``model`` and ``loss`` sections)."""
 
 
-def option_problems_of(options_cls: type, method: str, given: Any) -> list[str]:
-    """What is wrong with ``given`` (None, a mapping of option names, or an ``options_cls``
-    instance) as ``method``'s options: one line per problem, with its
-    ``--<method>-<option>`` flag."""
+def _as_options(options_cls: type, method: str, given: Any) -> Any:
+    """``given`` (None, a mapping of option names, or an ``options_cls`` instance) as an
+    ``options_cls`` instance, its values not yet checked.
+
+    Raises:
+        ConfigError: ``given`` is another method's options, not a mapping, or has unknown
+            names; the message says which options ``method`` takes.
+    """
     if given is None or isinstance(given, options_cls):
-        options = given if given is not None else options_cls()
-    else:
-        known = [f.name for f in dataclasses.fields(options_cls)]
-        what = (f"method {method!r} has no options of its own" if not known
-                else f"method {method!r} takes the options {known}")
-        if dataclasses.is_dataclass(given) and not isinstance(given, type):
-            return [f"options are {type(given).__name__}, but {what}"]
-        if not isinstance(given, dict):
-            return [f"config section 'options' must be a mapping; {what}"]
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            return [f"unknown options config key(s) {unknown}: {what}"]
-        options = options_cls(**given)
+        return given if given is not None else options_cls()
+    known = [f.name for f in dataclasses.fields(options_cls)]
+    what = (f"method {method!r} has no options of its own" if not known
+            else f"method {method!r} takes the options {known}")
+    if dataclasses.is_dataclass(given) and not isinstance(given, type):
+        raise ConfigError(f"options are {type(given).__name__}, but {what}")
+    if not isinstance(given, dict):
+        raise ConfigError(f"config section 'options' must be a mapping; {what}")
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown options config key(s) {unknown}: {what}")
+    return options_cls(**given)
+
+
+def option_problems_of(options_cls: type, method: str, given: Any) -> list[str]:
+    """What is wrong with ``given`` as ``method``'s options (:func:`_as_options`): one line
+    per problem, with its ``--<method>-<option>`` flag."""
+    try:
+        options = _as_options(options_cls, method, given)
+    except ConfigError as exc:
+        return [str(exc)]
     return section_problems("options", options, flag_prefix=f"{method}_", non_negative=True)
 
 
 def parse_options(options_cls: type, method: str, given: Any) -> Any:
-    """``given`` as an ``options_cls`` instance (:func:`option_problems_of`).
+    """``given`` as an ``options_cls`` instance, checked.
 
     Raises:
-        ConfigError: every problem at once.
+        ConfigError: every problem at once (:func:`option_problems_of`).
     """
-    problems = option_problems_of(options_cls, method, given)
-    if problems and problems[0].startswith(("options are", "config section", "unknown")):
-        raise ConfigError(problems[0])
-    raise_problems(problems)
-    if given is None or isinstance(given, options_cls):
-        return given if given is not None else options_cls()
-    return options_cls(**given)
+    options = _as_options(options_cls, method, given)
+    raise_problems(section_problems("options", options, flag_prefix=f"{method}_", non_negative=True))
+    return options
 
 
 @dataclass
@@ -140,6 +110,14 @@ class Batch:
     zoom_inputs: Any
     labels: Tensor
     positions: Tensor
+
+
+Autocast = Callable[[], AbstractContextManager]
+"""The run's mixed-precision context (a no-op without AMP), entered around a forward pass."""
+
+LossAndParts = tuple[Tensor, dict[str, Tensor]]
+"""``(loss, parts)``: a batch's scalar float32 loss and detached scalars for logging
+(``parts["loss"]`` is the total)."""
 
 NETWORK_DATABASE = "network codes of the training images"
 """Database definition of symmetric methods: the trained network encodes the database."""
@@ -168,9 +146,9 @@ class HashOutput:
 class HashingNet(nn.Module):
     """Backbone + a method's head over the backbone's level maps.
 
-    The same split as :class:`~fusnet.models.multifusnet.MultiFusNet`: ``forward(images)`` is
-    ``head(backbone(images))``, so frozen-backbone mode trains ``head`` on cached maps and
-    the shared encoding code (``fusnet.eval.encoding``) works unchanged.
+    ``forward(images)`` is ``head(backbone(images))``, as in
+    :class:`~fusnet.models.multifusnet.MultiFusNet`, so the shared encoding code
+    (``fusnet.eval.encoding``) works unchanged.
 
     Args:
         backbone: a ``fusnet.models`` backbone (three level maps and ``feature_info``).
@@ -203,6 +181,11 @@ def same_label(a: Tensor, b: Tensor) -> Tensor:
     return (a[:, None] == b[None, :]).to(torch.float32)
 
 
+def global_pool(x: Tensor) -> Tensor:
+    """Global average pooling, (B, C, H, W) -> (B, C)."""
+    return x.mean(dim=(2, 3))
+
+
 def gather_rows(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     """All ranks' ``(values, index)`` concatenated (identity without torch.distributed).
 
@@ -220,11 +203,11 @@ def gather_rows(values: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class HashingMethod(nn.Module):
-    """Base class of the methods; see the module docstring for the protocol.
+    """Base class of the methods: the hooks the training loop calls, in the order it calls them.
 
     Subclasses set the class attributes and implement ``build_model`` and ``loss`` (or
-    override ``batch_loss``, as Multi-FusNet does).
-    Training state lives in buffers (checkpointed with the trainer's ``criterion``).
+    override ``batch_loss``, as Multi-FusNet does). Training state lives in buffers
+    (checkpointed with the trainer's ``criterion``).
 
     Args:
         config: the run.
@@ -236,9 +219,8 @@ class HashingMethod(nn.Module):
         paper: citation.
         database: the retrieval database's definition (recorded in ``metrics.json``).
         supports_frozen: whether frozen-backbone mode is meaningful for the method.
-        Options: the method's options, a frozen dataclass (``RunConfig.options`` of its
-            runs, which hold them as data; :class:`NoOptions` when it has none).
-        options: the run's options of the method.
+        Options: the method's options, a frozen dataclass (:class:`NoOptions`: none).
+        options: the run's options of the method, parsed from ``RunConfig.options``.
         proxy_diagnostics: diagnostics of the method's class proxy codes for
             ``metrics.json`` (Multi-FusNet's), or None.
     """
@@ -282,27 +264,56 @@ class HashingMethod(nn.Module):
         """The method's network on ``backbone`` (no training state needed)."""
         raise NotImplementedError
 
-    def hyperparameters(self) -> dict[str, Any]:
-        """The method's options as given (recorded in ``metrics.json``)."""
-        return dataclasses.asdict(self.options)
+    def bind(self, model: HashingNet) -> None:
+        """Called once with the built network, before any checkpoint is loaded."""
 
-    def derived(self) -> dict[str, Any]:
-        """What the method computes from its options and the run (HashNet's alpha, the
-        sample size actually drawn, ...), recorded beside them."""
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (0-based) draws its batches."""
+
+    def epoch_subset(self) -> Tensor | None:
+        """Fit positions this epoch trains on (None: all fit images; ADSH-style methods train
+        on a sampled set Omega)."""
+        return None
+
+    def batch_loss(self, net: nn.Module, batch: Batch, autocast: Autocast) -> LossAndParts:
+        """The loss of one training batch: the network's forward (with :meth:`forward_kwargs`)
+        under ``autocast``, then :meth:`loss` in float32.
+
+        Args:
+            net: the trained network (``model``, its head, or its top stages; wrapped in
+                DistributedDataParallel on several processes).
+            batch: inputs (images or cached maps), zoomed inputs, labels, fit positions.
+            autocast: the run's mixed-precision context.
+        """
+        with autocast():
+            out = net(batch.inputs, **self.forward_kwargs(batch.labels))
+        return self.loss(out, batch.labels, batch.positions)  # float32, outside autocast
+
+    def forward_kwargs(self, labels: Tensor) -> dict[str, Any]:
+        """Extra keyword arguments for the network's forward on a training batch (ExchNet's
+        feature exchange needs the batch's class anchors)."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "paper": self.paper,
-            "database": self.database,
-            "hyperparameters": self.hyperparameters(),
-            "derived": self.derived(),
-        }
+    def loss(self, out: HashOutput, labels: Tensor, index: Tensor) -> LossAndParts:
+        """The method's paper loss on one batch.
 
-    def metrics_details(self) -> dict[str, Any] | None:
-        """``metrics.json``'s ``method_details`` entry (None: no entry)."""
-        return self.describe()
+        Args:
+            out: the network's outputs.
+            labels: (B,) classes.
+            index: (B,) positions of the batch in the fit set.
+        """
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (HashNet's continuation step)."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after the last batch of epoch ``epoch`` (0-based; ADSH's update of V)."""
+
+    def learned_database_codes(self) -> Tensor | None:
+        """Codes (N_fit, bits) in {-1, +1} that replace the network's codes of the fit images
+        in the retrieval database (ADSH-style methods), in fit-position order, or None."""
+        return None
 
     def database_definition(self, held_out: int) -> str:
         """What the retrieval database holds, for ``metrics.json``.
@@ -318,62 +329,22 @@ class HashingMethod(nn.Module):
         return (f"{LEARNED_DATABASE} (fit images); network codes for the "
                 f"{held_out} held-out validation images")
 
-    def batch_loss(
-        self, net: nn.Module, batch: Batch, autocast: Callable[[], AbstractContextManager]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss of one training batch: ``(loss, parts)`` as :meth:`loss` returns them.
+    def hyperparameters(self) -> dict[str, Any]:
+        """The method's options as given (recorded in ``metrics.json``)."""
+        return dataclasses.asdict(self.options)
 
-        Args:
-            net: the trained network (``model``, its head, or its top stages; wrapped in
-                DistributedDataParallel on several processes).
-            batch: inputs (images or cached maps), zoomed inputs, labels, fit positions.
-            autocast: the run's mixed-precision context (a no-op without AMP).
-        """
-        with autocast():
-            out = net(batch.inputs, **self.forward_kwargs(batch.labels))
-        return self.loss(out, batch.labels, batch.positions)  # float32, outside autocast
-
-    # --- hooks with do-nothing defaults ---------------------------------------------
-
-    def bind(self, model: HashingNet) -> None:
-        """Called once with the built network, before any checkpoint is loaded."""
-
-    def on_epoch_start(self, epoch: int) -> None:
-        """Called before epoch ``epoch`` (0-based) draws its batches."""
-
-    def epoch_subset(self) -> Tensor | None:
-        """Fit positions this epoch trains on (None: all fit images)."""
-        return None
-
-    def forward_kwargs(self, labels: Tensor) -> dict[str, Any]:
-        """Extra keyword arguments for the network's forward on a training batch."""
+    def derived(self) -> dict[str, Any]:
+        """What the method computes from its options and the run (HashNet's alpha, the
+        sample size actually drawn, ...), recorded beside them."""
         return {}
 
-    def loss(
-        self, out: HashOutput, labels: Tensor, index: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """The method's loss on one batch.
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "paper": self.paper, "database": self.database,
+                "hyperparameters": self.hyperparameters(), "derived": self.derived()}
 
-        Args:
-            out: the network's outputs.
-            labels: (B,) classes.
-            index: (B,) positions of the batch in the fit set.
-
-        Returns:
-            ``(loss, parts)``: the scalar float32 loss and detached scalars for logging
-            (``parts["loss"]`` is the total).
-        """
-        raise NotImplementedError
-
-    def after_step(self) -> None:
-        """Called after each optimiser step."""
-
-    def on_epoch_end(self, epoch: int) -> None:
-        """Called after the last batch of epoch ``epoch`` (0-based)."""
-
-    def learned_database_codes(self) -> Tensor | None:
-        """Codes (N_fit, bits) in {-1, +1} for the fit images, in fit-position order, or None."""
-        return None
+    def metrics_details(self) -> dict[str, Any] | None:
+        """``metrics.json``'s ``method_details`` entry (None: no entry)."""
+        return self.describe()
 
 
 MethodFactory = type[HashingMethod]
@@ -385,13 +356,8 @@ baseline): it cannot be registered and heads the known names of the unknown-name
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
-    """Class decorator adding a :class:`HashingMethod` subclass to :data:`METHODS`, with
-    its options (the class's ``Options``).
-
-    Sets the class's ``name`` to ``name``.
-
-    Args:
-        name: registry key, as used in ``RunConfig.method``.
+    """Class decorator adding a :class:`HashingMethod` subclass (and so its ``Options``) to
+    :data:`METHODS` under ``name`` (``RunConfig.method``); sets the class's ``name``.
 
     Raises:
         ConfigError: ``name`` is already registered, or is :data:`MULTIFUSNET`.
@@ -408,14 +374,6 @@ def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
 
 
 def build_method(name: str) -> MethodFactory:
-    """The method class registered as ``name``.
-
-    Raises:
-        ConfigError: no such method (:data:`MULTIFUSNET` included: it is not a baseline).
-    """
+    """The method class registered as ``name``; a :class:`ConfigError` when there is none
+    (:data:`MULTIFUSNET` included: it is not a baseline)."""
     return METHODS.lookup(name)
-
-
-def global_pool(x: Tensor) -> Tensor:
-    """Global average pooling, (B, C, H, W) -> (B, C)."""
-    return x.mean(dim=(2, 3))

@@ -10,24 +10,18 @@ What makes it Multi-FusNet lives here (``method.md`` sections 3-4):
 - the multi-task loss (Eq. 12) with the learned task weights α1, α2
   (:class:`~fusnet.models.losses.MultiTaskLoss`), the method's only training state;
 - the database: the network's codes of the training images.
-
-Checkpoints keep the layout they had before Multi-FusNet became a method: the ``criterion``
-entry holds the task weights alone (``alpha1``, ``alpha2``), which is what
-:meth:`MultiFusNetMethod.state_dict` returns and :meth:`~MultiFusNetMethod.load_state_dict`
-reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fusnet.config import RunConfig
-from fusnet.methods.base import MULTIFUSNET, Batch, HashingMethod
+from fusnet.methods.base import MULTIFUSNET, Autocast, Batch, HashingMethod, LossAndParts
 from fusnet.models.losses import MultiTaskLoss, classification_loss, hash_loss
 from fusnet.models.multifusnet import MultiFusNet
 from fusnet.models.proxy_codes import class_proxy_codes, code_diagnostics
@@ -37,13 +31,7 @@ __all__ = ["MultiFusNetMethod"]
 
 
 class MultiFusNetMethod(HashingMethod):
-    """The paper's model, its zoom view, proxy codes and multi-task balanced loss.
-
-    Args:
-        config: the run.
-        fit_labels: class of each fit image, in fit-position order, (N_fit,) int64.
-        num_classes: classes of the training split.
-    """
+    """The paper's model, its zoom view, proxy codes and multi-task balanced loss."""
 
     name = MULTIFUSNET
     paper = "Multi-FusNet (the paper this repository reproduces)"
@@ -71,9 +59,7 @@ class MultiFusNetMethod(HashingMethod):
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> MultiFusNet:
         return MultiFusNet(config.model, num_classes, backbone=backbone)
 
-    def batch_loss(
-        self, net: nn.Module, batch: Batch, autocast: Callable[[], AbstractContextManager]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    def batch_loss(self, net: nn.Module, batch: Batch, autocast: Autocast) -> LossAndParts:
         """Eqs. 12-16 on one batch, computed under ``autocast`` (as the paper's model always was)."""
         inputs, zoom_inputs, labels = batch.inputs, batch.zoom_inputs, batch.labels
         with autocast():
@@ -100,7 +86,8 @@ class MultiFusNetMethod(HashingMethod):
         """None: the run's config describes the paper's model (no ``method_details`` entry)."""
         return None
 
-    # The checkpoint's ``criterion`` entry: the task weights alone, as before.
+    # The checkpoint's ``criterion`` entry holds the task weights alone (alpha1, alpha2), the
+    # layout of checkpoints written before Multi-FusNet became a method.
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.loss_weights.state_dict(*args, **kwargs)
 

@@ -1,11 +1,12 @@
-"""A method's own options: parsing the run config's plain data into the method's frozen
-dataclass, checking it, and filling in the defaults.
+"""A method's own options, looked up by method name.
 
 Each method defines its options (DPSH's eta, ADSH's |Omega|, ...) as a frozen dataclass in
-its module (``fusnet.methods.baselines.adsh.ADSHOptions``), registered with it;
-``RunConfig.options`` (:mod:`fusnet.config`) holds them as a mapping of option names, so
-configuration asks no registry. The method parses them (:func:`method_options`), and the
-training preflight checks them with the rest of the run (:func:`option_problems`).
+its module (``fusnet.methods.baselines.adsh.ADSHOptions``), registered with it; the command
+line shows them as ``--<method>-<option>`` flags in the method's own group, and
+``hyperparameters()`` records them. ``RunConfig.options`` (:mod:`fusnet.config`) holds them
+as a plain mapping, so configuration asks no registry: the method parses them
+(:func:`method_options`), and the training preflight checks them with the rest of the run
+(:func:`option_problems`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ def method_options(method: str, given: Any = None) -> Any:
     ``given`` itself (an instance of its options class), or parsed from a mapping.
 
     Raises:
-        ConfigError: unknown keys (another method's options among them), options of
-            another method, or values of the wrong type or out of range.
+        ConfigError: what :func:`option_problems` reports.
     """
     return parse_options(options_class(method), method, given)
 
@@ -59,4 +59,3 @@ def with_options(config: RunConfig) -> RunConfig:
     run records in ``config.json``)."""
     options = dataclasses.asdict(method_options(config.method, config.options))
     return config if options == config.options else config.replace(options=options)
-

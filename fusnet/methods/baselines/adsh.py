@@ -2,16 +2,13 @@
 
 The query network is the shared backbone with one linear hash layer and tanh on its pooled
 top level; the database codes V are learned directly and updated by discrete cyclic
-coordinate descent (see :mod:`fusnet.methods.baselines.asymmetric` for the loss, the V-step and the
-mapping onto the training loop).
+coordinate descent (:mod:`fusnet.methods.baselines.asymmetric`: the loss, the V-step, the
+mapping onto the training loop). **The retrieval database is the learned V for the training
+images** (``metrics.json``: ``database = "learned codes V"``); only the queries (the test
+split) are encoded by the network.
 
-**The retrieval database is the learned V for the training images**, not the network's
-codes of them (``metrics.json``: ``database = "learned codes V"``); only the queries (the
-test split) are encoded by the network.
-
-Defaults (paper and the authors' ``ADSH_pytorch`` code): γ = 200, |Ω| = 2000, 3 epochs per
-outer iteration, V initialised to 0, soft similarity (the code's ``calc_sim``), loss divided
-by N·|batch|.
+Defaults (paper and the authors' ``ADSH_pytorch`` code): :class:`ADSHOptions`, V initialised
+to 0, loss divided by N·|batch|.
 
 Simplifications (stated loudly):
 
@@ -25,18 +22,15 @@ Simplifications (stated loudly):
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
-from torch import Tensor, nn
+from torch import nn
 
 from fusnet.checks import at_least
 from fusnet.config import RunConfig
 from fusnet.methods.base import HashingNet, register_method
 from fusnet.methods.baselines.asymmetric import AsymmetricMethod
 from fusnet.methods.baselines.layers import PooledLinearHead
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["ADSH", "ADSHOptions"]
 
@@ -66,15 +60,8 @@ class ADSH(AsymmetricMethod):
 
     paper = "Jiang & Li. Asymmetric Deep Supervised Hashing. AAAI 2018"
     v_init = "zeros"
-    loss_scale = 1.0
     Options = ADSHOptions
     options: ADSHOptions
-
-    def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
-        super().__init__(config, fit_labels, num_classes)
-        options = self.options
-        self._init_state(options.gamma, options.num_samples, options.inner_epochs,
-                         soft=options.soft_similarity)
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:

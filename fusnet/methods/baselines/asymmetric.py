@@ -42,30 +42,20 @@ Simplifications (stated loudly):
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from fusnet.errors import ConfigError
-from fusnet.methods.base import (
-    LEARNED_DATABASE,
-    HashingMethod,
-    HashOutput,
-    gather_rows,
-    sign_codes,
-)
+from fusnet.config import RunConfig
+from fusnet.methods.base import LEARNED_DATABASE, HashingMethod, HashOutput, gather_rows, sign_codes
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AsymmetricMethod",
-    "asymmetric_loss",
-    "asymmetric_similarity",
-    "dcc_update",
-    "similarity_transpose_times",
-    "soft_ratio",
+    "AsymmetricMethod", "asymmetric_loss", "asymmetric_similarity", "dcc_update",
+    "similarity_transpose_times", "soft_ratio",
 ]
 
 
@@ -100,7 +90,7 @@ def asymmetric_loss(
         scale: extra factor (ADSH 1; SEMICON and ExchNet code 12/k).
 
     Returns:
-        ``(total, hash_term, quantisation_term)`` with total = hash + γ · quantisation.
+        ``(total, hash, quantisation)`` with total = hash + γ · quantisation.
     """
     n, b, k = codes.shape[0], u.shape[0], u.shape[1]
     u = u.float()
@@ -127,19 +117,15 @@ def similarity_transpose_times(
 
 
 def dcc_update(codes: Tensor, outputs: Tensor, q: Tensor) -> Tensor:
-    """One sweep of discrete cyclic coordinate descent over the bits (in place).
+    """One sweep of discrete cyclic coordinate descent over the bits, in place (ADSH's V-step).
 
-    Minimises ‖U Vᵀ − k S‖² + γ ‖V_Ω − U‖² over V ∈ {−1, +1}^{N×k} one bit column at a time
-    (ADSH's V-step): V_{·b} = sign(Q_{·b} − V_{·,−b} U_{·,−b}ᵀ U_{·b}), later bits seeing the
-    updated earlier ones, as in the authors' code.
+    Minimises ‖U Vᵀ − k S‖² + γ ‖V_Ω − U‖² over V ∈ {−1, +1}^{N×k} one bit column at a time,
+    later bits seeing the updated earlier ones, as in the authors' code.
 
     Args:
-        codes: (N, k) V, updated in place and returned.
+        codes: (N, k) V, updated in place and returned (then in {−1, +1}, sign(0) = +1).
         outputs: (m, k) U, the network outputs on Ω.
         q: (N, k) Q = k Sᵀ U + γ Ū.
-
-    Returns:
-        ``codes``, now in {−1, +1} (sign(0) = +1).
     """
     k = codes.shape[1]
     for bit in range(k):
@@ -153,40 +139,29 @@ def dcc_update(codes: Tensor, outputs: Tensor, q: Tensor) -> Tensor:
 class AsymmetricMethod(HashingMethod):
     """ADSH-style training: Ω sampling, learned database codes V, DCC updates.
 
-    Subclasses set ``v_init`` (a class attribute) and call :meth:`_init_state` with their
-    options from their ``__init__``.
+    The subclass's options hold ``gamma`` (γ), ``num_samples`` (|Ω| per outer iteration) and
+    ``inner_epochs`` (trainer epochs between two V updates), and ADSH's also
+    ``soft_similarity``; V, the outputs on Ω, Ω and ρ are buffers.
+
+    Attributes:
+        v_init: V at the start: "zeros" (ADSH's code) or "normal" (N(0, 1), seeded: the
+            ``torch.randn`` of SEMICON's code, which ExchNet's reimplementation shares).
+        scaled: whether the loss is scaled by 12/k (SEMICON's and ExchNet's code).
     """
 
     database = LEARNED_DATABASE
+    v_init: ClassVar[str] = "zeros"
+    scaled: ClassVar[bool] = False
 
-    gamma: float
-    num_samples: int
-    inner_epochs: int
-    soft: bool
-    loss_scale: float
-    v_init: str = "zeros"
-
-    def _init_state(
-        self, gamma: float, num_samples: int, inner_epochs: int, soft: bool, loss_scale: float = 1.0
-    ) -> None:
-        """Set the asymmetric options and register V, the outputs memory, Ω and ρ as buffers.
-
-        Args:
-            gamma: quantisation weight γ.
-            num_samples: |Ω|, query images sampled per outer iteration.
-            inner_epochs: trainer epochs per outer iteration (between two V updates).
-            soft: the soft similarity (dissimilar target −n₊/n₋) instead of −1.
-            loss_scale: factor on the loss (SEMICON's and ExchNet's 12/k).
-        """
-        self.gamma, self.num_samples, self.inner_epochs = gamma, num_samples, inner_epochs
-        self.soft, self.loss_scale = soft, loss_scale
-        if self.inner_epochs < 1 or self.num_samples < 1:
-            raise ConfigError(
-                f"{self.name}: inner_epochs and num_samples must be >= 1, got "
-                f"{self.inner_epochs} and {self.num_samples}"
-            )
+    def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
+        super().__init__(config, fit_labels, num_classes)
+        self.gamma, self.inner_epochs = self.options.gamma, self.options.inner_epochs
+        # The soft similarity (dissimilar target −n₊/n₋) instead of −1: an option of ADSH's
+        # only; SEMICON's and ExchNet's code always use it.
+        self.soft: bool = getattr(self.options, "soft_similarity", True)
+        self.loss_scale = 12.0 / self.bits if self.scaled else 1.0
         n, k = self.num_fit, self.bits
-        m = min(self.num_samples, n)
+        m = min(self.options.num_samples, n)
         if self.v_init == "zeros":  # ADSH's code: V = 0
             codes = torch.zeros(n, k)
         else:  # SEMICON's code: V ~ N(0, 1), seeded here
@@ -199,12 +174,8 @@ class AsymmetricMethod(HashingMethod):
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))  # V updates so far
 
     def derived(self) -> dict[str, Any]:
-        return {
-            "samples_per_outer_iteration": min(self.num_samples, self.num_fit),
-            "soft_similarity": self.soft,
-            "loss_scale": self.loss_scale,
-            "v_init": self.v_init,
-        }
+        return {"samples_per_outer_iteration": self.omega.numel(), "soft_similarity": self.soft,
+                "loss_scale": self.loss_scale, "v_init": self.v_init}
 
     # --- Ω -----------------------------------------------------------------------------
 
@@ -236,10 +207,7 @@ class AsymmetricMethod(HashingMethod):
         total, hash_term, quantisation = asymmetric_loss(
             u, self.codes, self.similarity(labels), self.codes[index], self.gamma, self.loss_scale
         )
-        return total, {
-            "loss_hash": hash_term.detach(),
-            "loss_quantisation": quantisation.detach(),
-        }
+        return total, {"loss_hash": hash_term.detach(), "loss_quantisation": quantisation.detach()}
 
     def loss(
         self, out: HashOutput, labels: Tensor, index: Tensor

@@ -25,17 +25,14 @@ Simplifications (stated loudly):
   not the code's (plain SGD without momentum, lr 0.05, weight decay 1e-5, lr ÷10 every 50 of
   150 epochs, batch 128; set them with the usual flags to reproduce that recipe).
   **DPSH is fragile under momentum SGD**: its outputs are unbounded and its pairs use an
-  output memory one epoch stale, and with the protocol's momentum 0.91 it diverged in our
-  checks (random ResNet-50 features, lr 0.01, on an H100; ImageNet EfficientNet-Lite0
-  features, lr 5e-4, on CPU; at 5e-5 its loss oscillated), while plain SGD
-  (``--momentum 0 --lr 1e-3``, as the authors' code) decreased the loss steadily. The
-  trainer stops on a non-finite loss.
+  output memory one epoch stale: with the protocol's momentum 0.91 it diverged (README.md,
+  "Baselines"), while plain SGD (``--momentum 0 --lr 1e-3``, as the authors' code) is
+  steady. The trainer stops on a non-finite loss.
 - **Sign.** b = sign(u) with sign(0) = +1 (torch.sign gives 0).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +45,13 @@ from fusnet.methods.base import (
     HashingMethod,
     HashingNet,
     HashOutput,
+    LossAndParts,
     gather_rows,
     register_method,
     same_label,
     sign_codes,
 )
 from fusnet.methods.baselines.layers import PooledLinearHead
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["DPSH", "DPSHOptions", "dpsh_loss"]
 
@@ -104,7 +100,6 @@ class DPSH(HashingMethod):
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        self.eta = self.options.eta
         self.register_buffer("memory", torch.zeros(self.num_fit, self.bits))  # (N_fit, k)
 
     @classmethod
@@ -115,14 +110,12 @@ class DPSH(HashingMethod):
     def derived(self) -> dict[str, Any]:
         return {"output": "linear", "pairs": "batch x all fit images"}
 
-    def loss(
-        self, out: HashOutput, labels: Tensor, index: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, out: HashOutput, labels: Tensor, index: Tensor) -> LossAndParts:
         u = out.hash_logits.float()  # (B, k)
         values, rows = gather_rows(u.detach(), index)
         self.memory[rows] = values
         similarity = same_label(labels, self.fit_labels)  # (B, N_fit)
-        total, likelihood, quantisation = dpsh_loss(u, self.memory, similarity, self.eta)
+        total, likelihood, quantisation = dpsh_loss(u, self.memory, similarity, self.options.eta)
         return total, {
             "loss": total.detach(),
             "loss_likelihood": likelihood.detach(),

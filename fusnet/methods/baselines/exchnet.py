@@ -25,10 +25,9 @@ Losses:
   mean part features of its images); while training, each part feature of an image is
   swapped for its class's anchor with probability 0.5 before the hash layer, so the hash
   function must treat a part the same whoever it comes from.
-- **Hash learning**: ADSH's asymmetric loss with learned database codes V (the anchor-based
-  exchange feeds it), scaled by 12/k, V ~ N(0, 1) at the start, γ = 200, |Ω| = 2000; see
-  :mod:`fusnet.methods.baselines.asymmetric`. **The retrieval database is the learned V for the
-  training images.**
+- **Hash learning** (:mod:`fusnet.methods.baselines.asymmetric`): ADSH's loss with learned
+  database codes V (the exchange feeds it), scaled by 12/k, V ~ N(0, 1) at the start. **The
+  retrieval database is the learned V for the training images.**
 
 Total: L = L_hash + λ_sp L_sp + λ_ch L_ch.
 
@@ -50,13 +49,9 @@ Simplifications (stated loudly):
   adds one; fghash leaves it off).
 - **Global branch**: the backbone's own top stage (the reimplementation uses a second,
   identically initialised copy).
-- **Backbone.** The local branch is a copy of the backbone's blocks from its stride-16 to
-  its stride-32 level: ResNet ``layer4``, or on EfficientNet-Lite0 (not in the papers)
-  timm's ``blocks.5`` + ``blocks.6`` (five inverted-residual blocks, 112 → 320 channels).
-  Other backbone types raise :class:`~fusnet.errors.ConfigError`.
-- **Attention trunk width.** The trunk needs C divisible by 64; otherwise (EfficientNet-Lite0:
-  C = 112) a 1×1 conv + BN first projects E up to the next multiple of 64 (112 → 128; not
-  in the reimplementation), so the part-map conv reads 128 / 16 = 8 channels.
+- **Backbone and attention trunk width.** As SEMICON's (on EfficientNet-Lite0, not in the
+  papers: the local branch copies ``blocks.5`` + ``blocks.6``, and E is projected 112 → 128
+  before the trunk; other backbone types raise :class:`~fusnet.errors.ConfigError`).
 - **Optimiser.** The shared protocol's (fghash: Adam, lr 1e-4, weight decay 1e-5, batch 64,
   lr ÷10 at outer iterations 30 and 45).
 - Frozen-backbone mode works (E from the cache), but the global branch is then frozen and
@@ -65,7 +60,6 @@ Simplifications (stated loudly):
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,37 +70,20 @@ from torch import Tensor, nn
 from fusnet.checks import at_least, within
 from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
-from fusnet.methods.base import (
-    HashingNet,
-    HashOutput,
-    gather_rows,
-    global_pool,
-    register_method,
-)
+from fusnet.methods.base import HashingNet, HashOutput, gather_rows, global_pool, register_method
 from fusnet.methods.baselines.asymmetric import AsymmetricMethod
 from fusnet.methods.baselines.layers import copy_top_stage, init_conv_bn
 from fusnet.methods.baselines.semicon import attention_out_channels, attention_trunk
 
-logger = logging.getLogger(__name__)
-
 __all__ = [
-    "ExchNet",
-    "ExchNetHead",
-    "channel_diversity_loss",
-    "mean_pairwise_hellinger",
+    "ExchNet", "ExchNetHead", "channel_diversity_loss", "mean_pairwise_hellinger",
     "spatial_diversity_loss",
 ]
 
 
 def mean_pairwise_hellinger(p: Tensor) -> Tensor:
-    """Mean over part pairs j < l of ‖√p_j − √p_l‖₂ / √2, per image.
-
-    Args:
-        p: (B, M, D) distributions over D (rows sum to 1), M >= 2.
-
-    Returns:
-        (B,) values in [0, 1].
-    """
+    """Mean over part pairs j < l of ‖√p_j − √p_l‖₂ / √2, per image: (B, M, D) distributions
+    over D (rows sum to 1, M >= 2) -> (B,) values in [0, 1]."""
     m = p.shape[1]
     root = p.float().clamp(min=0).sqrt()  # (B, M, D)
     first, second = torch.triu_indices(m, m, offset=1, device=p.device)  # pairs j < l
@@ -159,10 +136,8 @@ class ExchNetHead(nn.Module):
         if anchors is not None and keep is not None:
             mixed = keep * parts + (1.0 - keep) * anchors  # (B, M, C')
         u = torch.tanh(self.hash_layer(torch.cat([mixed.flatten(1), g], dim=1)))  # (B, k)
-        return HashOutput(
-            hash_logits=u, levels=levels,
-            extras={"parts": parts, "spatial": spatial, "channel": channel, "attention": a},
-        )
+        extras = {"parts": parts, "spatial": spatial, "channel": channel, "attention": a}
+        return HashOutput(hash_logits=u, levels=levels, extras=extras)
 
 
 @dataclass(frozen=True)
@@ -201,16 +176,12 @@ class ExchNet(AsymmetricMethod):
     paper = ("Cui, Jiang, Wei, Li & Yoshie. ExchNet: A Unified Hashing Network for Large-Scale "
              "Fine-Grained Image Retrieval. ECCV 2020")
     v_init = "normal"
+    scaled = True
     Options = ExchNetOptions
     options: ExchNetOptions
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = self.options  # ranges checked by the options' field metadata
-        self._init_state(  # the reimplementation's soft similarity, scaled by 12/k
-            options.gamma, options.num_samples, options.inner_epochs,
-            soft=True, loss_scale=12.0 / self.bits,
-        )
         # Anchors (C, M, C'): sized by bind() once the network (and so C') is known.
         self.register_buffer("anchors", torch.zeros(num_classes, self.options.parts, 0))
         self.register_buffer("anchor_sums", torch.zeros(num_classes, self.options.parts, 0))
@@ -223,10 +194,8 @@ class ExchNet(AsymmetricMethod):
         return HashingNet(backbone, head, "exchnet")
 
     def derived(self) -> dict[str, Any]:
-        return {
-            **super().derived(),
-            "anchors": "class means of the previous outer iteration's part features",
-        }
+        anchors = "class means of the previous outer iteration's part features"
+        return {**super().derived(), "anchors": anchors}
 
     def bind(self, model: HashingNet) -> None:
         """Size the anchor buffers (C, M, C') from the network's part-feature width."""

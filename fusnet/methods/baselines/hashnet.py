@@ -34,7 +34,6 @@ Simplifications (stated loudly):
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +46,6 @@ from fusnet.checks import at_least
 from fusnet.config import RunConfig
 from fusnet.methods.base import HashingMethod, HashingNet, HashOutput, register_method, same_label
 from fusnet.methods.baselines.layers import PooledLinearHead
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["HashNet", "HashNetOptions", "continuation_beta", "hashnet_loss"]
 
@@ -121,11 +118,7 @@ class HashNet(HashingMethod):
 
     def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
         super().__init__(config, fit_labels, num_classes)
-        options = self.options
-        self.alpha = options.alpha_scale / self.bits
-        self.beta_step = options.beta_step
-        self.beta_gamma = options.beta_gamma
-        self.beta_power = options.beta_power
+        self.alpha = self.options.alpha_scale / self.bits
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))  # optimiser steps so far
 
     @classmethod
@@ -136,16 +129,17 @@ class HashNet(HashingMethod):
         return HashingNet(backbone, head, "hashnet")
 
     def derived(self) -> dict[str, Any]:
+        o = self.options
         return {
             "alpha": self.alpha,
-            "beta": f"(1 + {self.beta_gamma} t)^{self.beta_power}, refreshed every "
-            f"{self.beta_step} steps",
+            "beta": f"(1 + {o.beta_gamma} t)^{o.beta_power}, refreshed every {o.beta_step} steps",
             "beta_now": self.beta(),
             "pairs": "within the batch, i != j",
         }
 
     def beta(self) -> float:
-        return continuation_beta(int(self.step), self.beta_step, self.beta_gamma, self.beta_power)
+        o = self.options
+        return continuation_beta(int(self.step), o.beta_step, o.beta_gamma, o.beta_power)
 
     def loss(
         self, out: HashOutput, labels: Tensor, index: Tensor

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 
 import torch
 from torch import Tensor, nn
@@ -12,15 +11,7 @@ from fusnet.errors import ConfigError
 from fusnet.methods.base import HashOutput, global_pool
 from fusnet.models.backbones import ResNetBackbone, TimmBackbone, block_out_channels
 
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "PooledLinearHead",
-    "block_out_channels",
-    "copy_top_stage",
-    "init_conv_bn",
-    "top_stage_blocks",
-]
+__all__ = ["PooledLinearHead", "block_out_channels", "copy_top_stage", "init_conv_bn", "top_stage_blocks"]
 
 
 class PooledLinearHead(nn.Module):
@@ -58,100 +49,41 @@ class PooledLinearHead(nn.Module):
 
 
 def top_stage_blocks(backbone: nn.Module, method: str) -> list[nn.Module]:
-    """The backbone's own blocks that map its stride-16 level to its stride-32 level, in order.
+    """The backbone's own blocks (not copies) that, applied in order, map its stride-16 level
+    to its stride-32 level: its top stage (``stages()[2]``) split into blocks.
 
     - :class:`~fusnet.models.backbones.ResNetBackbone`: the blocks of ``layer4``.
-    - :class:`~fusnet.models.backbones.TimmBackbone`: the modules of the timm feature model
-      after the stride-16 tap up to and including the stride-32 tap (named by
-      ``feature_info[i]["module"]``, e.g. ``blocks.4`` and ``blocks.6`` for
-      EfficientNet-Lite0, giving ``blocks.5`` and ``blocks.6``), each stage (a
-      ``nn.Sequential``) split into its blocks: for EfficientNet-Lite0 the four
-      InvertedResiduals of ``blocks.5`` (112 → 192 → 192 → 192 → 192 channels, the first
-      with stride 2) and the one of ``blocks.6`` (192 → 320).
-
-    Applied in order to the stride-16 map they give the stride-32 map.
+    - :class:`~fusnet.models.backbones.TimmBackbone` (EfficientNet-Lite): the blocks after the
+      stride-16 tap up to and including the stride-32 tap, each stage split into its
+      blocks: for EfficientNet-Lite0 the four InvertedResiduals of ``blocks.5`` (112 → 192 →
+      192 → 192 → 192 channels, the first with stride 2) and the one of ``blocks.6``
+      (192 → 320).
 
     Args:
         backbone: the shared backbone.
         method: the method's name, for the error message.
 
-    Returns:
-        The backbone's blocks themselves (not copies).
-
     Raises:
-        ConfigError: the backbone is of another type, or its taps cannot be located.
+        ConfigError: the backbone is of another type.
     """
-    if isinstance(backbone, ResNetBackbone):
-        return list(backbone.layer4)
-    if isinstance(backbone, TimmBackbone):
-        stages = _timm_modules_between(backbone, method)
-        blocks: list[nn.Module] = []
-        for stage in stages:
-            blocks.extend(stage.children() if isinstance(stage, nn.Sequential) else [stage])
-        return blocks
-    raise ConfigError(
-        f"method {method!r} refines the backbone's stride-16 map with copies of the blocks that "
-        f"lead to its stride-32 map; that is defined for ResNetBackbone (resnet50, resnet18) "
-        f"and TimmBackbone (efficientnet_lite0), not {type(backbone).__name__}"
-    )
-
-
-def _timm_modules_between(backbone: TimmBackbone, method: str) -> list[nn.Module]:
-    """Children of the timm feature model after the stride-16 tap, up to the stride-32 tap.
-
-    The taps are ``feature_info[1]`` and ``feature_info[2]``'s ``module`` names. They must be
-    siblings (``blocks.4`` and ``blocks.6``: children of ``blocks``). timm's
-    ``FeatureListNet`` flattens nested names to its top level (``stages.2`` -> ``stages_2``);
-    that spelling is tried when the dotted path is not a submodule.
-    """
-    body = backbone.body
-    low, high = (str(backbone.feature_info[i]["module"]) for i in (1, 2))
-
-    def locate(name: str) -> tuple[nn.Module, str] | None:
-        parent_name, _, child = name.rpartition(".")
-        try:
-            parent = body.get_submodule(parent_name) if parent_name else body
-        except AttributeError:
-            parent = None
-        if parent is not None and child in dict(parent.named_children()):
-            return parent, child
-        flat = name.replace(".", "_")
-        return (body, flat) if flat in dict(body.named_children()) else None
-
-    found_low, found_high = locate(low), locate(high)
-    if found_low is None or found_high is None or found_low[0] is not found_high[0]:
+    if not isinstance(backbone, ResNetBackbone | TimmBackbone):
         raise ConfigError(
-            f"method {method!r}: cannot find the blocks between the backbone's stride-16 tap "
-            f"{low!r} and stride-32 tap {high!r} in its timm feature model "
-            f"({type(body).__name__}); they must be sibling modules"
+            f"method {method!r} refines the backbone's stride-16 map with copies of the blocks "
+            f"that lead to its stride-32 map; that is defined for ResNetBackbone (resnet50, "
+            f"resnet18) and TimmBackbone (efficientnet_lite0), not {type(backbone).__name__}"
         )
-    parent = found_low[0]
-    names = [name for name, _ in parent.named_children()]
-    first, last = names.index(found_low[1]), names.index(found_high[1])
-    if last <= first:
-        raise ConfigError(f"method {method!r}: the stride-32 tap {high!r} does not follow {low!r}")
-    return [parent.get_submodule(name) for name in names[first + 1 : last + 1]]
+    blocks: list[nn.Module] = []
+    for stage in backbone.stages()[2]:
+        blocks.extend(stage.children() if isinstance(stage, nn.Sequential) else [stage])
+    return blocks
 
 
 def copy_top_stage(backbone: nn.Module, method: str) -> list[nn.Module]:
-    """Independent copies of the blocks of the backbone's top stage (see :func:`top_stage_blocks`).
+    """Independent copies of the blocks of :func:`top_stage_blocks`, in order.
 
     SEMICON and ExchNet refine the stride-16 map with their own copies of ResNet-50's
-    ``layer4`` (both initialised from the ImageNet weights in the authors' code); a deep copy
-    of the shared backbone's ``layer4`` is the same thing, carrying whatever weights the
-    backbone was built with. On a timm backbone (EfficientNet-Lite0) the analogue is a copy
-    of the blocks from the stride-16 level to the stride-32 level (``blocks.5``, ``blocks.6``).
-
-    Args:
-        backbone: the shared backbone.
-        method: the method's name, for the error message.
-
-    Returns:
-        The copied blocks, in order.
-
-    Raises:
-        ConfigError: the backbone is neither a ResNet nor a timm backbone.
-    """
+    ``layer4``, initialised from the ImageNet weights in the authors' code: a deep copy of the
+    shared backbone's, which carries whatever weights the backbone was built with."""
     return [copy.deepcopy(block) for block in top_stage_blocks(backbone, method)]
 
 

@@ -22,11 +22,11 @@ backbone's stride-16 map E (ResNet ``layer3``; EfficientNet-Lite0 timm ``blocks.
   from each local feature (the code's 6+2+2+2 at 12 bits, 17+5+5+5 at 32), concatenated,
   tanh.
 
-Loss and training: ADSH's asymmetric loss with learned database codes V, scaled by 12/k as
-in the code's ``ADSH_Loss``; V ~ N(0, 1) at the start (the code's ``torch.randn``), γ = 200,
-|Ω| = 2000, 30 epochs per outer iteration (``run.py``: ``--max-epoch 30 --max-iter 40``);
-see :mod:`fusnet.methods.baselines.asymmetric`. **The retrieval database is the learned V for the
-training images** (as in the code's evaluation).
+Loss and training (:mod:`fusnet.methods.baselines.asymmetric`): ADSH's loss with learned
+database codes V, scaled by 12/k as in the code's ``ADSH_Loss``; V ~ N(0, 1) at the start
+(the code's ``torch.randn``); 30 epochs per outer iteration (``run.py``: ``--max-epoch 30
+--max-iter 40``). **The retrieval database is the learned V for the training images** (as in
+the code's evaluation).
 
 Simplifications (stated loudly):
 
@@ -41,8 +41,7 @@ Simplifications (stated loudly):
   residual is ReLU(BN(x)): milder after a ResNet block, whose output is post-ReLU, but
   EfficientNet's inverted-residual blocks pass a signed, linear residual stream to the
   next block, so the copied pretrained blocks receive inputs unlike those they were
-  trained on. This may be why SEMICON learns slowly on the cpu profile (notebook 09);
-  it was not tested.
+  trained on.
 - **Attention trunk width.** The trunk's bottlenecks divide the width by 4 twice, so it
   needs C divisible by 64 (ResNet: 1024, 256). Otherwise (EfficientNet-Lite0: C = 112) a
   1×1 conv + BN first projects E up to the next multiple of 64 (112 → 128; not in the
@@ -80,18 +79,10 @@ from fusnet.methods.baselines.layers import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "SEMICON",
-    "ChannelTransformer",
-    "SEMICONHead",
-    "SuppressionEnhancingMask",
-    "attention_out_channels",
-    "attention_trunk",
-    "icon_groups",
-    "refine_with_icon",
-    "suppression_mask",
-    "trunk_channels",
+    "SEMICON", "ChannelTransformer", "SEMICONHead", "SuppressionEnhancingMask",
+    "attention_out_channels", "attention_trunk", "icon_groups", "refine_with_icon",
+    "suppression_mask", "trunk_channels",
 ]
-
 
 TRUNK_MULTIPLE = 64  # the trunk divides the width by 4 twice, and Bottleneck needs width % 4 == 0
 
@@ -112,11 +103,8 @@ def attention_trunk(channels: int) -> nn.Sequential:
     """The residual trunk of SEMICON's SEM (and ExchNet's attention): C → C/4 → C/16, stride 1.
 
     Three bottleneck blocks, each preceded (but the first) by a 1×1 conv + BN that divides the
-    width by 4, as the authors' ``_make_layer`` with ``att_expansion = 0.25``.
-
-    Where C is not a multiple of 64 (EfficientNet-Lite0's 112), a 1×1 conv + BN first
-    projects it up to the next one (:func:`trunk_channels`, 112 → 128), a stated deviation:
-    the output then has ``attention_out_channels(C)`` channels (8 for 112).
+    width by 4, as the authors' ``_make_layer`` with ``att_expansion = 0.25``; first, where
+    needed, the projection up to :func:`trunk_channels` (the module's "Attention trunk width").
     """
     padded = trunk_channels(channels)
     layers: list[nn.Module] = []
@@ -136,16 +124,8 @@ def attention_trunk(channels: int) -> nn.Sequential:
 
 
 def suppression_mask(feature: Tensor) -> Tensor:
-    """SEM's mask of a one-channel map, per image, without gradient.
-
-    softmax over space → (a − mean) / std^0.15 + 1 → clip to [0, 2].
-
-    Args:
-        feature: (B, 1, h, w).
-
-    Returns:
-        (B, 1, h, w) in [0, 2].
-    """
+    """SEM's mask of a one-channel map (B, 1, h, w), per image, without gradient: softmax over
+    space → (a − mean) / std^0.15 + 1 → clip to [0, 2], (B, 1, h, w)."""
     with torch.no_grad():
         b, _, h, w = feature.shape
         a = torch.softmax(feature.float().mean(1).reshape(b, h * w), dim=1)  # (B, hw)
@@ -179,12 +159,8 @@ class SuppressionEnhancingMask(nn.Module):
 
 
 def icon_groups(channels: int) -> int:
-    """ICON's default group count: the code's g = max(C // 64, 16) where it divides C, else the
-    largest divisor of C not above it (C = 40 → 10).
-
-    ResNet widths (512, 2048) and EfficientNet-Lite0's top-stage widths (192, 320) all take
-    the code's value (16, 32, 16, 16).
-    """
+    """ICON's default group count: the code's g = max(C // 64, 16) where it divides C (ResNet's
+    and EfficientNet-Lite0's widths), else the largest divisor of C not above it (C = 40 → 10)."""
     wanted = max(channels // 64, 16)
     groups = next(g for g in range(min(wanted, channels), 0, -1) if channels % g == 0)
     if groups != wanted:
@@ -231,11 +207,8 @@ class ChannelTransformer(nn.Module):
 
 
 def refine_with_icon(blocks: list[nn.Module]) -> nn.Sequential:
-    """Top-stage blocks with an ICON block after every block but the first.
-
-    The blocks are ResNet bottleneck/basic blocks or timm inverted-residual/depthwise-separable
-    blocks; each ICON has the width of the block before it (:func:`block_out_channels`).
-    """
+    """Top-stage blocks (ResNet's or timm's) with an ICON block after every block but the
+    first, each as wide as the block before it (:func:`block_out_channels`)."""
     layers: list[nn.Module] = [blocks[0]]
     for block in blocks[1:]:
         channels = block_out_channels(block)
@@ -295,16 +268,9 @@ class SEMICON(AsymmetricMethod):
     paper = ("Shen, Sun, Wei, Xu, Zhao, Chen & Yang. SEMICON: A Learning-to-hash Solution for "
              "Large-scale Fine-grained Image Retrieval. ECCV 2022")
     v_init = "normal"
+    scaled = True
     Options = SEMICONOptions
     options: SEMICONOptions
-
-    def __init__(self, config: RunConfig, fit_labels: Tensor, num_classes: int) -> None:
-        super().__init__(config, fit_labels, num_classes)
-        options = self.options
-        self._init_state(  # the code always uses the soft similarity, and scales by 12/k
-            options.gamma, options.num_samples, options.inner_epochs,
-            soft=True, loss_scale=12.0 / self.bits,
-        )
 
     @classmethod
     def build_model(cls, config: RunConfig, num_classes: int, backbone: nn.Module) -> HashingNet:
