@@ -7,8 +7,9 @@ Modules, lowest first; each imports only modules before it (lazy imports include
 ``tables`` (ours beside the paper's) < ``baselines`` (notebook 09's grid and tests) <
 ``regimes`` (notebook 11's) < ``executor`` (runs here or in child processes, lr sweeps) <
 ``plots`` < ``outputs`` (CSV, PNG/SVG, ``metrics.json``) < ``examples`` (Fig. 12) <
-``cam`` (Fig. 10) < ``search_photos`` (notebook 10) < ``summary`` (the README's tables) <
-``reproduce`` (``fusnet reproduce``, papermill).
+``cam`` (Fig. 10) < ``search_photos`` (notebook 10) < ``verdicts`` (the paper's claims
+against the runs) < ``summary`` (the README's tables) < ``reproduce`` (``fusnet
+reproduce``, papermill).
 """
 
 from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices, single

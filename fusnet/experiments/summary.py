@@ -1,7 +1,8 @@
 """The headline tables of a profile's results, as markdown, read from the notebooks' outputs.
 
 The README's results section is this module's output for the ``cpu`` profile, so every
-number there comes from a ``metrics.json`` a notebook wrote (never typed in)::
+number there, and every verdict on a claim of the paper (:mod:`verdicts`), comes from a
+``metrics.json`` a notebook wrote (never typed in)::
 
     python -m fusnet.experiments.summary --profile cpu --readme README.md
 """
@@ -20,6 +21,7 @@ import pandas as pd
 from fusnet.experiments.config import REPO_ROOT, relative_to_or_as_is
 from fusnet.experiments.regimes import regime_seed_means
 from fusnet.experiments.tables import to_markdown
+from fusnet.experiments.verdicts import CLAIMS, verdict_table
 
 Section = Callable[[dict[str, Any], dict[str, Any]], pd.DataFrame]
 """A table builder: (the notebook's ``results``, its ``parameters``) -> the table."""
@@ -129,14 +131,20 @@ SECTIONS: list[tuple[str, str, Section]] = [
 ]
 """(notebook, title, table builder from its ``metrics.json`` results), in README order."""
 
+VERDICTS_TITLE = ("Verdicts: each claim of the paper against our runs (ours − comparator, "
+                  "test mAP points; paired t, two-sided; head: the full model's)")
+"""The title of the last table, :func:`verdicts.verdict_table` over the notebooks' outputs."""
+
 
 def headline_markdown(profile: str, root: Path | None = None, link_root: Path | None = None) -> str:
     """The table of each :data:`SECTIONS` entry whose notebook has outputs for ``profile``
-    under ``root`` (default ``<repo>/results``), a line for each that has none; links
-    relative to ``link_root`` (default the repository root)."""
+    under ``root`` (default ``<repo>/results``), a line for each that has none, then the
+    verdict table over those outputs; links relative to ``link_root`` (default the
+    repository root)."""
     root = root or REPO_ROOT / "results"
     link_root = link_root or REPO_ROOT
     parts, missing = [], set()
+    payloads: dict[str, dict[str, Any]] = {}
     for notebook, title, build in SECTIONS:
         folder = root / notebook / profile
         metrics = folder / "metrics.json"
@@ -146,9 +154,16 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
                 parts.append(f"*{notebook}: no outputs for the {profile} profile yet.*\n")
                 missing.add(notebook)
             continue
-        payload = json.loads(metrics.read_text())
+        payload = payloads.setdefault(notebook, json.loads(metrics.read_text()))
         table = build(payload["results"], payload.get("parameters", {}))
         parts.append(f"**{title}** ([{notebook}]({link}/{notebook}.ipynb))\n\n{to_markdown(table)}\n")
+    verdicts = verdict_table(payloads)
+    if len(verdicts):
+        parts.append(f"**{VERDICTS_TITLE}**\n\n{to_markdown(verdicts)}\n")
+    else:
+        sources = sorted({n for claim in CLAIMS for n in claim.notebooks})
+        parts.append(f"*verdicts: none of {', '.join(sources)} has outputs for the {profile} "
+                     "profile yet.*\n")
     return "\n".join(parts)
 
 
