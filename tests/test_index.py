@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def test_csv_source_keeps_order_and_labels(setup, tmp_path):
     assert [label for _, label in g.items] == [f"c{i}" for i in range(5)]
 
 
-def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monkeypatch):
+def test_interrupted_build_answers_from_its_committed_chunks_then_resumes(setup, tmp_path, monkeypatch):
     straight = index.build(setup["encoder"], setup["photos"], tmp_path / "straight", chunk_size=4)
     original = jobs_module._encode_chunk
     calls: list[Path] = []
@@ -120,8 +121,8 @@ def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monke
     monkeypatch.setattr(jobs_module, "_encode_chunk", stop_at_third)
     with pytest.raises(KeyboardInterrupt):
         index.build(setup["encoder"], setup["photos"], tmp_path / "g", chunk_size=4)
-    with pytest.raises(DataError, match="interrupted build"):
-        index.search(tmp_path / "g", setup["more_paths"][0])
+    # searches answer from the two chunks committed (issue 31: they used to be refused)
+    assert sorted(h.id for h in index.search(tmp_path / "g", setup["more_paths"][0], k=16)[0]) == list(range(8))
     with pytest.raises(DataError, match="interrupted job over 16 images, not these 5"):
         index.build(setup["encoder"], setup["more"], tmp_path / "g", chunk_size=4)
     calls.clear()
@@ -136,12 +137,37 @@ def test_interrupted_build_refuses_to_search_then_resumes(setup, tmp_path, monke
 def test_commit_interrupted_after_recording_is_not_applied_twice(setup, tmp_path, monkeypatch):
     index.build(setup["encoder"], setup["more"], tmp_path / "g")
     monkeypatch.setattr(jobs_module, "_clean_job", lambda directory: None)
-    with pytest.raises(DataError, match="interrupted"):  # committed, but the job files stay behind
-        index.add(tmp_path / "g", setup["photos"])
+    assert index.add(tmp_path / "g", setup["photos"]).count == 21  # committed; the job files stay behind
     monkeypatch.undo()
     assert (tmp_path / "g" / "job.json").exists()
     g = index.add(tmp_path / "g", setup["photos"])  # the rerun only cleans up
     assert g.count == 21 and not (tmp_path / "g" / "job.json").exists()
+
+
+def test_a_gallery_written_before_snapshots_searches_and_its_first_add_records_them(setup, tmp_path):
+    g = index.build(setup["encoder"], setup["more"], tmp_path / "g")
+    meta_file = tmp_path / "g" / "gallery.json"
+    meta = json.loads(meta_file.read_text())
+    for key in ("generation", "sizes", "uid"):  # the layout of before issue 31
+        del meta[key]
+    meta_file.write_text(json.dumps(meta))
+    with (tmp_path / "g" / "items.csv").open("a", newline="") as handle:  # a killed commit's row
+        csv.writer(handle).writerow([5, "/elsewhere/x.png", ""])
+    old = index.Gallery.open(tmp_path / "g")
+    assert old.items == g.items and old.refresh() is old
+    assert sorted(h.id for h in index.search(tmp_path / "g", setup["more_paths"][0], k=9)[0]) == list(range(5))
+    g = index.add(tmp_path / "g", setup["photos"])
+    assert g.count == 21 and g.meta["generation"] == 1 and g.meta["sizes"]["items.csv"] > 0
+    assert g.items[:5] == old.items and "/elsewhere/x.png" not in {p for p, _ in g.items}
+    assert old.refresh().items == g.items
+
+
+def test_a_file_that_is_not_a_model_is_refused_without_unsafe_advice(setup, tmp_path, capsys):
+    fake = tmp_path / "notamodel.jpg"
+    fake.write_bytes(pickle.dumps({"weights": object}, protocol=2))  # a pickle torch refuses
+    assert cli_main(["index", "build", str(fake), str(setup["more"]), "--output", str(tmp_path / "g")]) == 1
+    err = capsys.readouterr().err
+    assert "notamodel.jpg is not a fusnet model file" in err and "weights_only" not in err
 
 
 def test_a_damaged_gallery_is_refused(setup, tmp_path):
@@ -248,8 +274,8 @@ def test_ivf_commit_killed_before_recording_resumes(setup, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):  # codes, items and ivf-21.faiss written, gallery.json not
         index.add(tmp_path / "g", setup["more"])
     monkeypatch.undo()
-    with pytest.raises(DataError, match="interrupted"):
-        index.search(tmp_path / "g", setup["more_paths"][0])
+    # searches answer from the last snapshot, 16 images (issue 31: they used to be refused)
+    assert len(index.search(tmp_path / "g", setup["more_paths"][0], k=21)[0]) == 16
     g = index.add(tmp_path / "g", setup["more"])
     assert g.count == 21 and g.backend.ntotal == 21 and g.meta["index"]["file"] == "ivf-21.faiss"
 

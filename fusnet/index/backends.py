@@ -21,6 +21,7 @@ by Hamming distance; results are sorted by distance, then by id.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from pathlib import Path
@@ -185,8 +186,8 @@ class IVFBackend:
     def load(cls, path: Path, bits: int, nprobe: int) -> IVFBackend:
         import faiss
 
-        if not path.is_file():
-            raise DataError(f"{path} is missing: rebuild the gallery (`fusnet index build ... --overwrite`)")
+        if not path.is_file():  # a writer removed it after publishing a newer one, or it is lost
+            raise FileNotFoundError(errno.ENOENT, "no such ivf index file", str(path))
         backend = cls(bits, nprobe=nprobe)
         backend.index = faiss.read_index_binary(str(path))
         backend.nlist = int(backend.index.nlist)
@@ -200,7 +201,7 @@ class IVFBackend:
 def make_backend(spec: dict[str, Any], bits: int) -> Backend:
     """A new, empty faiss backend from an index spec (``gallery.json``'s ``index``).
 
-    Milvus collections are made by :func:`open_backend` (``MilvusBackend.connect``).
+    ``fusnet.index.gallery.open_backend`` opens a gallery's backend, Milvus included.
     """
     kind = spec.get("kind")
     if kind == "flat":
@@ -208,36 +209,3 @@ def make_backend(spec: dict[str, Any], bits: int) -> Backend:
     if kind == "ivf":
         return IVFBackend(bits, spec.get("nlist"), spec.get("nprobe") or DEFAULT_NPROBE)
     raise ConfigError(f"unknown index kind {kind!r}; choose from {', '.join(KINDS)}")
-
-
-def open_backend(directory: Path, spec: dict[str, Any], bits: int, codes: np.ndarray,
-                 repair: bool = False) -> Backend:
-    """The backend of a gallery holding its committed ``codes`` ((count, nbytes) uint8).
-
-    Args:
-        directory: the gallery directory.
-        spec: ``gallery.json``'s ``index``.
-        bits: code length.
-        codes: the committed codes (row = id).
-        repair: drop what an interrupted commit left in a server-side backend (ids >= count).
-
-    Raises:
-        DataError: the index does not hold exactly the committed codes.
-    """
-    kind = spec.get("kind")
-    if kind == "ivf" and len(codes):
-        backend: Backend = IVFBackend.load(directory / spec["file"], bits, spec.get("nprobe") or DEFAULT_NPROBE)
-    elif kind == "milvus":
-        from fusnet.index.milvus_backend import MilvusBackend
-
-        backend = MilvusBackend.connect(spec, bits, count=len(codes), repair=repair)
-    else:
-        backend = make_backend(spec, bits)
-        if len(codes):
-            backend.add(codes)
-    if backend.ntotal != len(codes):
-        raise DataError(
-            f"{directory}: its {kind} index holds {backend.ntotal} codes but codes.npy "
-            f"{len(codes)}: the gallery is damaged; build it again"
-        )
-    return backend

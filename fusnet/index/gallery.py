@@ -2,15 +2,20 @@
 
 The gallery's files are described in :mod:`fusnet.index.layout`; a build or an add
 runs as a resumable job (:mod:`fusnet.index.jobs`) and the codes are searched by a
-backend (:mod:`fusnet.index.backends`).
+backend (:mod:`fusnet.index.backends`, :mod:`fusnet.index.milvus_backend`: this module
+picks one). ``build``, ``add`` and ``convert`` are writers: one at a time per gallery
+(:mod:`fusnet.index.lock`). Searches read the last published snapshot and never wait.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
+import itertools
 import logging
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from fusnet.errors import DataError
-from fusnet.index.backends import KINDS, Backend, open_backend
+from fusnet.index.backends import DEFAULT_NPROBE, KINDS, Backend, IVFBackend, make_backend
 from fusnet.index.jobs import run_job
 from fusnet.index.layout import (
     CODES,
@@ -31,6 +36,7 @@ from fusnet.index.layout import (
     remove_stale_files,
     write_meta,
 )
+from fusnet.index.lock import HOLDER, LOCK, writer_lock
 from fusnet.index.sources import collect_images
 from fusnet.serve.export import Encoder, load, open_image
 
@@ -97,6 +103,50 @@ def _prepare(spec: dict[str, Any], overwrite: bool) -> None:
         MilvusBackend.prepare(spec, overwrite)
 
 
+def open_backend(directory: Path, spec: dict[str, Any], bits: int, codes: np.ndarray,
+                 repair: bool = False) -> Backend:
+    """The backend of a gallery snapshot holding its ``codes`` ((count, nbytes) uint8).
+
+    Args:
+        directory: the gallery directory.
+        spec: ``gallery.json``'s ``index``.
+        bits: code length.
+        codes: the snapshot's codes (row = id).
+        repair: drop what an interrupted commit left in a server-side backend (ids >=
+            count): writers only.
+
+    Raises:
+        DataError: the index does not hold the snapshot's codes.
+        FileNotFoundError: the snapshot's ivf file is gone (a writer published a newer one).
+    """
+    kind = spec.get("kind")
+    if kind == "ivf" and len(codes):
+        backend: Backend = IVFBackend.load(directory / spec["file"], bits, spec.get("nprobe") or DEFAULT_NPROBE)
+    elif kind == "milvus":
+        from fusnet.index.milvus_backend import MilvusBackend
+
+        backend = MilvusBackend.connect(spec, bits, count=len(codes), repair=repair)
+    else:
+        backend = make_backend(spec, bits)
+        if len(codes):
+            backend.add(codes)
+    if backend.ntotal != len(codes):
+        raise DataError(
+            f"{directory}: its {kind} index holds {backend.ntotal} codes but codes.npy "
+            f"{len(codes)}: the gallery is damaged; build it again"
+        )
+    return backend
+
+
+def _run(directory: Path, meta: dict[str, Any], items: list, encoder: Encoder, batch_size: int,
+         chunk_size: int) -> None:
+    """Run (or resume) a job on a gallery whose writer lock is held."""
+    count, nbytes = meta["count"], (meta["bits"] + 7) // 8
+    codes = np.load(directory / CODES, mmap_mode="r")[:count] if count else np.zeros((0, nbytes), np.uint8)
+    backend = open_backend(directory, meta["index"], meta["bits"], codes, repair=True)
+    run_job(directory, meta, backend, items, encoder, batch_size, chunk_size)
+
+
 def build(model: Encoder | str | Path, source: str | Path, output: str | Path, kind: str = "flat",
           nlist: int | None = None, nprobe: int | None = None, batch_size: int = 32,
           chunk_size: int = 512, overwrite: bool = False, uri: str | None = None,
@@ -128,31 +178,35 @@ def build(model: Encoder | str | Path, source: str | Path, output: str | Path, k
     encoder = model if isinstance(model, Encoder) else load(model)
     items = collect_images(source)
     directory = Path(output)
-    if directory.exists() and any(directory.iterdir()):
-        if overwrite and (directory / META).is_file():
-            shutil.rmtree(directory)
-        elif (directory / META).is_file():
+    if directory.is_dir() and _files(directory) and not (directory / META).is_file():
+        raise DataError(f"{directory} exists and is not a gallery: choose an empty or new folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    with writer_lock(directory):
+        if (directory / META).is_file() and not overwrite:
             meta = read_meta(directory)
             if not (directory / JOB).is_file() or meta["jobs_done"]:
                 raise DataError(
                     f"{directory} already holds a gallery of {meta['count']} images: add to it "
                     "with `fusnet index add`, or pass --overwrite to replace it"
                 )
-            _check_model(directory, meta, encoder)
-            run_job(directory, meta, items, encoder, batch_size, chunk_size)  # resume the build
-            return Gallery.open(directory)
+            _check_model(directory, meta, encoder)  # resume the build
         else:
-            raise DataError(f"{directory} exists and is not a gallery: choose an empty or new folder")
-    _prepare(spec, overwrite)
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format": FORMAT, "version": VERSION, "bits": encoder.bits, "model_id": encoder.model_id,
-        "model": str(encoder.path.resolve()), "index": spec,
-        "count": 0, "skipped": 0, "jobs_done": [],
-    }
-    write_meta(directory, meta)
-    run_job(directory, meta, items, encoder, batch_size, chunk_size)
+            for path in sorted(_files(directory) if overwrite else [], key=lambda p: p.name != META):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()  # gallery.json first
+            _prepare(spec, overwrite)
+            meta = {
+                "format": FORMAT, "version": VERSION, "bits": encoder.bits, "model_id": encoder.model_id,
+                "model": str(encoder.path.resolve()), "index": spec,
+                "count": 0, "skipped": 0, "jobs_done": [], "uid": uuid.uuid4().hex,
+            }
+            write_meta(directory, meta)
+        _run(directory, meta, items, encoder, batch_size, chunk_size)
     return Gallery.open(directory)
+
+
+def _files(directory: Path) -> list[Path]:
+    """What ``directory`` holds besides the writer lock's files."""
+    return [p for p in directory.iterdir() if p.name not in (LOCK, HOLDER)]
 
 
 def add(directory: str | Path, source: str | Path, model: Encoder | str | Path | None = None,
@@ -170,9 +224,11 @@ def add(directory: str | Path, source: str | Path, model: Encoder | str | Path |
         The opened gallery.
     """
     directory = Path(directory)
-    meta = read_meta(directory)
-    encoder = _encoder(directory, meta, model)
-    run_job(directory, meta, collect_images(source), encoder, batch_size, chunk_size)
+    read_meta(directory)  # a gallery, before a lock file is made in it
+    with writer_lock(directory):
+        meta = read_meta(directory)
+        encoder = _encoder(directory, meta, model)
+        _run(directory, meta, collect_images(source), encoder, batch_size, chunk_size)
     return Gallery.open(directory)
 
 
@@ -225,16 +281,19 @@ def convert(directory: str | Path, kind: str, nlist: int | None = None, nprobe: 
     Returns:
         The opened gallery.
     """
-    gallery = Gallery.open(directory)
-    spec = index_spec(gallery.directory, kind, nlist, nprobe, uri, collection)
-    _prepare(spec, overwrite)
-    backend = open_backend(gallery.directory, spec, gallery.bits, gallery.codes[:0])
-    backend.add(gallery.codes)
-    backend.save(gallery.directory)
-    meta = {**gallery.meta, "index": backend.describe()}
-    write_meta(gallery.directory, meta)
-    remove_stale_files(gallery.directory, meta)
-    logger.info("%s: %d codes moved to a %s index", gallery.directory, gallery.count, kind)
+    directory = Path(directory)
+    read_meta(directory)  # a gallery, before a lock file is made in it
+    with writer_lock(directory):
+        gallery = Gallery.open(directory)
+        spec = index_spec(directory, kind, nlist, nprobe, uri, collection)
+        _prepare(spec, overwrite)
+        backend = open_backend(directory, spec, gallery.bits, gallery.codes[:0])
+        backend.add(np.asarray(gallery.codes))
+        backend.save(directory)
+        meta = {**gallery.meta, "index": backend.describe()}
+        write_meta(directory, meta)
+        remove_stale_files(directory, meta)
+    logger.info("%s: %d codes moved to a %s index", directory, gallery.count, kind)
     return Gallery.open(directory)
 
 
@@ -242,9 +301,9 @@ class Gallery:
     """An opened gallery: its codes, items and search backend (use :meth:`open`)."""
 
     def __init__(self, directory: Path, meta: dict[str, Any], codes: np.ndarray,
-                 items: list[tuple[str, str]], backend: Backend) -> None:
-        self.directory, self.meta, self.codes, self.items, self.backend = (
-            directory, meta, codes, items, backend)
+                 items: list[tuple[str, str]], backend: Backend, nprobe: int | None = None) -> None:
+        self.directory, self.meta, self.codes, self.items, self.backend, self.nprobe = (
+            directory, meta, codes, items, backend, nprobe)
 
     @property
     def count(self) -> int:
@@ -256,33 +315,65 @@ class Gallery:
         return int(self.meta["bits"])
 
     @classmethod
-    def open(cls, directory: str | Path, nprobe: int | None = None) -> Gallery:
-        """Open a gallery, refusing one left half-written or inconsistent.
+    def open(cls, directory: str | Path, nprobe: int | None = None, previous: Gallery | None = None) -> Gallery:
+        """Open the gallery's last published snapshot, refusing one that is damaged.
+
+        Never waits for a writer: a build or add in progress (or killed) is not seen
+        until it commits. The object is that snapshot; :meth:`refresh` moves to a later one.
 
         Args:
             directory: the gallery directory.
             nprobe: ivf lists scanned per query (None: the gallery's setting).
+            previous: an earlier snapshot of this gallery whose items are reused.
         """
         directory = Path(directory)
         meta = read_meta(directory)
-        if (directory / JOB).is_file():
-            raise DataError(
-                f"{directory} holds an interrupted build or add (job.json): rerun the same "
-                "`fusnet index build`/`add` command to finish it before searching"
-            )
-        if meta["count"] == 0:
-            raise DataError(f"{directory} holds no image: add some with `fusnet index add`")
+        for _ in range(10):
+            try:
+                return cls._open(directory, meta, nprobe, previous)
+            except FileNotFoundError as exc:  # a writer published a newer snapshot meanwhile?
+                fresh = read_meta(directory)
+                if fresh == meta:
+                    raise DataError(f"{directory} is damaged: {exc.filename} is missing; build it again") from exc
+                meta = fresh
+        raise DataError(f"{directory} changed ten times while it was being opened: search again")
+
+    def refresh(self) -> Gallery:
+        """The gallery's last published snapshot: this one, unless a writer published since.
+
+        For a searcher that stays open: only the rows added since are read.
+        """
+        if read_meta(self.directory).get("generation") == self.meta.get("generation"):
+            return self
+        return Gallery.open(self.directory, self.nprobe, previous=self)
+
+    @classmethod
+    def _open(cls, directory: Path, meta: dict[str, Any], nprobe: int | None,
+              previous: Gallery | None) -> Gallery:
+        count = meta["count"]
+        if count == 0:
+            todo = ("its build is running or was interrupted (rerun it to finish)" if (directory / JOB).is_file()
+                    else "add some with `fusnet index add`")
+            raise DataError(f"{directory} holds no image: {todo}")
         codes = np.load(directory / CODES, mmap_mode="r")  # read on demand: ivf and milvus need no copy
-        with (directory / ITEMS).open(newline="") as handle:
-            items = [(row[1], row[2]) for row in list(csv.reader(handle))[1:]]
-        if not len(codes) == len(items) == meta["count"]:
+        reuse = (previous is not None and previous.meta.get("uid") == meta.get("uid")
+                 and previous.count <= count and ITEMS in previous.meta.get("sizes", {}))
+        with (directory / ITEMS).open("rb") as raw:  # rows are only appended: an earlier snapshot's stay
+            raw.seek(previous.meta["sizes"][ITEMS] if reuse else 0)
+            rows = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+            if not reuse:
+                next(rows, None)  # the header
+            items = list(previous.items) if reuse else []  # type: ignore[union-attr]
+            items += [(row[1], row[2]) for row in itertools.islice(rows, count - len(items))]
+        if len(codes) < count or len(items) < count:  # rows past count: a commit not published
             raise DataError(
-                f"{directory} is inconsistent: {META} says {meta['count']} images, {CODES} holds "
+                f"{directory} is inconsistent: {META} says {count} images, {CODES} holds "
                 f"{len(codes)} and {ITEMS} {len(items)}: build the gallery again"
             )
         if nprobe is not None:
             meta = {**meta, "index": {**meta["index"], "nprobe": nprobe}}
-        return cls(directory, meta, codes, items, open_backend(directory, meta["index"], meta["bits"], codes))
+        codes = codes[:count]
+        return cls(directory, meta, codes, items, open_backend(directory, meta["index"], meta["bits"], codes), nprobe)
 
     def search_codes(self, packed: np.ndarray, k: int = 10) -> list[list[Hit]]:
         """Hits for packed query codes, (nq, ceil(bits / 8)) uint8."""

@@ -11,14 +11,23 @@ Hits come back sorted by (distance, id). Milvus does not order equally distant
 codes by id, so when several codes tie at the k-th distance, which of them are
 returned may differ from the faiss flat index's (ties by id).
 
+A search sees the gallery's snapshot (``fusnet.index.layout``): it asks only for ids
+below the snapshot's count, so rows that an add is inserting, or that a killed add left,
+stay out of its answers until ``gallery.json`` publishes them (the next add drops the
+rows of a killed one).
+
 Needs ``pymilvus`` (``pip install 'fusnet[milvus]'``) and a running Milvus (2.3 or
-later); the tests start the embedded server of the ``milvus`` package on loopback.
+later). A server with authentication gets its ``user:password`` from the environment
+variable ``FUSNET_MILVUS_TOKEN``, never from the gallery's files. The tests start the
+embedded server of the ``milvus`` package, with authentication (README: what it leaves
+open).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,7 @@ INDEX_TYPES: tuple[str, ...] = ("BIN_FLAT", "BIN_IVF_FLAT")
 MAX_K = 16384
 """Milvus's largest ``limit`` of one search."""
 _INSERT_BATCH = 20_000
+TOKEN_ENV = "FUSNET_MILVUS_TOKEN"
 
 
 def default_collection(directory: Path) -> str:
@@ -48,9 +58,12 @@ def _client(uri: str) -> Any:
             "the milvus index kind needs pymilvus: pip install 'fusnet[milvus]'"
         ) from exc
     try:
-        return MilvusClient(uri=uri)
+        return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
     except Exception as exc:  # pymilvus raises its own MilvusException and grpc errors
-        raise DataError(f"cannot reach Milvus at {uri}: {exc}; start the server or fix --uri") from exc
+        raise DataError(
+            f"cannot reach Milvus at {uri}: {exc}; start the server or fix --uri (a server with "
+            f"authentication: set {TOKEN_ENV}=user:password)"
+        ) from exc
 
 
 class MilvusBackend:
@@ -92,8 +105,8 @@ class MilvusBackend:
         Args:
             spec: the index spec.
             bits: code length.
-            count: the gallery's committed count.
-            repair: delete rows with ids >= count (left by an interrupted commit).
+            count: the snapshot's count: searches see ids below it.
+            repair: delete rows with ids >= count (left by an interrupted commit): writers only.
         """
         backend = cls(_client(spec["uri"]), spec, bits)
         if not backend.client.has_collection(backend.collection):
@@ -105,7 +118,8 @@ class MilvusBackend:
             backend._create()
         if repair:
             backend.client.delete(backend.collection, filter=f"id >= {count}")
-        backend._ntotal = backend._count()
+        stored = backend._count()
+        backend._ntotal = stored if repair else min(stored, count)  # a reader ignores rows past count
         return backend
 
     def _create(self) -> None:
@@ -149,7 +163,8 @@ class MilvusBackend:
         if self.spec["index_type"] == "BIN_IVF_FLAT":
             params["params"] = {"nprobe": int(self.spec.get("nprobe") or DEFAULT_NPROBE)}
         results = self.client.search(self.collection, data=[row.tobytes() for row in packed], limit=k,
-                                     search_params=params, consistency_level="Strong")
+                                     filter=f"id < {self._ntotal}", search_params=params,
+                                     consistency_level="Strong")
         distances = np.full((len(packed), k), np.iinfo(np.int32).max, np.int32)
         ids = np.full((len(packed), k), -1, np.int64)
         for q, hits in enumerate(results):

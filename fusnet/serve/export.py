@@ -136,10 +136,14 @@ def read_export(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        reason = str(exc)  # torch's advice to load with weights_only=False would run the file's code
+        if "weights_only" in reason:
+            reason = reason.partition("WeightsUnpickler error:")[2].strip().split("\n")[0].split(". ")[0]
+            reason = "not a plain tensor file" if not reason or "weights_only" in reason else reason
         raise CheckpointError(
-            f"{path} is not a fusnet model file ({type(exc).__name__}: {exc}); "
+            f"{path} is not a fusnet model file ({type(exc).__name__}: {reason}); "
             "write one with `fusnet export RUN --output FILE`"
-        ) from exc
+        ) from None
     export = payload.get("export") if isinstance(payload, dict) else None
     if not isinstance(export, dict):
         raise CheckpointError(
