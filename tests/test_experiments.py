@@ -324,6 +324,13 @@ def test_notebook_outputs_and_completeness(tmp_path):
     # A value and its one-item list are one parameter (05, 07, 10 once took plain values).
     assert outputs_complete(exp.output_dir, {"epochs": [1]})
     assert not outputs_complete(exp.output_dir, {"epochs": [1, 2]})
+    # A recipe that learns another dataset's folder leaves the notebooks it does not use
+    # complete; a new folder for a dataset it used does not.
+    recorded = json.loads((exp.output_dir / "metrics.json").read_text())
+    recorded["parameters"].update(datasets=["cub200"], data_root={"cub200": "a"})
+    (exp.output_dir / "metrics.json").write_text(json.dumps(recorded))
+    assert outputs_complete(exp.output_dir, {"data_root": {"cub200": "a", "nabirds": "b"}})
+    assert not outputs_complete(exp.output_dir, {"data_root": {"cub200": "c", "nabirds": "b"}})
     (exp.output_dir / "f.svg").unlink()
     assert not outputs_complete(exp.output_dir)
     assert not outputs_complete(tmp_path / "nothing")

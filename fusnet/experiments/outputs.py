@@ -119,7 +119,14 @@ def outputs_complete(output_dir: Path, parameters: Mapping[str, Any] | None = No
     if not all((Path(output_dir) / name).is_file() for name in names):
         return False
     recorded = metrics.get("parameters", {})
-    for key, value in (parameters or {}).items():
+    parameters = dict(parameters or {})
+    if isinstance(parameters.get("data_root"), Mapping) and isinstance(
+            recorded.get("data_root"), Mapping):  # only the folders of the datasets it used
+        used = {str(d).split(":")[0] for d in recorded.get("datasets") or []}
+        recorded = {**recorded, "data_root": {k: v for k, v in recorded["data_root"].items()
+                                              if k in used}}
+        parameters["data_root"] = {k: v for k, v in parameters["data_root"].items() if k in used}
+    for key, value in parameters.items():
         if key in recorded:
             old, new = _plain(recorded[key]), _plain(value)
             if not (old == new or [old] == new or old == [new]):
