@@ -1,22 +1,25 @@
 """The run executor: unfinished runs trained here or in child processes, finished ones
-read back; the learning-rate sweep chosen on validation mAP."""
+read back; scripts/baselines_parallel.py's learning-rate sweep chosen on validation mAP."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
 from fusnet.experiments import ExperimentConfig, RunRequest, ensure_runs
-from fusnet.experiments.executor import (
-    DEADLINE_ERROR,
-    RunExecutor,
-    cache_features_first,
-    choose_rates,
-    lr_sweep,
-    sweep_markdown,
-)
+from fusnet.experiments.config import REPO_ROOT
+from fusnet.experiments.executor import DEADLINE_ERROR, RunExecutor
+
+_SPEC = importlib.util.spec_from_file_location(
+    "baselines_parallel", REPO_ROOT / "scripts" / "baselines_parallel.py")
+driver = sys.modules["baselines_parallel"] = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(driver)  # registered first: its dataclass looks itself up there
+cache_features_first, choose_rates = driver.cache_features_first, driver.choose_rates
+lr_sweep, sweep_markdown = driver.lr_sweep, driver.sweep_markdown
 
 
 def _exp(tmp_path: Path, **changes) -> ExperimentConfig:

@@ -5,7 +5,7 @@ Modules, lowest first; each imports only modules before it (lazy imports include
 ``profiles`` (every notebook's parameters) < ``config`` (:class:`ExperimentConfig`) <
 ``paper_tables`` (the paper's Tables 3-7) < ``runs`` (shared runs, trained once) <
 ``tables`` (ours beside the paper's) < ``baselines`` (notebook 09's grid and tests) <
-``regimes`` (notebook 11's) < ``executor`` (runs here or in child processes, lr sweeps) <
+``regimes`` (notebook 11's) < ``executor`` (runs here or in child processes) <
 ``plots`` < ``outputs`` (CSV, PNG/SVG, ``metrics.json``) < ``examples`` (Fig. 12) <
 ``cam`` (Fig. 10) < ``search_photos`` (notebook 10) < ``verdicts`` (the paper's claims
 against the runs) < ``summary`` (the README's tables) < ``reproduce`` (``fusnet
