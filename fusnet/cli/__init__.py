@@ -1,10 +1,6 @@
-"""The ``fusnet`` command line: train, encode, evaluate, search, data, export, index,
-reproduce (``train`` in :mod:`fusnet.cli.train`, ``encode`` in :mod:`fusnet.cli.encode`,
-``index`` in :mod:`fusnet.cli.index`, error reporting in :mod:`fusnet.cli.errors`).
-
-Run ``fusnet <command> --help`` for each command's options. Training options
-come either from flags or from a JSON config file (``--config``), never both.
-"""
+"""The ``fusnet`` command line: train, encode, evaluate, search, data, export, index, reproduce
+(``fusnet <command> --help``); ``train``, ``encode`` and ``index`` have a module each, and
+:mod:`fusnet.cli.errors` reports failures."""
 
 from __future__ import annotations
 
@@ -17,37 +13,26 @@ from pathlib import Path
 from fusnet.cli.encode import add_encode_parser, cmd_encode
 from fusnet.cli.errors import debug_requested, positive_int, report
 from fusnet.cli.index import add_index_parser
-from fusnet.cli.train import OPTIONS_DEST, SECTIONS, add_train_parser, cmd_train
+from fusnet.cli.train import add_train_parser, cmd_train
 from fusnet.errors import FusnetError
 
 __all__ = [
-    "OPTIONS_DEST",
-    "SECTIONS",
-    "build_parser",
-    "cmd_data",
-    "cmd_encode",
-    "cmd_evaluate",
-    "cmd_export",
-    "cmd_reproduce",
-    "cmd_search",
-    "cmd_train",
-    "main",
+    "build_parser", "cmd_data", "cmd_encode", "cmd_evaluate", "cmd_export", "cmd_reproduce",
+    "cmd_search", "cmd_train", "main",
 ]
+
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``fusnet evaluate``: the retrieval metrics of a codes file, printed as JSON."""
     from fusnet.eval.encoding import load_codes
     from fusnet.eval.metrics import evaluate_retrieval
+    from fusnet.runtime import atomic_write_text
 
     codes = load_codes(Path(args.codes))
-    metrics = evaluate_retrieval(
-        codes["query_codes"], codes["db_codes"], codes["query_labels"], codes["db_labels"],
-        ks=tuple(args.k),
-    )
+    metrics = evaluate_retrieval(codes["query_codes"], codes["db_codes"], codes["query_labels"],
+                                 codes["db_labels"], ks=tuple(args.k))
     text = json.dumps(metrics, indent=2, default=float)
     if args.output:
-        from fusnet.runtime import atomic_write_text
-
         atomic_write_text(Path(args.output), text + "\n")
     sys.stdout.write(text + "\n")
     return 0
@@ -70,23 +55,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     from fusnet.data import DATASETS, build_dataset
 
     if args.data_command == "list":
-        for name in sorted(DATASETS):
-            sys.stdout.write(f"{name}\n")
-        return 0
-    if args.data_command == "download":
+        sys.stdout.write("".join(f"{name}\n" for name in sorted(DATASETS)))
+    elif args.data_command == "download":
         from fusnet.data.download import download_dataset
 
         path = download_dataset(args.name, Path(args.root), force=args.force)
         sys.stdout.write(f"{args.name} ready under {path}\n")
-        return 0
-    if args.data_command == "verify":
+    else:  # verify (argparse allows no other)
         for split in ("train", "test"):
             dataset = build_dataset(args.name, args.root, split)
-            sys.stdout.write(
-                f"{args.name} {split}: {len(dataset)} images, {dataset.num_classes} classes\n"
-            )
-        return 0
-    raise FusnetError(f"unknown data command {args.data_command!r}")
+            sys.stdout.write(f"{args.name} {split}: {len(dataset)} images, "
+                             f"{dataset.num_classes} classes\n")
+    return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -95,10 +75,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     logging.getLogger("papermill").setLevel(logging.WARNING)  # one line per notebook is ours
     changes = {k: v for k, v in (("data_root", args.data_root), ("device", args.device)) if v}
-    results = reproduce(
-        args.profile, args.notebooks, output_root=args.output_root, force=args.force,
-        kernel=args.kernel, changes=changes,
-    )
+    results = reproduce(args.profile, args.notebooks, output_root=args.output_root,
+                        force=args.force, kernel=args.kernel, changes=changes)
     sys.stdout.write(summary_table(results, args.output_root) + "\n")
     return 1 if any(r.status == "failed" for r in results) else 0
 
@@ -115,11 +93,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fusnet`` parser with every sub-command."""
-    parser = argparse.ArgumentParser(
-        prog="fusnet",
-        description="Multi-FusNet fine-grained hashing: train models, encode images to binary "
-        "codes, evaluate retrieval, search, and fetch datasets.",
-    )
+    parser = argparse.ArgumentParser(prog="fusnet", description=(
+        "Multi-FusNet fine-grained hashing: train models, encode images to binary codes, "
+        "evaluate retrieval, search, and fetch datasets."))
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error too (or set FUSNET_DEBUG=1)")
@@ -189,12 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``fusnet`` command; the exit status (errors: :mod:`fusnet.cli.errors`)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except (FusnetError, KeyboardInterrupt) as exc:

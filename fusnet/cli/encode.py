@@ -42,21 +42,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
     )
     learned = _learned_database_codes(args, config, same_data)
     if learned is not None:
-        codes, labels = learned
+        codes, labels, path = learned
         expected = getattr(dataset, "labels", None)
         if len(codes) != len(dataset) or (
             expected is not None and not np.array_equal(np.asarray(expected), labels.numpy())
         ):
             raise FusnetError(
-                f"{Path(args.model).parent / 'codes.npz'}: its {len(codes)} database codes do not "
-                f"line up with the {len(dataset)} images of this training split (other data or "
-                "order); pass --network-codes to encode them with the network"
+                f"{path}: its {len(codes)} database codes do not line up with the {len(dataset)} "
+                "images of this training split (other data or order); pass --network-codes to "
+                "encode them with the network"
             )
-        source = f"read from {Path(args.model).parent / 'codes.npz'}"
+        source = f"read from {path}"
     else:
-        codes, labels, speed = encode_dataset(
-            model, dataset, device, args.batch_size, args.num_workers
-        )
+        codes, labels, speed = encode_dataset(model, dataset, device, args.batch_size,
+                                              args.num_workers)
         source = f"{speed:.1f} img/s"
     atomic_savez(
         Path(args.output), bits=np.int64(codes.shape[1]), codes=pack_codes(codes), labels=labels.numpy(),
@@ -68,24 +67,22 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def _learned_database_codes(
     args: argparse.Namespace, config: RunConfig, same_data: bool
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The run's evaluated database codes for ``encode --split train``, or None.
+) -> tuple[torch.Tensor, torch.Tensor, Path] | None:
+    """The run's evaluated database codes for ``encode --split train``, their labels and the
+    file they come from, or None.
 
-    ADSH, SEMICON and ExchNet retrieve from codes learned for the training images (V),
-    not from the network's codes of them; ``fusnet encode --split train`` of such a run
-    gives the database it was evaluated with: the ``db_codes`` of the ``codes.npz``
-    beside the model (V for the fit images; network codes for held-out validation
-    images, ADSH's out-of-sample extension), unless ``--network-codes`` asks for the
-    network's codes of every image.
+    ADSH, SEMICON and ExchNet retrieve from codes learned for the training images (V), not
+    from the network's codes of them, so ``encode --split train`` of such a run gives the
+    database it was evaluated with: the ``db_codes`` of the ``codes.npz`` beside the model
+    (unless ``--network-codes`` asks for the network's codes of every image).
     """
     import torch
 
     from fusnet.eval.encoding import load_codes
-    from fusnet.methods import LEARNED_DATABASE, MULTIFUSNET, build_method
+    from fusnet.methods import LEARNED_DATABASE, method_class
 
-    if args.split != "train" or not same_data or args.network_codes:
-        return None
-    if config.method == MULTIFUSNET or build_method(config.method).database != LEARNED_DATABASE:
+    if (args.split != "train" or not same_data or args.network_codes
+            or method_class(config.method).database != LEARNED_DATABASE):
         return None
     path = Path(args.model).parent / "codes.npz"
     if not path.is_file():
@@ -97,7 +94,7 @@ def _learned_database_codes(
     logger.info("%s: the training split's codes are the evaluated database (learned V) from %s",
                 config.method, path)
     saved = load_codes(path)
-    return torch.as_tensor(saved["db_codes"]), torch.as_tensor(saved["db_labels"])
+    return torch.as_tensor(saved["db_codes"]), torch.as_tensor(saved["db_labels"]), path
 
 
 def add_encode_parser(commands: argparse._SubParsersAction) -> None:

@@ -1,18 +1,16 @@
 """How the command line reports a failure: one line on stderr and an exit status.
 
-A :class:`~fusnet.errors.FusnetError` is an expected failure with a message that
-names the culprit and the fix, so it is printed as one line, without a traceback:
-
-- exit status 2 for a usage or configuration error (:class:`~fusnet.errors.ConfigError`),
-  the same status ``argparse`` uses for a bad command line;
-- exit status 1 for a runtime error (data, checkpoint, download, training, output, lock).
-
-``--debug`` or ``FUSNET_DEBUG=1`` re-raises instead, traceback and all. Any other
-exception is a bug and keeps its traceback.
+A :class:`~fusnet.errors.FusnetError` is an expected failure with a message that names the
+culprit and the fix, so it is printed as one line, without a traceback: exit status 2 for a
+usage or configuration error (:class:`~fusnet.errors.ConfigError`, the status ``argparse``
+uses for a bad command line), 1 for a runtime error (data, checkpoint, download, training,
+output, lock). ``--debug`` or ``FUSNET_DEBUG=1`` re-raises instead, traceback and all. Any
+other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -32,20 +30,16 @@ def debug_requested(flag: bool = False) -> bool:
 def one_line(message: str) -> str:
     """A possibly multi-line message on one line ("a:\\n  b\\n  c" -> "a: b; c")."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    text = lines[0]
+    text = lines[0] if lines else ""
     for line in lines[1:]:
         text += (" " if text.endswith((":", ".", ";", ",")) else "; ") + line
     return text
 
 
 def worker_message(message: str) -> str:
-    """The original message of an error re-raised from a DataLoader worker process.
-
-    PyTorch re-raises a worker's exception with the worker's traceback as its message
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ...: <message>");
-    the last line is the original ``Type: message``.
+    """The original message of an error re-raised from a DataLoader worker process: PyTorch
+    re-raises it with the worker's traceback as its message ("Caught DataError in DataLoader
+    worker process 0. Original Traceback ...: <message>"), whose last line is ``Type: message``.
     """
     if "Original Traceback" not in message:
         return message
@@ -54,25 +48,19 @@ def worker_message(message: str) -> str:
     return rest if sep and name.rsplit(".", 1)[-1].endswith("Error") else last
 
 
-def exit_status(exc: FusnetError) -> int:
-    """2 for configuration/usage errors, 1 for everything else that fusnet raises."""
-    return USAGE_STATUS if isinstance(exc, ConfigError) else RUNTIME_STATUS
-
-
 def report(exc: BaseException) -> int:
     """Write the one-line report of ``exc`` to stderr and return the exit status."""
     if isinstance(exc, KeyboardInterrupt):
-        sys.stderr.write(
-            "fusnet: interrupted; a training run continues from its last epoch with --resume\n"
-        )
+        sys.stderr.write("fusnet: interrupted; a training run continues from its last epoch "
+                         "with --resume\n")
         return INTERRUPTED_STATUS
     assert isinstance(exc, FusnetError)
-    kind = "usage error" if isinstance(exc, ConfigError) else "error"
+    usage = isinstance(exc, ConfigError)
     sys.stderr.write(
-        f"fusnet: {kind}: {one_line(worker_message(str(exc)))} "
+        f"fusnet: {'usage error' if usage else 'error'}: {one_line(worker_message(str(exc)))} "
         f"(--debug or {DEBUG_ENV}=1 for a traceback)\n"
     )
-    return exit_status(exc)
+    return USAGE_STATUS if usage else RUNTIME_STATUS
 
 
 def positive_int(text: str) -> int:
@@ -86,8 +74,6 @@ def non_negative_int(text: str) -> int:
 
 
 def _int_at_least(text: str, low: int) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:

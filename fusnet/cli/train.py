@@ -1,12 +1,10 @@
 """``fusnet train``: its parser, its command, and the option flags made from the config.
 
-Every field of the :class:`~fusnet.config.RunConfig` sections is a flag
-(``--image-size``; a bool is ``--x`` / ``--no-x``), with its help from the
-dataclass's "Attributes:" docstring; each method's options get a group of their own
-(``--<method>-<option>``, from ``fusnet.methods.METHODS``). Training options come
-either from flags or from a JSON config file (``--config``), never both; the flags start
-from RunConfig's defaults (the paper's recipe), or from a profile's training recipe with
-``--profile`` (``fusnet.experiments.recipes``).
+Every field of the :class:`~fusnet.config.RunConfig` sections is a flag (``--image-size``; a
+bool is ``--x`` / ``--no-x``), with its help from the dataclass's "Attributes:" docstring;
+each method's options get a group of their own (``--<method>-<option>``). Options come from
+flags or from a JSON config file (``--config``), never both; the flags start from RunConfig's
+defaults (the paper's recipe), or from a profile's recipe (``--profile``).
 """
 
 from __future__ import annotations
@@ -17,34 +15,22 @@ import re
 import sys
 from typing import Any
 
-from fusnet.config import (
-    PAPER_BITS,
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-)
+from fusnet.config import PAPER_BITS, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig
 from fusnet.errors import ConfigError
+from fusnet.methods import METHODS
 from fusnet.methods.options import options_class
 
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "loss": LossConfig,
-    "optim": OptimConfig,
-    "run": RunConfig,
-}
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig,
+                             "optim": OptimConfig, "run": RunConfig}
 OPTIONS_DEST = "options-"
 """``dest`` section prefix of a method's option flags (``cfg__options-adsh__num_samples``)."""
 
 
 def _attribute_help(cls: type) -> dict[str, str]:
     """Field descriptions from a dataclass's Google-style "Attributes:" docstring."""
-    text = cls.__doc__ or ""
     helps: dict[str, str] = {}
     current = None
-    for line in text.split("Attributes:", 1)[-1].splitlines():
+    for line in (cls.__doc__ or "").split("Attributes:", 1)[-1].splitlines():
         match = re.match(r"\s{8}(\w+): (.*)", line)
         if match:
             current = match.group(1)
@@ -68,19 +54,21 @@ def _add_flag(group: Any, flag: str, dest: str, f: dataclasses.Field, helps: dic
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """The RunConfig sections' flags, then each method's options in its own group
-    (``--<method>-<option>``, from the registry: ``fusnet.methods.METHODS``)."""
-    from fusnet.methods import METHODS
-
-    for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} options")
+    """The RunConfig sections' flags, then each method's options in its own group (title,
+    dataclass, ``dest`` section, flag prefix)."""
+    groups = [(f"{section} options", cls, section, "") for section, cls in SECTIONS.items()]
+    groups += [(f"{method} options (with --method {method})", method_cls.Options,
+                OPTIONS_DEST + method, f"{method}-")
+               for method, method_cls in METHODS.items() if dataclasses.fields(method_cls.Options)]
+    for title, cls, section, prefix in groups:
+        group = parser.add_argument_group(title)
         helps = _attribute_help(cls)
         for f in dataclasses.fields(cls):
             if f.name in SECTIONS or f.name == "options":  # RunConfig's nested sections
                 continue
-            flag = "--" + f.name.replace("_", "-")
+            flag = f"--{prefix}" + f.name.replace("_", "-")
             dest = f"cfg__{section}__{f.name}"
-            if f.name == "bits":
+            if section == "model" and f.name == "bits":
                 group.add_argument(
                     flag, dest=dest, type=int, nargs="+", default=None,
                     help=f"hash code length(s); one run per length (default: {' '.join(map(str, PAPER_BITS))})",
@@ -89,15 +77,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 _add_flag(group, flag, dest, f, helps, choices=METHODS.choices())
             else:
                 _add_flag(group, flag, dest, f, helps)
-    for method, method_cls in METHODS.items():
-        options = method_cls.Options
-        if not dataclasses.fields(options):
-            continue
-        group = parser.add_argument_group(f"{method} options (with --method {method})")
-        helps = _attribute_help(options)
-        for f in dataclasses.fields(options):
-            flag = f"--{method}-" + f.name.replace("_", "-")
-            _add_flag(group, flag, f"cfg__{OPTIONS_DEST}{method}__{f.name}", f, helps)
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ...]]:
@@ -107,10 +86,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ..
     if args.config:
         if given or profile:
             flags = ", ".join([_flag_of(k) for k in given] + (["--profile"] if profile else []))
-            raise ConfigError(
-                f"--config {args.config} was given together with {flags}; put every option in the "
-                "config file, or pass flags only"
-            )
+            raise ConfigError(f"--config {args.config} was given together with {flags}; put every "
+                              "option in the config file, or pass flags only")
         config = RunConfig.from_json(args.config)
         return config, (config.model.bits,)
     base = RunConfig()
@@ -125,15 +102,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, tuple[int, ..
         _, section, name = key.split("__")
         if name == "bits":
             bits = tuple(value)
-            continue
-        if section.startswith(OPTIONS_DEST):
+        elif section.startswith(OPTIONS_DEST):
             method = section.removeprefix(OPTIONS_DEST)
             if method != chosen:
                 raise ConfigError(f"{_flag_of(key)} is an option of --method {method}, but the "
                                   f"method is {chosen}; {_method_flags(chosen)}")
             changes[f"options.{name}"] = value
-            continue
-        changes[name if section == "run" else f"{section}.{name}"] = value
+        else:
+            changes[name if section == "run" else f"{section}.{name}"] = value
     return base.replace(**changes), bits
 
 
@@ -154,17 +130,15 @@ def _method_flags(method: str) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``fusnet train``: one run per bit length (or the ``--config`` run), its test mAP printed."""
+    import torch
+
+    from fusnet.experiments.recipes import RECIPES
     from fusnet.train.loop import train, train_bit_lengths
 
     config, bits = config_from_args(args)
-    if args.profile:
-        from fusnet.experiments.recipes import RECIPES
-
-        threads = RECIPES[args.profile]["threads"]
-        if threads is not None:  # part of the recipe (smoke: 1, the same numbers anywhere)
-            import torch
-
-            torch.set_num_threads(threads)
+    threads = RECIPES[args.profile]["threads"] if args.profile else None
+    if threads is not None:  # part of the recipe (smoke: 1, the same numbers anywhere)
+        torch.set_num_threads(threads)
     if args.config:
         result = train(config, resume=args.resume)
         summary = {str(config.model.bits): result.metrics["map_index_ties"]}
