@@ -12,7 +12,7 @@ A query's latency is ``Gallery.refresh()`` (moving to the last published snapsho
 reading ``gallery.json``, and after a commit the new rows and the index) plus
 ``search_codes``; each searcher's first query (the gallery's first open) is left out.
 
-Run: ``.venv/bin/python benchmarks/bench_gallery_concurrency.py`` (about 2 minutes);
+Run: ``.venv/bin/python benchmarks/bench_gallery_concurrency.py`` (about 3 minutes);
 ``--quick`` for 200,000 codes and 10 s of pauses.
 """
 

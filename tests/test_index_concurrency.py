@@ -248,6 +248,30 @@ def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_frees_
     assert not (g / ".writer.json").exists()
 
 
+def test_a_dropped_job_keeps_its_committed_chunks_and_the_next_add_starts_afresh(tmp_path, monkeypatch):
+    g = tmp_path / "g"
+    build_synthetic(g, 100, monkeypatch)
+    encode, calls = jobs_module._encode_chunk, []
+
+    def stop_at_third(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[3])
+        encode(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs_module, "_encode_chunk", stop_at_third)
+        with pytest.raises(KeyboardInterrupt):
+            index.add(g, "syn:100:200", model=SyntheticEncoder(), chunk_size=20)
+    with pytest.raises(DataError, match=r"interrupted job over 100 images, not these 40: .* committed stay"):
+        index.add(g, "syn:300:340", model=SyntheticEncoder(), chunk_size=20)
+    (g / "job.json").unlink()  # dropped, as that message says, but a chunk file left behind:
+    np.savez(g / "chunks" / "0001-000000.npz", codes=table()[:20], kept=np.arange(20), reasons=np.array([], str))
+    done = index.add(g, "syn:300:340", model=SyntheticEncoder(), chunk_size=20)
+    assert [_number(p) for p, _ in done.items] == [*range(140), *range(300, 340)]
+    np.testing.assert_array_equal(done.codes, table()[[_number(p) for p, _ in done.items]])
+
+
 @pytest.mark.slow
 def test_a_million_codes_searched_by_8_processes_during_a_killed_and_resumed_add(tmp_path, monkeypatch):
     initial, added = 1_000_000, 40_000

@@ -8,9 +8,10 @@ Three operations, the same as ``fusnet index build|add|search``::
     >>> hits = fusnet.index.search("gallery/", "new.jpg", k=10)[0]    # Hit(rank, id, distance, path, label)
 
 ``fusnet.index.gallery`` holds the operations and :class:`Gallery`,
-``fusnet.index.layout`` the files (codes, ids, paths, labels), ``fusnet.index.jobs``
-the resumable builds and adds, ``fusnet.index.backends`` the search backends (faiss
-flat / ivf; Milvus in ``fusnet.index.milvus_backend``).
+``fusnet.index.layout`` the files (codes, ids, paths, labels) and the snapshots that
+searches read while a writer works, ``fusnet.index.lock`` the one-writer lock,
+``fusnet.index.jobs`` the resumable builds and adds, ``fusnet.index.backends`` the
+search backends (faiss flat / ivf; Milvus in ``fusnet.index.milvus_backend``).
 """
 
 from fusnet.index.backends import KINDS

@@ -318,8 +318,9 @@ class Gallery:
     def open(cls, directory: str | Path, nprobe: int | None = None, previous: Gallery | None = None) -> Gallery:
         """Open the gallery's last published snapshot, refusing one that is damaged.
 
-        Never waits for a writer: a build or add in progress (or killed) is not seen
-        until it commits. The object is that snapshot; :meth:`refresh` moves to a later one.
+        Never waits for a writer: of a build or add in progress (or killed) it sees the
+        chunks committed so far. The object is that snapshot; :meth:`refresh` moves to a
+        later one.
 
         Args:
             directory: the gallery directory.

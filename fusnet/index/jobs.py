@@ -50,7 +50,8 @@ def run_job(directory: Path, meta: dict[str, Any], backend: Backend, items: list
         chunk_size: images per chunk (of a new job; a resumed one keeps its own).
     """
     job_path = directory / JOB
-    if job_path.is_file():
+    resumed = job_path.is_file()
+    if resumed:
         job = json.loads(job_path.read_text())
         if [tuple(x) for x in job["items"]] != items:
             raise DataError(
@@ -60,13 +61,14 @@ def run_job(directory: Path, meta: dict[str, Any], backend: Backend, items: list
             )
         logger.info("resuming the interrupted job %d in %s", job["job"], directory)
     else:
+        _clean_job(directory)  # chunks of a dropped job
         job = {"job": len(meta["jobs_done"]), "chunk_size": chunk_size, "items": items}
         atomic_write_text(job_path, json.dumps(job) + "\n")
     if job["job"] in meta["jobs_done"]:  # committed, then interrupted before clean-up
         _clean_job(directory)
         return
-    running = meta.get("running") or {}
-    done = running.get("chunks", 0) if running.get("job") == job["job"] else 0
+    running = meta.get("running") or {}  # not this job's if its job.json was deleted
+    done = running.get("chunks", 0) if resumed and running.get("job") == job["job"] else 0
     chunks = directory / CHUNKS
     chunks.mkdir(exist_ok=True)
     size = job["chunk_size"]
@@ -81,7 +83,7 @@ def run_job(directory: Path, meta: dict[str, Any], backend: Backend, items: list
                 _encode_chunk(part, encoder, batch_size, path)
             pending.append(path)
             bar.update(len(part))
-            if backend.ntotal or backend.kind != "ivf" or number == total - 1:
+            if backend.ntotal or backend.kind != "ivf" or number == total - 1:  # ivf: trained on all
                 _commit(directory, meta, backend, job, number + 1 - len(pending), pending)
                 pending = []
 
