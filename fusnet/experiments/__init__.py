@@ -1,15 +1,12 @@
 """The paper's experiments as library code the notebooks call (``notebooks/*.ipynb``).
 
 Modules, lowest first; each imports only modules before it (lazy imports included):
-``stats`` (t-tests) < ``recipes`` (each profile's training recipe, the regimes) <
-``profiles`` (every notebook's parameters) < ``config`` (:class:`ExperimentConfig`) <
-``paper_tables`` (the paper's Tables 3-7) < ``runs`` (shared runs, trained once) <
-``tables`` (ours beside the paper's) < ``baselines`` (notebook 09's grid and tests) <
-``regimes`` (notebook 11's) < ``executor`` (runs here or in child processes) <
-``plots`` < ``outputs`` (CSV, PNG/SVG, ``metrics.json``) < ``examples`` (Fig. 12) <
-``cam`` (Fig. 10) < ``search_photos`` (notebook 10) < ``verdicts`` (the paper's claims
-against the runs) < ``summary`` (the README's tables) < ``reproduce`` (``fusnet
-reproduce``, papermill).
+``stats`` < ``recipes`` (each profile's training recipe) < ``profiles`` (every notebook's
+parameters) < ``config`` (:class:`ExperimentConfig`) < ``paper_tables`` (Tables 3-7) <
+``runs`` (shared, trained once) < ``tables`` < ``baselines`` (notebook 09) < ``regimes``
+(notebook 11) < ``executor`` < ``plots`` < ``outputs`` < ``examples`` (Fig. 12) < ``cam``
+(Fig. 10) < ``search_photos`` (notebook 10) < ``verdicts`` (the paper's claims) <
+``summary`` (the README's tables) < ``reproduce`` (``fusnet reproduce``).
 """
 
 from fusnet.experiments.config import DatasetSpec, ExperimentConfig, check_choices, single

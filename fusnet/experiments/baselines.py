@@ -1,9 +1,6 @@
 """Baselines side by side (notebook 09): every method on the same data, backbone and budget.
-
 Each run is an ordinary one with ``method`` and ``seed`` changed (and the method's own
-``method_changes``), so Multi-FusNet's seed-0 runs are the other notebooks'. A paired test
-against Multi-FusNet pairs one seed's runs (same split and sampling order) averaged over the
-code lengths, so n = the number of seeds.
+``method_changes``), so Multi-FusNet's seed-0 runs are the other notebooks'.
 """
 
 from __future__ import annotations
@@ -34,8 +31,7 @@ def all_methods() -> list[str]:
 
 def check_method_changes(method_changes: Mapping[str, Any], methods: Sequence[str],
                          what: str = "method_changes") -> None:
-    """Refuse per-method settings for a name that is not a method (a misspelt one would
-    leave that method on the profile's settings without a word)."""
+    """Refuse settings for a name that is not a method (a misspelt one would be ignored)."""
     unknown = sorted(set(method_changes) - set(all_methods()))
     if unknown:
         raise ConfigError(f"{what} names {unknown}, not methods; choose from {all_methods()}")
@@ -48,10 +44,8 @@ def method_requests(datasets: Iterable[str], bits: Iterable[int], methods: Seque
                     seeds: Sequence[int],
                     method_changes: Mapping[str, Mapping[str, Any]] | None = None,
                     method_bits: Mapping[str, Sequence[int]] | None = None) -> list[RunRequest]:
-    """One request per (dataset, bits, method, seed), labelled with the method's name.
-    ``seeds`` set ``RunConfig.seed`` (split, initialisation, sampling); ``method_changes``
-    maps a method to dotted changes of its runs, ``method_bits`` to the code lengths it
-    runs at (some of ``bits``). ConfigError for an unknown method or code length."""
+    """One request per (dataset, bits, method, seed), labelled with the method, with its
+    ``method_changes`` (dotted), at its ``method_bits`` (some of ``bits``) where given."""
     bits = [int(k) for k in bits]
     method_changes = method_changes or {}
     check_method_changes(method_changes, methods)
@@ -72,8 +66,7 @@ def method_requests(datasets: Iterable[str], bits: Iterable[int], methods: Seque
 
 
 def methods_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """:func:`~fusnet.experiments.tables.runs_frame` with ``method``, ``seed`` and
-    ``database`` (network codes or learned database codes)."""
+    """``tables.runs_frame`` with ``method``, ``seed`` and ``database`` (codes' source)."""
     records = list(records)
     frame = runs_frame(records).rename(columns={"label": "method"})
     frame.insert(3, "seed", [r.config.seed for r in records])
@@ -82,8 +75,7 @@ def methods_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
 
 
 def seed_summary(frame: pd.DataFrame, value: str = "map") -> pd.DataFrame:
-    """Per (dataset, bits, method) in order of appearance: mean, std, n (seeds), ci_lower,
-    ci_upper (95% t interval of the mean)."""
+    """Per (dataset, bits, method): mean, std, n (seeds) and the 95% t interval of the mean."""
     rows = []
     for (dataset, bits, method), group in frame.groupby(["dataset", "bits", "method"], sort=False):
         spread = mean_and_spread(group[value].to_numpy())
@@ -94,11 +86,9 @@ def seed_summary(frame: pd.DataFrame, value: str = "map") -> pd.DataFrame:
 
 def paired_against(frame: pd.DataFrame, reference: str = REFERENCE_METHOD, value: str = "map",
                    unit: str = "seed") -> pd.DataFrame:
-    """Paired t-tests ``method − reference`` of :func:`methods_frame`'s ``value`` per
-    dataset and over all ("all"): columns dataset, comparison, pair, ``TTEST_COLUMNS``.
-    ``unit="seed"``: a pair is one seed's difference averaged over the code lengths (and
-    datasets); ``"cell"``: each (dataset, bits, seed) (optimistic p-values). Only cells
-    both methods ran count. ValueError: no reference runs, a bad ``unit``, a repeated run."""
+    """Paired t-tests ``method − reference`` per dataset and over all ("all"), over the cells
+    both ran. ``unit="seed"``: a pair is one seed's difference averaged over the code lengths
+    (same split and sampling order); ``"cell"``: each (dataset, bits, seed) (optimistic)."""
     if unit not in ("seed", "cell"):
         raise ValueError(f"unit must be 'seed' or 'cell', got {unit!r}")
     keys = ["dataset", "bits", "seed", "method"]

@@ -1,9 +1,7 @@
-"""Class activation maps of the two-branch fusion (Fig. 10) with ``pytorch_grad_cam``.
-
-Per image and level, Grad-CAM of f_i (``original``, an identity tap), A(f_i)
-(``attention``) and f_i + A(f_i) (``fused``). With ``target="hash"`` the score is
-``<u, P[y]>``, the hash output's agreement with the true class's proxy code; with
-``"class"`` the true class's logit, which reads the top level only.
+"""Class activation maps of the two-branch fusion (Fig. 10) with ``pytorch_grad_cam``: per
+image and level, Grad-CAM of f_i (``original``, an identity tap), A(f_i) (``attention``)
+and f_i + A(f_i) (``fused``), for the score ``<u, P[y]>`` (``target="hash"``: the hash
+output against the true class's proxy code) or the true class's logit (the top level only).
 """
 
 from __future__ import annotations
@@ -20,16 +18,14 @@ from fusnet.errors import ConfigError
 from fusnet.experiments.examples import choose_queries, split_dataset
 from fusnet.models.multifusnet import MultiFusNet
 
-CAM_KINDS: tuple[str, ...] = ("original", "attention", "fused")
-"""The three maps of Fig. 10, in its column order."""
+CAM_KINDS: tuple[str, ...] = ("original", "attention", "fused")  # Fig. 10's column order
 
 CAM_KIND_TITLES: dict[str, str] = {"original": "f", "attention": "A(f)", "fused": "f + A(f)"}
 CAM_TARGETS: tuple[str, ...] = ("hash", "class")
 
 
 class CamModel(nn.Module):
-    """MultiFusNet (weights shared) with an identity tap on each backbone level, returning
-    u (B, bits) for ``output="hash"`` or the class logits (B, C) for ``"class"``."""
+    """MultiFusNet with an identity tap on each backbone level, returning u or the logits."""
 
     def __init__(self, model: MultiFusNet, output: str = "hash") -> None:
         super().__init__()
@@ -50,8 +46,7 @@ class CamModel(nn.Module):
         return [i % n for i in self.model.head.level_indices]
 
     def layer(self, kind: str, level: int) -> nn.Module:
-        """The module whose output is the ``kind`` map of level ``level`` (0-based);
-        ConfigError for an unknown kind or level, or a fusion map without the fusion branch."""
+        """The module whose output is the ``kind`` map of level ``level`` (0-based)."""
         if kind not in CAM_KINDS:
             raise ConfigError(f"CAM kind must be one of {CAM_KINDS}, got {kind!r}")
         if level not in self.levels:
@@ -78,9 +73,7 @@ class HashCodeTarget:
 def compute_cams(model: MultiFusNet, images: Tensor, labels: Sequence[int],
                  proxy_codes: Tensor | None = None, target: str = "hash",
                  kinds: Sequence[str] = CAM_KINDS) -> dict[tuple[str, int], np.ndarray]:
-    """Grad-CAM maps ``(kind, level) -> (B, H, W)`` float32 in [0, 1] (``level`` 0-based) of
-    each kind at each level the head uses (``target="class"``: the top) for ``images`` (B,
-    3, H, W) of classes ``labels``; ``target="hash"`` needs the (C, bits) ``proxy_codes``."""
+    """Grad-CAM maps ``(kind, level 0-based) -> (B, H, W)`` in [0, 1] of ``images`` (B, 3, H, W)."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -125,8 +118,7 @@ def cam_summary(maps: dict[tuple[str, int], np.ndarray]) -> dict[str, float]:
 
 def load_cam_batch(config: RunConfig, model: MultiFusNet,
                    count: int) -> tuple[Tensor, list[int], np.ndarray, list[str]]:
-    """``count`` test images for Fig. 10, one per class, classes spread evenly (as Fig. 12's
-    queries): (B, 3, H, W) normalised for ``model``, labels, test indices, class names."""
+    """``count`` test images, classes spread as Fig. 12's queries, with labels, indices, names."""
     from fusnet.data.transforms import build_transform
 
     dataset = split_dataset(config, "test")

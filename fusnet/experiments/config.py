@@ -1,12 +1,8 @@
-"""The typed configuration of one notebook run, built from its papermill parameters.
-
-:meth:`ExperimentConfig.from_parameters` applies a notebook's ``changes`` to its profile's
-recipe, checks every name at once and gives one RunConfig per run, and the folders: the
-notebook's outputs in ``<root>/<notebook>/<profile>/``, the runs all notebooks of a profile
-share in ``<root>/runs/<profile>/``, feature caches in ``<root>/cache/`` (or
-``$FUSNET_CACHE_DIR``). The root is the ``output_root`` parameter, else
-``$FUSNET_OUTPUT_ROOT``, else ``results``; relative paths are taken from the repository
-root, so a notebook gives the same result wherever it runs.
+"""The typed configuration of one notebook run, built from its papermill parameters, and its
+folders: the notebook's outputs in ``<root>/<notebook>/<profile>/``, the runs a profile's
+notebooks share in ``<root>/runs/<profile>/``, feature caches in ``<root>/cache/`` (or
+``$FUSNET_CACHE_DIR``); the root is ``output_root``, else ``$FUSNET_OUTPUT_ROOT``, else
+``results``, relative paths from the repository root (the same wherever a notebook runs).
 """
 
 from __future__ import annotations
@@ -50,13 +46,11 @@ def relative_to_or_as_is(path: Path, root: Path | None) -> Path:
         return path
 
 
-LOWER_LEVEL_SWITCHES = ("level_dropout", "lower_level_gate")
-"""``ModelConfig`` fields that act on the lower levels only (ours, README fidelity notes)."""
+LOWER_LEVEL_SWITCHES = ("level_dropout", "lower_level_gate")  # act on the lower levels only
 
 
 def without_idle_lower_level_switches(config: RunConfig) -> RunConfig:
-    """``config`` with :data:`LOWER_LEVEL_SWITCHES` at their defaults where there are no lower
-    levels (another method, or no cascade: Table 6's row 1), so such a run keeps one name."""
+    """:data:`LOWER_LEVEL_SWITCHES` at their defaults without lower levels (one run name)."""
     if config.method == "multifusnet" and config.model.cascade:
         return config
     defaults = RunConfig().model
@@ -89,23 +83,18 @@ class DatasetSpec:
         return self.name if self.name == self.loader else f"{self.name}:{self.loader}"
 
 
-def _names_in(kind: str, values: Sequence[str], registry: Mapping[str, Any]) -> tuple[str, ...]:
-    unknown = [v for v in values if v not in registry]
-    if unknown:
-        raise ConfigError(f"unknown {kind} {unknown}; choose from {sorted(registry)}")
-    return tuple(values)
-
-
 def check_choices(kind: str, values: Sequence[str] | str,
                   choices: Mapping[str, Any] | Sequence[str]) -> tuple[str, ...]:
-    """A notebook parameter that lists names (a string is one name), as a tuple in order;
-    ConfigError when empty, repeated, or not among ``choices``."""
+    """A parameter listing names (a string is one), as a tuple of distinct ``choices``."""
     values = (values,) if isinstance(values, str) else tuple(values)
     if not values:
         raise ConfigError(f"no {kind} given")
     if len(set(values)) != len(values):
         raise ConfigError(f"{kind} repeated: {list(values)}")
-    return _names_in(kind, values, dict.fromkeys(choices))
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise ConfigError(f"unknown {kind} {unknown}; choose from {sorted(choices)}")
+    return values
 
 
 def single(kind: str, values: Sequence[T]) -> T:
@@ -124,13 +113,9 @@ def _int_tuple(name: str, values: int | Sequence[int]) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """What one notebook runs (its name and profile name its folders), and where.
-
-    ``datasets`` are :class:`DatasetSpec` strings; ``data_root`` a folder holding
-    ``<data_root>/<name>``, a mapping name -> folder, or ``None`` (synthetic only);
-    ``backbone`` ... ``seed`` as in RunConfig, ``overrides`` any other RunConfig fields,
-    dotted; ``threads`` torch intra-op threads (``None``: torch's default).
-    """
+    """What one notebook runs, and where. ``data_root``: a folder holding ``<name>/``, a
+    mapping name -> folder, or ``None`` (synthetic only); ``backbone`` ... ``seed`` as in
+    RunConfig, ``overrides`` other RunConfig fields, dotted; ``threads``: torch's (None)."""
 
     notebook: str
     profile: str
@@ -161,7 +146,7 @@ class ExperimentConfig:
         object.__setattr__(self, "datasets", tuple(str(s) for s in specs))
         object.__setattr__(self, "bits", _int_tuple("bits", self.bits))
         object.__setattr__(self, "overrides", dict(self.overrides or {}))
-        _names_in("backbone", [self.backbone], BACKBONES)
+        check_choices("backbone", self.backbone, BACKBONES)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 or None, got {self.threads}")
         if isinstance(self.data_root, Mapping) and set(self.data_root) - set(names):
@@ -174,8 +159,7 @@ class ExperimentConfig:
                         bits: int | Sequence[int] = (12, 24, 32, 48),
                         changes: Mapping[str, Any] | None = None,
                         output_root: str | None = None) -> ExperimentConfig:
-        """A notebook's ``parameters`` cell: ``RECIPES[profile]`` with ``changes``
-        (:func:`~fusnet.experiments.recipes.recipe`), over the grid ``datasets`` x ``bits``."""
+        """A notebook's ``parameters`` cell: ``recipe(profile, changes)`` over its grid."""
         return cls(notebook=notebook, profile=profile, datasets=datasets, bits=bits,
                    output_root=output_root, **recipe(profile, changes))
 
@@ -238,9 +222,7 @@ class ExperimentConfig:
         return config.replace(**self.overrides) if self.overrides else config
 
     def run_config(self, dataset: str, bits: int, **changes: Any) -> RunConfig:
-        """One run's RunConfig (``changes``: dotted fields); ``output_dir`` is
-        ``fusnet.experiments.runs.run_dir``'s to fill in. Lower-level switches are reset
-        where they act on nothing (:func:`without_idle_lower_level_switches`)."""
+        """One run's RunConfig (``changes``: dotted), without ``output_dir`` nor idle switches."""
         config = self.base_run_config().replace(**{
             "data.dataset": self.spec(dataset).loader, "data.root": self.dataset_root(dataset),
             "model.bits": int(bits), "cache_dir": str(self.cache_dir), **changes,
@@ -248,10 +230,7 @@ class ExperimentConfig:
         return without_idle_lower_level_switches(config)
 
     def config_changes(self) -> pd.DataFrame:
-        """What this notebook trains: each setting of its runs' RunConfig (the profile's
-        recipe with the notebook's changes, before a run's dataset and code length) that
-        differs from :class:`~fusnet.config.RunConfig`'s defaults, beside the default. A
-        notebook's variants (ablation rows, attention modules, methods) change it further."""
+        """Each setting of :meth:`base_run_config` not at RunConfig's default, beside it."""
         defaults = flatten_config(RunConfig().to_dict())
         ours = flatten_config(self.base_run_config().to_dict())
         rows = [(key, defaults.get(key), value) for key, value in ours.items()
@@ -260,8 +239,7 @@ class ExperimentConfig:
             "setting")
 
     def setup(self, inline_format: str = "jpeg", inline_dpi: int = 72) -> None:
-        """Seeds, torch threads, logging (``fusnet.experiments`` at INFO, the rest of fusnet
-        at WARNING) and small inline figures for a notebook kernel."""
+        """Seeds, torch threads, logging and small inline figures for a notebook kernel."""
         _inline_figures(inline_format, inline_dpi)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
@@ -289,19 +267,18 @@ class ExperimentConfig:
 
 
 def recipe_run_config(profile: str, dataset: str | None = None) -> RunConfig:
-    """The RunConfig a profile's runs start from, for ``fusnet train --profile``: the
-    recipe's, validated every epoch; with ``dataset`` (a loader name) that loader and the
-    recipe's folder for it, if any. The recipe's ``threads`` are the caller's to set."""
+    """The RunConfig a profile's runs start from (``fusnet train --profile``), with
+    ``dataset``'s loader and the recipe's folder for it, if any; threads are the caller's."""
     exp = ExperimentConfig(notebook="train", profile=profile, datasets=[dataset] if dataset else (),
                            **recipe(profile))
     config = exp.base_run_config()
     if dataset is None:
         return config
-    spec, roots = exp.spec(dataset), exp.data_root
-    has_folder = spec.loader != "synthetic" and roots is not None and (
-        not isinstance(roots, Mapping) or spec.name in roots)
-    return config.replace(**{"data.dataset": spec.loader,
-                             "data.root": exp.dataset_root(dataset) if has_folder else None})
+    try:
+        root = exp.dataset_root(dataset)
+    except ConfigError:  # the recipe has no folder for it
+        root = None
+    return config.replace(**{"data.dataset": exp.spec(dataset).loader, "data.root": root})
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -316,7 +293,7 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _inline_figures(fmt: str, dpi: int) -> None:
-    """Inline figure format and resolution in an IPython kernel (a no-op elsewhere)."""
+    """Inline figure format and resolution in an IPython kernel only."""
     try:
         from IPython import get_ipython
     except ImportError:

@@ -1,7 +1,5 @@
-"""Retrieval examples (Fig. 12): queries, their top-k database images, right or wrong.
-
-From a finished run's ``codes.npz`` (packed codes in the dataset's item order) and the
-dataset (for the pictures); neighbours by ``hamming_topk``, ties by database index.
+"""Retrieval examples (Fig. 12): queries, their top-k database images (``hamming_topk``,
+ties by database index), right or wrong, from a finished run's ``codes.npz`` and dataset.
 """
 
 from __future__ import annotations
@@ -19,8 +17,7 @@ from fusnet.eval.retrieval import hamming_topk
 
 
 def load_packed_codes(path: Path) -> dict[str, Any]:
-    """A run's ``codes.npz``: packed ``db_codes``/``query_codes`` and labels (DataError if
-    missing)."""
+    """A run's ``codes.npz``: packed ``db_codes``/``query_codes`` and labels."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} is missing: the run did not finish")
@@ -29,9 +26,8 @@ def load_packed_codes(path: Path) -> dict[str, Any]:
 
 
 def choose_queries(labels: np.ndarray, count: int) -> np.ndarray:
-    """(count,) int64 indices into (N,) ``labels``: the first item of ``min(count, classes)``
-    classes spread evenly over the sorted class ids, then (when ``count`` exceeds the
-    classes) each class's next item, round by round. Deterministic."""
+    """(count,) indices into ``labels``: the first item of ``min(count, classes)`` classes
+    spread evenly over the class ids, then each class's next item, round by round."""
     labels = np.asarray(labels)
     if not 1 <= count <= len(labels):
         raise ValueError(f"count must be in 1..{len(labels)}, got {count}")
@@ -48,9 +44,7 @@ def choose_queries(labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def retrieval_examples(codes: dict[str, Any], queries: np.ndarray, k: int) -> pd.DataFrame:
-    """The top-k database items of each query (indices into the test split) in
-    :func:`load_packed_codes`' codes: one row per (query, rank) with ``query_label``,
-    ``rank`` (1..k), ``db_index``, ``db_label``, ``distance`` and ``correct``."""
+    """The top-k database items of each query (test split indices), a row per (query, rank)."""
     queries = np.asarray(queries, dtype=np.int64)
     distances, indices = hamming_topk(codes["query_codes"][queries], codes["db_codes"], k)
     q_labels = codes["query_labels"][queries]  # (nq,)
@@ -104,10 +98,8 @@ def examples_for_run(run_path: Path, num_queries: int, k: int) -> pd.DataFrame:
 
 def example_images(config: RunConfig, examples: pd.DataFrame, k: int,
                    size: int = 96) -> dict[str, Any]:
-    """:func:`~fusnet.experiments.plots.retrieval_figure`'s arguments for ``k`` results a
-    query of :func:`retrieval_examples`: ``queries`` and ``results`` (thumbnails of
-    ``size`` px), ``correct`` and ``distances`` (nq, k), ``captions`` (class names); a
-    DataError where the run's dataset no longer matches the codes."""
+    """``plots.retrieval_figure``'s arguments for ``k`` results a query of
+    :func:`retrieval_examples`; a DataError where the dataset no longer matches the codes."""
     database, queries = split_dataset(config, "train"), split_dataset(config, "test")
     top = examples[examples["rank"] <= k]
     order = list(dict.fromkeys(top["query"].tolist()))

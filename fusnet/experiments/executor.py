@@ -1,8 +1,6 @@
-"""One run executor: the unfinished runs of a list of requests trained, finished ones read.
-
-:class:`RunExecutor` trains them here one after another (the notebooks: :func:`ensure_runs`)
-or ``workers`` at a time in child processes (``scripts/baselines_parallel.py``, which
-also sweeps the learning rates).
+"""One run executor: unfinished runs trained here one after another (the notebooks:
+:func:`ensure_runs`) or in child processes (``scripts/baselines_parallel.py``), finished
+ones read back.
 """
 
 from __future__ import annotations
@@ -30,26 +28,17 @@ DEADLINE_ERROR = "not finished by the deadline"
 
 @dataclass
 class Execution:
-    """The finished runs, in the order they finished, and ``{"request", "error"}`` per run
-    that failed or was not finished by the deadline."""
+    """The finished runs, in order, and ``{"request", "error"}`` per run not finished."""
 
     records: list[RunRecord] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
-def log_progress(i: int, n: int, record: RunRecord) -> None:
-    """The progress line of the ``i``-th of ``n`` runs to finish: its test mAP."""
-    logger.info("[%d/%d] %s %d bits %s: test mAP %.4f (index ties)%s", i, n, record.dataset,
-                record.bits, record.label, record.map_index_ties,
-                " (finished before)" if record.reused else "")
-
-
 class RunExecutor:
-    """Trains the unfinished runs of ``exp``'s requests: here (``workers`` None) or in
-    ``workers`` child processes of ``threads`` torch threads (spawned once, then shared).
-    After ``deadline`` (``time.monotonic()``) no run is started nor waited for: those left
-    are failures and :meth:`close` ends the children. ``keep_going`` records a failed run
-    in :attr:`Execution.failures` and goes on (else its exception is raised)."""
+    """Trains the unfinished runs of ``exp``'s requests here (``workers`` None) or in
+    ``workers`` child processes of ``threads`` torch threads. After ``deadline``
+    (``time.monotonic()``) no run is started nor waited for: those left are failures, and
+    :meth:`close` ends the children. ``keep_going``: a failed run is recorded, not raised."""
 
     def __init__(self, exp: ExperimentConfig, workers: int | None = None, threads: int = 1,
                  deadline: float = math.inf, keep_going: bool = False) -> None:
@@ -84,7 +73,9 @@ class RunExecutor:
 
     def _finished(self, done: Execution, record: RunRecord, n: int) -> None:
         done.records.append(record)
-        log_progress(len(done.records), n, record)
+        logger.info("[%d/%d] %s %d bits %s: test mAP %.4f (index ties)%s", len(done.records), n,
+                    record.dataset, record.bits, record.label, record.map_index_ties,
+                    " (finished before)" if record.reused else "")
 
     def _run_here(self, requests: Sequence[RunRequest]) -> Execution:
         done = Execution()
@@ -149,9 +140,8 @@ class RunExecutor:
 
 
 def _child_init(threads: int, driver: int) -> None:
-    """Die with the driver (prctl PR_SET_PDEATHSIG; a watchdog thread polling getppid() can
-    wait for the GIL for minutes), so no orphan writes into a run folder the next driver
-    resumes; then set the torch threads."""
+    """Die with the driver (prctl PR_SET_PDEATHSIG; a watchdog thread can wait for the GIL
+    for minutes), so no orphan writes into a run folder the next driver resumes."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != driver:  # it died before the request
@@ -164,9 +154,8 @@ def _child_init(threads: int, driver: int) -> None:
 
 def ensure_runs(exp: ExperimentConfig, requests: Sequence[RunRequest], workers: int | None = None,
                 threads: int = 1) -> list[RunRecord]:
-    """:func:`~fusnet.experiments.runs.ensure_run` for each request, logging progress and
-    mAP; ``workers`` and ``threads`` as :class:`RunExecutor`'s. Returns the records in the
-    order the runs finished (in this process: the requests' order)."""
+    """:func:`~fusnet.experiments.runs.ensure_run` for each request (``workers``, ``threads``:
+    :class:`RunExecutor`'s), logging mAP; the records in the order the runs finished."""
     with RunExecutor(exp, workers=workers, threads=threads) as executor:
         return executor.run(requests).records
 

@@ -1,8 +1,6 @@
-"""What a notebook writes: tables (CSV), figures (PNG and SVG) and ``metrics.json``.
-
-``metrics.json`` is written last (so it marks a finished notebook) with the parameters,
-results, artifacts, runs used and code version; :func:`outputs_complete` is how ``fusnet
-reproduce`` decides a notebook can be skipped.
+"""What a notebook writes: tables (CSV), figures (PNG and SVG) and, last, ``metrics.json``
+(parameters, results, artifacts, runs used, code version), which :func:`outputs_complete`
+reads to let ``fusnet reproduce`` skip a finished notebook.
 """
 
 from __future__ import annotations
@@ -41,8 +39,7 @@ def _plain(value: Any) -> Any:
 
 
 class NotebookOutputs:
-    """Collects and writes one notebook's artifacts under ``exp.output_dir``;
-    ``extra_parameters`` are the notebook's own (``attentions`` ...), recorded with ``exp``'s."""
+    """One notebook's artifacts under ``exp.output_dir``, its own parameters with ``exp``'s."""
 
     def __init__(self, exp: ExperimentConfig, **extra_parameters: Any) -> None:
         self.exp, self.extra_parameters, self.dir = exp, dict(extra_parameters), exp.output_dir
@@ -108,9 +105,8 @@ def read_metrics(output_dir: Path) -> dict[str, Any] | None:
 
 
 def outputs_complete(output_dir: Path, parameters: Mapping[str, Any] | None = None) -> bool:
-    """Whether ``metrics.json`` reads, every artifact it lists exists and every parameter
-    recorded there equals ``parameters``' (so a changed profile reruns the notebook). A
-    value equals its one-item list: notebooks 05, 07 and 10 once took plain values."""
+    """Whether ``metrics.json`` reads, its artifacts exist and its parameters equal
+    ``parameters``' (a value equals its one-item list: notebooks 05, 07, 10 once took them)."""
     metrics = read_metrics(output_dir)
     if metrics is None:
         return False

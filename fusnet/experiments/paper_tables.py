@@ -1,8 +1,6 @@
-"""The paper's result tables (Cui et al., PeerJ CS 2024), as printed, and their t-tests.
-
-The CSVs are in the repository's ``data/paper/`` (``$FUSNET_PAPER_DATA`` overrides it; its
-README says where each came from): mAP (%) in Tables 3, 5, 6 (``dataset_id``: the name in
-:mod:`fusnet.data`), the paired t-tests of Tables 4 and 7, which this module redoes.
+"""The paper's result tables (Cui et al., PeerJ CS 2024), as printed, and their t-tests
+redone. The CSVs (mAP % in Tables 3, 5, 6, ``dataset_id`` the name in :mod:`fusnet.data`;
+t-tests in 4, 7) are in ``data/paper/`` (its README: sources) or ``$FUSNET_PAPER_DATA``.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fusnet.experiments.config import REPO_ROOT
-from fusnet.experiments.stats import ttest_row
+from fusnet.experiments.stats import TTEST_COLUMNS, ttest_row
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +44,8 @@ def _configuration_name(row: pd.Series) -> str:
 
 
 def load_table(number: int, *, as_printed: bool = False) -> pd.DataFrame:
-    """One of the paper's tables (3-7), long format, in the printed order.
-
-    ``as_printed``: every cell the CSV's string (``"-1.560"``; ``""`` where missing).
-    Otherwise ``map`` is float (NaN where missing), ``bits``/``df``/``line`` int, Table 6's
-    flags bool, p-values strings (``"<.001"``), and Table 6 gains ``configuration``
-    (``"baseline"``, ``"cascading+fusion"`` ...). FileNotFoundError without the CSV.
-    """
+    """One of the paper's tables (3-7), long format, in the printed order: every cell a string
+    (``as_printed``) or typed but the p-values, Table 6 with a ``configuration`` column."""
     path = table_path(number)
     if not path.is_file():
         raise FileNotFoundError(
@@ -78,8 +71,7 @@ def load_table(number: int, *, as_printed: bool = False) -> pd.DataFrame:
 
 
 def paired_cells(table3: pd.DataFrame, method_a: str, method_b: str = "Ours") -> pd.DataFrame:
-    """Table 3's (dataset, bits) cells where both methods have a value: columns ``dataset,
-    bits, <method_a>, <method_b>`` in the printed order; KeyError for an unknown method."""
+    """Table 3's (dataset, bits) cells where both methods have a value, in printed order."""
     known = list(dict.fromkeys(table3["method"]))
     for m in (method_a, method_b):
         if m not in known:
@@ -103,14 +95,26 @@ def recompute_table4(table3: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ablation_ttests(ablation: pd.DataFrame, value: str = "map") -> pd.DataFrame:
+    """Table 7 for ``tables.ablation_frame`` or the paper's Table 6: each line other than 5
+    against line 5 (``LineK - Line5``) over the (dataset, bits) cells both have."""
+    dataset = "dataset_id" if "dataset_id" in ablation.columns else "dataset"
+    wide = ablation.pivot_table(index=[dataset, "bits"], columns="line", values=value,
+                                sort=False, dropna=False)
+    rows = []
+    for k, line in enumerate(sorted(int(x) for x in wide.columns if int(x) != 5), 1):
+        if 5 not in wide.columns:
+            break
+        cells = wide[[line, 5]].dropna()
+        rows.append(ttest_row(f"Comparison {k}", f"Line{line} - Line5",
+                              cells[line].to_numpy(), cells[5].to_numpy()))
+    return pd.DataFrame(rows, columns=["comparison", "pair", *TTEST_COLUMNS])
+
+
 def recompute_table7(table6: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Table 7 redone: ablation lines 1-4 against line 5 over Table 6's 12 cells (df 11),
-    with Table 6's own values (CUB 32-bit line 5 is 79.97 there, 82.67 in Table 3)."""
-    t6 = load_table(6) if table6 is None else table6
-    wide = t6.pivot_table(index=["dataset", "bits"], columns="line", values="map", sort=False,
-                          dropna=False)
-    return pd.DataFrame([ttest_row(f"Comparison {k}", f"Line{k} - Line5", wide[k].to_numpy(),
-                                   wide[5].to_numpy()) for k in (1, 2, 3, 4)])
+    """Table 7 redone over Table 6's 12 cells (df 11), with Table 6's own values (CUB 32-bit
+    line 5 is 79.97 there, 82.67 in Table 3)."""
+    return ablation_ttests(load_table(6) if table6 is None else table6)
 
 
 def printed_decimals(printed: str) -> int:
@@ -139,7 +143,6 @@ def matches_printed(value: float, printed: str) -> bool:
 
 
 def mean_improvement_by_bits(table3: pd.DataFrame, over: str, method: str = "Ours") -> pd.Series:
-    """Mean mAP difference ``method - over`` per code length (points), over the datasets
-    where both have a value: the paper's "average enhancement of 40% at 12-bit" claims."""
+    """Mean ``method - over`` per code length (the paper's "average enhancement" claims)."""
     cells = paired_cells(table3, over, method)
     return (cells[method] - cells[over]).groupby(cells["bits"]).mean()

@@ -1,7 +1,5 @@
-"""The notebooks' figures (paper Figs. 6, 8-12 and the proxy codes).
-
-Each function takes tidy DataFrames or arrays and returns a ``pyplot`` figure (so a
-notebook shows it inline); ``NotebookOutputs.figure`` saves it.
+"""The notebooks' figures (paper Figs. 6, 8-12 and the proxy codes): each function takes tidy
+DataFrames or arrays and returns a ``pyplot`` figure, which ``NotebookOutputs.figure`` saves.
 """
 
 from __future__ import annotations
@@ -15,12 +13,6 @@ from fusnet.experiments.tables import hamming_matrix
 
 CORRECT_COLOUR = "#2ca02c"
 WRONG_COLOUR = "#d62728"
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _order(values: pd.Series, order: Sequence | None = None) -> list:
@@ -38,8 +30,7 @@ def _finish(fig, title: str = "", **layout):
 def grouped_bars(ax, frame: pd.DataFrame, x: str, hue: str, value: str,
                  hue_order: Sequence | None = None, colours: dict | None = None,
                  error: str | None = None) -> None:
-    """Grouped bars on ``ax``: a group per ``x``, a bar per ``hue`` (a gap where missing);
-    ``colours`` maps hue -> colour, ``error`` names a column drawn as ± error bars."""
+    """A group per ``x``, a bar per ``hue`` (a gap where missing), ``error`` bars by column."""
     xs, hues = _order(frame[x]), _order(frame[hue], hue_order)
     cells = frame.set_index([x, hue])[value]
     errors = frame.set_index([x, hue])[error] if error else None
@@ -64,14 +55,16 @@ def lines(ax, frame: pd.DataFrame, x: str, hue: str, value: str, marker: str = "
 
 def hue_colours(hues: Sequence) -> dict:
     """One colour per hue: tab10 for up to 10 hues, tab20 beyond."""
-    plt = _plt()
+    import matplotlib.pyplot as plt
+
     cmap = plt.get_cmap("tab10" if len(hues) <= 10 else "tab20")
     return {h: cmap(i % cmap.N) for i, h in enumerate(hues)}
 
 
 def _panels(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None = None):
     """A figure of ``n`` panels in rows of ``ncols`` (default one row) and its ``n`` axes."""
-    plt = _plt()
+    import matplotlib.pyplot as plt
+
     ncols = max(1, min(n, ncols or n))
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
@@ -82,8 +75,7 @@ def _panels(n: int, width: float = 4.2, height: float = 3.2, ncols: int | None =
 
 
 def generalisation_figures(table5: pd.DataFrame) -> tuple:
-    """Fig. 6: a bar and a line chart of mAP by dataset and code length, each with a panel
-    for the paper's Table 5 and one for ours (``table5``: ``side_by_side``)."""
+    """Fig. 6: bar and line charts of ``side_by_side``'s mAP, the paper's panel and ours."""
     sources = [("paper (Table 5)", "paper"), ("this replication", "map")]
     bar_fig, bar_axes = _panels(2, width=5.0)
     line_fig, line_axes = _panels(2)
@@ -107,8 +99,7 @@ def generalisation_figures(table5: pd.DataFrame) -> tuple:
 def panel_bars(frame: pd.DataFrame, hue: str, value: str = "map",
                hue_order: Sequence | None = None, title: str = "", panel: str = "dataset",
                ncols: int = 3, error: str | None = None):
-    """A panel per ``panel`` value, groups = code lengths, bars = ``hue`` (Figs. 8 and 9,
-    Table 3, the baselines with ``error`` bars); panels in rows of ``ncols``."""
+    """A panel per ``panel`` value, a group per code length, a bar per ``hue`` (Figs. 8, 9)."""
     from matplotlib.patches import Patch
 
     datasets, hues = _order(frame[panel]), _order(frame[hue], hue_order)
@@ -119,19 +110,16 @@ def panel_bars(frame: pd.DataFrame, hue: str, value: str = "map",
         grouped_bars(ax, frame[frame[panel] == dataset], x="bits", hue=hue, value=value,
                      hue_order=hue_order, colours=colours, error=error)
         ax.set(title=f"{dataset}", ylabel="mAP (%)", xlabel="bits")
-    labels = [str(h) for h in hues]
-    handles = [Patch(color=colours[h], label=str(h)) for h in hues]
-    rows = -(-len(labels) // 6) if labels else 0
+    rows = -(-len(hues) // 6)  # of the legend, 6 a row
     bottom = min(0.3, 0.06 * rows / max(1, -(-len(axes) // ncols)) + 0.02)
-    if labels:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7,
-                   frameon=False)
+    if hues:
+        fig.legend([Patch(color=colours[h], label=str(h)) for h in hues], [str(h) for h in hues],
+                   loc="lower center", ncol=min(len(hues), 6), fontsize=7, frameon=False)
     return _finish(fig, title, rect=(0, bottom, 1, 1))
 
 
 def ablation_figure(table6: pd.DataFrame, configurations: Sequence[str]):
-    """Fig. 8: mAP of each Table 6 configuration (in ``configurations``' order), paper and
-    ours, per dataset (``table6``: ``side_by_side`` with a ``configuration`` key)."""
+    """Fig. 8: ``side_by_side``'s mAP per Table 6 configuration, the paper's and ours."""
     both = pd.concat([table6.dropna(subset=[column]).assign(source=source, value=table6[column])
                       for source, column in (("paper", "paper"), ("ours", "map"))],
                      ignore_index=True)
@@ -159,9 +147,9 @@ def convergence_figure(history: pd.DataFrame):
 def retrieval_figure(queries: Sequence[np.ndarray], results: Sequence[Sequence[np.ndarray]],
                      correct: np.ndarray, distances: np.ndarray,
                      captions: Sequence[str] | None = None, title: str = ""):
-    """Fig. 12: each query (nq images (H, W, 3), first column) and its k results, framed
-    green where ``correct`` (nq, k) and red elsewhere, with their Hamming ``distances``."""
-    plt = _plt()
+    """Fig. 12: each query and its k results, framed green where ``correct``, else red."""
+    import matplotlib.pyplot as plt
+
     nq, k = correct.shape
     fig, axes = plt.subplots(nq, k + 1, figsize=(1.25 * (k + 1), 1.45 * nq + 0.3),
                              squeeze=False)
@@ -187,9 +175,9 @@ def retrieval_figure(queries: Sequence[np.ndarray], results: Sequence[Sequence[n
 def cam_figure(images: np.ndarray, maps: dict[tuple[str, int], np.ndarray],
                kinds: Sequence[str], levels: Sequence[int],
                kind_titles: dict[str, str] | None = None, alpha: float = 0.5):
-    """Fig. 10: each image ((B, H, W, 3) in [0, 1]), then its CAM overlays (``maps``:
-    ``(kind, level) -> (B, H, W)``) per 0-based level and kind, in the given orders."""
-    plt = _plt()
+    """Fig. 10: each image, then its CAM overlays per level and kind, in the given orders."""
+    import matplotlib.pyplot as plt
+
     columns = [(kind, level) for level in levels for kind in kinds]
     b = len(images)
     fig, axes = plt.subplots(b, len(columns) + 1, figsize=(1.3 * (len(columns) + 1), 1.35 * b),
@@ -209,8 +197,7 @@ def cam_figure(images: np.ndarray, maps: dict[tuple[str, int], np.ndarray],
 
 
 def code_heatmaps(codes: dict[int, np.ndarray], title: str = ""):
-    """Pairwise Hamming distances between class codes (bits -> (C, bits) in {-1, +1}), a
-    heatmap per code length."""
+    """Pairwise Hamming distances between class codes, a heatmap per code length."""
     fig, axes = _panels(max(len(codes), 1), width=3.4, height=3.0)
     for ax, (bits, c) in zip(axes, sorted(codes.items()), strict=False):
         image = ax.imshow(hamming_matrix(c), cmap="viridis", vmin=0, vmax=bits)
@@ -221,8 +208,7 @@ def code_heatmaps(codes: dict[int, np.ndarray], title: str = ""):
 
 
 def distance_histograms(codes: dict[int, np.ndarray], title: str = ""):
-    """Histogram of the pairwise class-code distances per code length, against independent
-    random codes' Binomial(bits, 1/2) scaled to the number of pairs."""
+    """Pairwise class-code distances per code length against random codes' Binomial(bits, ½)."""
     from scipy import stats as sps
 
     fig, axes = _panels(max(len(codes), 1), width=3.4, height=2.8)

@@ -1,9 +1,7 @@
-"""Every notebook's parameters under each profile (``smoke``, ``cpu``, ``paper``).
-
-``PROFILES[profile][notebook]`` is what ``fusnet reproduce --profile <profile>`` injects into
-the notebook: the profile, the grid (``datasets``, ``bits``), its own settings, ``changes``
-to the profile's recipe and ``output_root``. Each notebook's ``parameters`` cell has the
-``smoke`` values (a test checks). Why the settings are what they are: the README.
+"""Every notebook's parameters under each profile: ``PROFILES[profile][notebook]`` is what
+``fusnet reproduce --profile <profile>`` injects (the profile, the grid, the notebook's own
+settings, ``changes`` to the recipe, ``output_root``); the notebooks' ``parameters`` cells
+hold the ``smoke`` values (a test checks). Why they are what they are: the README.
 """
 
 from __future__ import annotations
@@ -20,13 +18,11 @@ NOTEBOOKS: tuple[str, ...] = (
     "01_main_results", "02_generalisation", "03_ablation", "04_attention", "05_cam",
     "06_convergence", "07_retrieval_examples", "08_proxy_codes", "09_baselines",
     "10_search_your_images", "11_regimes",
-)
-"""The notebooks in ``notebooks/``, in the order ``fusnet reproduce`` runs them."""
+)  # in the order ``fusnet reproduce`` runs them
 
 PAPER_BITS = [12, 24, 32, 48]
 ATTENTIONS = ["eca", "se", "cbam", "coord", "psa"]
-METHODS = [MULTIFUSNET, *BASELINES]
-"""Notebook 09's methods: Multi-FusNet and every baseline, in the registry's order."""
+METHODS = [MULTIFUSNET, *BASELINES]  # notebook 09's, in the registry's order
 REGIME_CONFIGURATIONS = ["baseline", "cascading+fusion+attention"]
 CONFIGURATIONS = ["baseline", "cascading", "cascading+fusion", "cascading+attention",
                   "cascading+fusion+attention"]
@@ -44,8 +40,7 @@ def _profile(
     regime_configurations: dict[str, list[str] | dict[int, list[str]]] | None = None,
     regime_seeds: dict[str, dict[int, list[int]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every notebook's parameters under ``profile``: the datasets per figure, the code
-    lengths and the notebooks' own settings."""
+    """Every notebook's parameters under ``profile``."""
 
     def params(**grid: Any) -> dict[str, Any]:  # profile, what the notebook varies, changes
         return {"profile": profile, **grid, "changes": {}, "output_root": None}
@@ -194,8 +189,8 @@ def _notebooks(profile: str) -> dict[str, dict[str, Any]]:
 
 
 def regime_changes(profile: str, regime: str | None) -> dict[str, Any]:
-    """The dotted RunConfig changes of notebook 11's ``regime`` under ``profile`` (``None``:
-    the recipe), so another notebook can share its run; ConfigError for an unknown one."""
+    """Notebook 11's ``regime`` under ``profile`` as dotted RunConfig changes (``None``: the
+    recipe's), so another notebook can share its run."""
     regimes = _notebooks(profile)["11_regimes"]["regimes"]
     if regime is None:
         return {}
@@ -206,10 +201,8 @@ def regime_changes(profile: str, regime: str | None) -> dict[str, Any]:
 
 
 def notebook_parameters(profile: str, notebook: str, **changes: Any) -> dict[str, Any]:
-    """A copy of ``PROFILES[profile][notebook]`` with ``changes``: a name the notebook has
-    replaces its value, a recipe name (:data:`RECIPE_NAMES`) goes into its ``changes`` when
-    it takes them, any other is ignored (one set of command-line changes goes to every
-    notebook). ConfigError for an unknown profile or notebook."""
+    """A copy of ``PROFILES[profile][notebook]`` with ``changes`` to its own names or, if it
+    takes them, its recipe's (:data:`RECIPE_NAMES`); others ignored (one set for all)."""
     if notebook not in _notebooks(profile):
         raise ConfigError(f"unknown notebook {notebook!r}; choose from {list(NOTEBOOKS)}")
     params = copy.deepcopy(PROFILES[profile][notebook])

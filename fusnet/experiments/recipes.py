@@ -1,9 +1,6 @@
-"""Each profile's training recipe, written once, and the training regimes.
-
-``smoke``: every notebook in minutes on the synthetic set (CI); ``cpu``: the photos in
-``../shared/data`` on 2 cores; ``paper``: the paper's recipe on a GPU. Every notebook of a
-profile, ``fusnet train --profile`` and the scripts start from ``RECIPES[profile]``. Why
-each setting is what it is: the README's fidelity notes.
+"""Each profile's training recipe, written once, and the training regimes: ``smoke`` runs
+every notebook in minutes on the synthetic set (CI), ``cpu`` the photos in ``../shared/data``
+on 2 cores, ``paper`` the paper's recipe on a GPU (why: the README's fidelity notes).
 """
 
 from __future__ import annotations
@@ -27,8 +24,7 @@ CPU_EPOCHS = 12
 
 RECIPE_NAMES: tuple[str, ...] = ("data_root", "backbone", "pretrained", "epochs", "image_size",
                                  "mode", "device", "seed", "threads")
-"""A recipe's named settings (``ExperimentConfig`` fields); ``overrides`` holds the other
-RunConfig fields it sets, dotted."""
+"""A recipe's ``ExperimentConfig`` fields; its ``overrides`` are RunConfig fields, dotted."""
 
 RECIPES: dict[str, dict[str, Any]] = {
     "smoke": {"data_root": None, "backbone": "efficientnet_lite0", "pretrained": "default",
@@ -45,12 +41,10 @@ RECIPES: dict[str, dict[str, Any]] = {
               "mode": "full", "device": "auto", "seed": 0, "threads": None,
               "overrides": {"data.num_workers": 8}},
 }
-"""profile -> ``ExperimentConfig``'s keyword arguments besides the notebook, its grid and
-the output root."""
+"""profile -> ``ExperimentConfig``'s keyword arguments but the notebook, grid, output root."""
 
 FINE_TUNE: dict[str, Any] = {"optim.backbone_lr_scale": 0.2, "optim.schedule": "cosine",
-                             "optim.warmup_epochs": 1}
-"""What every fine-tuning regime changes besides its mode."""
+                             "optim.warmup_epochs": 1}  # every fine-tuning regime's
 REGIMES: dict[str, dict[str, Any]] = {
     "frozen": {"mode": "frozen"},
     "top2": {"mode": "top", "top_stages": 2, **FINE_TUNE},
@@ -60,18 +54,12 @@ REGIMES: dict[str, dict[str, Any]] = {
                     "data.augment": "mild"},
     "full-mild": {"mode": "full", **FINE_TUNE, "data.augment": "mild"},
     "full-paper": {"mode": "full", **FINE_TUNE, "data.augment": "paper"},
-}
-"""Training regimes by name: how much of the backbone trains, as RunConfig changes."""
+}  # by name: how much of the backbone trains, as RunConfig changes
 
 
 def recipe(profile: str, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of ``RECIPES[profile]`` with ``changes``: a name of :data:`RECIPE_NAMES`
-    replaces the recipe's value, any other key is a dotted RunConfig field set over its
-    ``overrides`` (values are checked where the experiment is built).
-
-    Raises:
-        ConfigError: unknown profile, or ``overrides`` among the changes.
-    """
+    """A copy of ``RECIPES[profile]`` with ``changes``: a :data:`RECIPE_NAMES` key replaces
+    the recipe's value, any other is a dotted RunConfig field set over its ``overrides``."""
     if profile not in RECIPES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(RECIPES)}")
     result = copy.deepcopy(RECIPES[profile])

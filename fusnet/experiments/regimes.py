@@ -1,8 +1,6 @@
-"""The training-regime comparison (notebook 11): its runs, and finished runs read back.
-
-A regime is how much of the network trains: ``frozen`` (the head on cached maps), ``top``
-(the backbone's top stage(s) too, with or without cached augmented views) or ``full``.
-The comparison is built from what the runs recorded (``metrics.json``), never typed in.
+"""The training-regime comparison (notebook 11), built from what its runs recorded. A regime
+is how much of the network trains: ``frozen`` (the head on cached maps), ``top`` (the
+backbone's top stage(s) too, with or without cached augmented views) or ``full``.
 """
 
 from __future__ import annotations
@@ -24,9 +22,9 @@ from fusnet.experiments.runs import (
 )
 from fusnet.experiments.stats import paired_ttest
 
+# Not given to a configuration without the cascade: regimes differing by them share its run.
 LOWER_LEVEL_CHANGES = tuple(f"model.{name}" for name in LOWER_LEVEL_SWITCHES)
-"""Changes a configuration without the cascade does not get, so its run is shared by every
-regime that differs from another by them alone."""
+
 
 def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int = CPU_EPOCHS) -> str:
     """A run config's regime as the cpu profile's notebook 11 names it: ``frozen``,
@@ -68,16 +66,11 @@ def regime_requests(
     regime_configurations: Mapping[str, Sequence[str] | RowsByBits] | None = None,
     regime_seeds: Mapping[str, SeedsByBits] | None = None,
 ) -> list[RunRequest]:
-    """One run per (dataset, bits, regime (name -> dotted changes), Table 6 configuration),
+    """One run per (dataset, bits, regime: name -> dotted changes, Table 6 configuration),
     labelled ``regime/configuration`` (``.../seed<s>`` where ``regime_seeds`` names seeds).
-
-    Args:
-        regime_configurations: regime -> the configurations it runs: one list for every code
-            length, or code length -> list (a length it does not name runs none); a regime
-            not named runs them all.
-        regime_seeds: regime -> code length -> seeds its rows run with there (elsewhere the
-            recipe's seed). A row shared with another regime is the same run at each seed.
-    """
+    ``regime_configurations``: regime -> its configurations, one list or code length -> list
+    (a length not named runs none; a regime not named runs them all). ``regime_seeds``:
+    regime -> code length -> seeds (elsewhere the recipe's); a shared row is one run a seed."""
     only = {regime: _by_bits(f"regime_configurations[{regime!r}]", rows, bits)
             if isinstance(rows, Mapping) else {int(k): rows for k in bits}
             for regime, rows in (regime_configurations or {}).items()}
@@ -86,14 +79,12 @@ def regime_requests(
     if unknown:
         raise ConfigError(f"unknown configurations {unknown}; choose from "
                           f"{list(ABLATION_CONFIGURATIONS)}")
-    if set(only) - set(regimes):
-        raise ConfigError(f"regime_configurations names regimes {sorted(set(only) - set(regimes))} "
-                          f"that are not among the regimes {list(regimes)}")
-    switches = ablation_variants(list(configurations) + named)
     seeds = {regime: _seeds(regime, by_bits, bits) for regime, by_bits in (regime_seeds or {}).items()}
-    if set(seeds) - set(regimes):
-        raise ConfigError(f"regime_seeds names regimes {sorted(set(seeds) - set(regimes))} "
-                          f"that are not among the regimes {list(regimes)}")
+    for name, given in (("regime_configurations", only), ("regime_seeds", seeds)):
+        if set(given) - set(regimes):
+            raise ConfigError(f"{name} names regimes {sorted(set(given) - set(regimes))} "
+                              f"that are not among the regimes {list(regimes)}")
+    switches = ablation_variants(list(configurations) + named)
 
     def run_changes(configuration: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         cascade = ABLATION_CONFIGURATIONS[configuration]["cascade"]
@@ -129,8 +120,7 @@ def _seeds(regime: str, by_bits: SeedsByBits, bits: Sequence[int]) -> dict[int, 
 
 
 def regime_summary(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per run of :func:`regime_requests`: validation and test mAP (%), the selected
-    epoch and the learned task weights there, training minutes and images per second."""
+    """Per run: validation and test mAP (%), selected epoch, its task weights, speed."""
     rows = []
     for r in records:
         regime, configuration = r.label.split("/")[:2]
@@ -153,8 +143,7 @@ _CELL = ["dataset", "bits", "regime"]
 
 
 def regime_seed_means(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`regime_summary` per (dataset, bits, regime, configuration): mean and sample
-    std (NaN for one seed) of validation and test mAP, seeds, mean training minutes."""
+    """:func:`regime_summary`'s mean and std over seeds per (dataset, bits, regime, row)."""
     out = summary.groupby([*_CELL, "configuration"], sort=False).agg(
         val_map=("val_map", "mean"), val_std=("val_map", "std"),
         test_map=("test_map", "mean"), test_std=("test_map", "std"),
@@ -163,9 +152,8 @@ def regime_seed_means(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, dict[str, float]]:
-    """Full model minus baseline per ``dataset/bits/regime``, paired by seed: ``{"val",
-    "test", "n", "test_p"}``, the mean differences (points) over the seeds both ran, their
-    number and the two-sided p of a paired t-test of the test differences (NaN below 2)."""
+    """Full model minus baseline per ``dataset/bits/regime`` over the seeds both ran: mean
+    ``val`` and ``test`` differences, ``n`` seeds, ``test_p`` (paired t, two-sided)."""
     gaps: dict[str, dict[str, float]] = {}
     for (dataset, bits, regime), part in summary.groupby(_CELL, sort=False):
         rows = part.set_index(["configuration", "seed"])
@@ -187,8 +175,7 @@ def regime_gaps(summary: pd.DataFrame, baseline: str, full: str) -> dict[str, di
 
 
 def regime_figure(summary: pd.DataFrame) -> Any:
-    """Test mAP (%) per regime, a bar per configuration (mean over seeds), a panel per
-    (dataset, bits); one colour per configuration in every panel."""
+    """Test mAP (%) per regime, a bar per configuration, a panel per (dataset, bits)."""
     import matplotlib.pyplot as plt
 
     panels = list(summary[["dataset", "bits"]].drop_duplicates().itertuples(index=False))

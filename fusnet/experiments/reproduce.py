@@ -1,9 +1,6 @@
-"""``fusnet reproduce``: execute the notebooks of a profile with papermill, resumably.
-
-Each notebook runs with its profile's parameters and its executed copy goes beside its
-outputs. A notebook whose outputs are complete (same parameters and recipe) is skipped
-unless ``force``; inside one, finished runs are read back and interrupted ones resume. The
-kernel is ``python3``, installed into the virtual environment by ipykernel.
+"""``fusnet reproduce``: execute the notebooks of a profile with papermill, resumably: the
+executed copy goes beside the outputs, complete outputs (same parameters and recipe) skip a
+notebook unless ``force``, and inside one finished runs are read back.
 """
 
 from __future__ import annotations
@@ -39,8 +36,7 @@ class NotebookResult:
 
 
 def select_notebooks(names: Sequence[str] | None = None) -> list[str]:
-    """Notebook names from full names or unique prefixes (``"01"``), in run order; a
-    ConfigError for a name that matches no notebook, or several."""
+    """Notebook names from full names or unique prefixes (``"01"``), in run order."""
     if not names:
         return list(NOTEBOOKS)
     chosen = set()
@@ -56,8 +52,7 @@ def select_notebooks(names: Sequence[str] | None = None) -> list[str]:
 
 
 def recorded_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A notebook's papermill parameters with the recipe they resolve to, as its
-    ``metrics.json`` records them: so a change to the recipe reruns it too."""
+    """Parameters with their recipe, as ``metrics.json`` records them (a new recipe reruns)."""
     if "changes" not in params:  # a notebook that trains nothing has no recipe
         return dict(params)
     return {**params, **recipe(params["profile"], params["changes"])}
@@ -91,10 +86,8 @@ def reproduce(
     execute: Callable[[Path, Path, dict[str, Any], str, Path], None] = _execute,
 ) -> list[NotebookResult]:
     """Run the notebooks (names or prefixes; default all) of ``profile`` in order, with
-    ``changes`` to the parameters of every notebook that has them (``notebook_parameters``);
-    ``force`` reruns complete ones. A failing notebook is logged and recorded, and the next
-    one runs. ``output_root`` is taken from the current directory; ``execute`` runs one
-    notebook (papermill)."""
+    ``changes`` (``notebook_parameters``); a failing one is logged and recorded, and the next
+    runs. ``output_root``: from the current directory; ``execute``: runs one (papermill)."""
     names = select_notebooks(notebooks)
     root = Path(output_root).expanduser().resolve()
     results = []
@@ -130,10 +123,9 @@ def reproduce(
 def summary_table(results: Sequence[NotebookResult], root: str | Path | None = None) -> str:
     """A plain-text table: notebook, status, seconds, output folder (and any error)."""
     base = Path(root).expanduser().resolve() if root is not None else None
-    rows = [("notebook", "status", "seconds", "outputs")]
-    for r in results:
-        out = relative_to_or_as_is(r.output_dir, base)
-        rows.append((r.notebook, r.status, f"{r.seconds:.0f}", str(out)))
+    rows = [("notebook", "status", "seconds", "outputs")] + [
+        (r.notebook, r.status, f"{r.seconds:.0f}", str(relative_to_or_as_is(r.output_dir, base)))
+        for r in results]
     widths = [max(len(row[c]) for row in rows) for c in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]

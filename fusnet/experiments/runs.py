@@ -1,9 +1,6 @@
-"""Training runs shared between notebooks: named by their config, trained once, resumed.
-
-A run's folder is ``<runs_dir>/<dataset>/<tag>-<bits>b-<hash>``, the hash over the config
-fields that change its result, so two notebooks asking for the same run share it.
-:func:`ensure_run` reads a finished one back (``metrics.json``), resumes an interrupted one
-(``checkpoints/last.pt``, deleted once it finishes) or trains it.
+"""Training runs shared between notebooks, named by their config: a run's folder is
+``<runs_dir>/<dataset>/<tag>-<bits>b-<hash>``, the hash over the fields that change its result
+(:func:`run_identity`); :func:`ensure_run` reads it back, resumes it or trains it.
 """
 
 from __future__ import annotations
@@ -35,18 +32,15 @@ ABLATION_CONFIGURATIONS: dict[str, dict[str, bool]] = {
     "cascading+attention": {"cascade": True, "fusion": False, "transformer": True},
     "cascading+fusion+attention": {"cascade": True, "fusion": True, "transformer": True},
 }
-"""Table 6's rows 1-5 as ``ModelConfig`` switches (the paper's "Attention" column is the
-transformer); the names are ``load_table(6)``'s ``configuration`` column."""
+"""Table 6's rows 1-5 (``load_table(6)``'s ``configuration``) as ``ModelConfig`` switches (the
+paper's "Attention" column is the transformer)."""
 ABLATION_LINES: dict[str, int] = {name: i for i, name in enumerate(ABLATION_CONFIGURATIONS, 1)}
-"""Configuration name -> Table 6 line number (5 = the full model)."""
 
 
 def run_identity(config: RunConfig, data_root: str | None = None) -> dict[str, Any]:
-    """The dotted config fields that name a run: those that differ from ``RunConfig()``, so
-    a new field with a behaviour-keeping default renames no run. Method options are named
-    as in the old flat section (``baseline.adsh_num_samples``: ``LEGACY_OPTIONS_SECTION``).
-    ``data_root`` is the data folder as the parameters gave it (relative stays relative:
-    moving the checkout renames nothing); default the config's."""
+    """The dotted config fields that name a run: those that differ from ``RunConfig()`` (a
+    new field renames no run), method options as in the old flat section, and ``data_root``
+    as the parameters gave it (moving the checkout renames nothing; default the config's)."""
     defaults = flatten_config(RunConfig().to_dict())
     flat = {
         k: v for k, v in flatten_config(config.to_dict()).items()
@@ -83,8 +77,7 @@ def run_dir(runs_dir: Path, dataset: str, config: RunConfig, data_root: str | No
 
 @dataclass
 class RunRecord:
-    """A finished run: its dataset name, bits, the notebook's label for it, folder, config,
-    ``metrics.json``, ``manifest.json``, and whether it had finished before (``reused``)."""
+    """A finished run, its files read, and whether it had finished before (``reused``)."""
 
     dataset: str
     bits: int
@@ -150,10 +143,8 @@ def is_finished(path: Path) -> bool:
 
 def ensure_run(exp: ExperimentConfig, request: RunRequest, keep_checkpoints: bool = False,
                needs: Sequence[str] = ()) -> RunRecord:
-    """The finished run for ``request``: read back, resumed, or trained now (keeping its
-    ``checkpoints/`` if asked). ``needs``: run files the caller reads besides the metrics
-    (``"model.pt"``, ``"codes.npz"``); a finished run without one is trained again (same
-    config and seed: the same numbers on the same machine)."""
+    """The finished run for ``request``: read back, resumed or trained now (again where it
+    lacks a file in ``needs``, such as ``"model.pt"``: the same numbers on the same machine)."""
     from fusnet.train.loop import train
 
     config = request_config(exp, request)
@@ -191,8 +182,7 @@ def ensure_run(exp: ExperimentConfig, request: RunRequest, keep_checkpoints: boo
 
 def grid(datasets: Iterable[str], bits: Iterable[int],
          variants: dict[str, dict[str, Any]] | None = None) -> list[RunRequest]:
-    """A request per (dataset, bits, variant); ``variants`` maps label -> changes (default
-    one full-model variant, labelled "full")."""
+    """A request per (dataset, bits, variant: label -> changes; default ``{"full": {}}``)."""
     variants = variants or {"full": {}}
     return [RunRequest(dataset, int(k), label, dict(changes))
             for dataset in datasets for k in bits for label, changes in variants.items()]

@@ -1,8 +1,5 @@
-"""Notebook 10: a gallery of one's own photos (here Flowers-17's), built, extended and searched.
-
-The notebook exports a trained run (``fusnet.serve.export``), indexes a set of photos
-(``fusnet.index``), adds more, and searches query photos that are in neither; this
-module picks those photos and turns the hits into a table and a contact sheet.
+"""Notebook 10's photos (Flowers-17's, as one's own): a gallery, photos added to it and
+queries in neither, and the hits of its searches as a table and a contact sheet.
 """
 
 from __future__ import annotations
@@ -41,9 +38,8 @@ def _spread(count: int, total: int) -> np.ndarray:
 
 
 def photo_sets(root: Path, num_gallery: int, num_added: int, num_queries: int) -> dict[str, pd.DataFrame]:
-    """Gallery, added and query photos of Flowers-17 (``path``, ``label`` = class name): the
-    first two disjoint and spread over the training split (by class), the queries over the
-    test split, so no query is in the gallery."""
+    """Gallery, added and query photos (``path``, ``label``): the first two disjoint, spread
+    over the training split by class, the queries over the test split."""
     train, test = (build_dataset("flowers17", root, split) for split in ("train", "test"))
 
     def by_class(dataset) -> list[int]:
@@ -93,8 +89,7 @@ def _thumb(path: str, size: int) -> np.ndarray:
 
 
 def contact_sheet(table: pd.DataFrame, k: int, title: str = "", size: int = 96):
-    """Queries (first column) and their top-k gallery photos, green when of the same class
-    (:func:`fusnet.experiments.plots.retrieval_figure`)."""
+    """Queries and their top-k gallery photos (``plots.retrieval_figure``)."""
     top = table[table["rank"] <= k]
     queries = list(dict.fromkeys(top["query"]))
     per_query = [top[top["query"] == q].sort_values("rank") for q in queries]

@@ -1,8 +1,6 @@
-"""Paired t-tests (the columns of the paper's Tables 4 and 7) and multi-seed summaries.
-
-With ``d = a - b`` over ``n`` pairs: ``std`` has ``ddof=1``, ``sem = std / sqrt(n)``,
-``df = n - 1``, ``CI = mean -/+ t_{(1+c)/2, df} * sem``; ``t`` and p from
-:func:`scipy.stats.ttest_rel`.
+"""Paired t-tests (the columns of the paper's Tables 4 and 7) and multi-seed summaries. With
+``d = a - b`` over ``n`` pairs: ``std`` has ``ddof=1``, ``sem = std / sqrt(n)``, ``df = n - 1``,
+``CI = mean -/+ t_{(1+c)/2, df} * sem``; ``t`` and p from ``scipy.stats.ttest_rel``.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ class PairedTTest:
     confidence: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (column name -> value), in table order."""
+        """The fields, in table order."""
         return asdict(self)
 
 
@@ -69,13 +67,9 @@ def _critical(confidence: float, df: int) -> float:
 
 def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
                  confidence: float = 0.95, one_sided: OneSided = "observed") -> PairedTTest:
-    """Paired-sample t-test of ``a`` against ``b`` (same length and order).
-
-    ``one_sided="observed"`` tests in the direction of the observed mean (SPSS's "One-Sided
-    p", the paper's Table 7: half the two-sided p); ``"less"``/``"greater"`` fix it. All
-    differences equal (std 0): ``t`` is ``+-inf`` with p 0, or NaN for a zero mean. A
-    ValueError for fewer than two pairs, unequal lengths, NaN/inf or a bad argument.
-    """
+    """Paired-sample t-test of ``a`` against ``b``. ``one_sided="observed"``: in the observed
+    mean's direction (SPSS's "One-Sided p", as Table 7 prints it), else as given. All
+    differences equal: ``t`` is ``+-inf`` with p 0, NaN for a zero mean."""
     x, y = _as_vector(a, "a"), _as_vector(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must pair up: lengths {x.size} and {y.size}")
@@ -107,13 +101,11 @@ def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
 
 
 TTEST_COLUMNS = ["mean", "std", "sem", "ci_lower", "ci_upper", "t", "df", "p_one_sided",
-                 "p_two_sided", "n"]
-"""Columns of a t-test row (besides ``comparison`` and ``pair``)."""
+                 "p_two_sided", "n"]  # a t-test row's, after comparison and pair
 
 
 def ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[str, object]:
-    """A row of Tables 4 and 7 (the paper's and ours): ``comparison``, ``pair`` and
-    :data:`TTEST_COLUMNS` of ``a − b``; below two pairs NaN with their ``n`` (logged)."""
+    """A row of Tables 4 and 7 for ``a − b`` (below two pairs NaN with their ``n``)."""
     row: dict[str, object] = {"comparison": comparison, "pair": pair}
     if len(a) < 2:
         logger.info("%s: %d paired cell(s); a t-test needs 2", pair, len(a))
@@ -124,9 +116,7 @@ def ttest_row(comparison: str, pair: str, a: np.ndarray, b: np.ndarray) -> dict[
 
 def mean_and_spread(values: Sequence[float] | np.ndarray,
                     confidence: float = 0.95) -> dict[str, float | int]:
-    """Mean and spread of one figure measured several times (e.g. over seeds): ``mean``,
-    ``std`` (``ddof=1``), ``n``, ``sem``, ``ci_half_width`` (t-based), ``ci_lower`` and
-    ``ci_upper``; NaN spread for one value. ValueError when empty, not 1-D or NaN/inf."""
+    """Mean, std, n, sem and t interval (``ci_*``) of one figure measured over seeds."""
     v = _as_vector(values, "values")
     n = v.size
     crit = _critical(confidence, n - 1)

@@ -1,8 +1,5 @@
-"""The headline tables of a profile's results, as markdown, read from the notebooks' outputs.
-
-The README's results section is this module's output for the ``cpu`` profile, so every
-number there, and every verdict on a claim of the paper (:mod:`verdicts`), comes from a
-``metrics.json`` a notebook wrote (never typed in)::
+"""The headline tables of a profile's results, as markdown, read from the notebooks'
+``metrics.json`` (never typed in): the README's results section, for the ``cpu`` profile::
 
     python -m fusnet.experiments.summary --profile cpu --readme README.md
 """
@@ -23,20 +20,18 @@ from fusnet.experiments.regimes import regime_seed_means
 from fusnet.experiments.tables import to_markdown
 from fusnet.experiments.verdicts import CLAIMS, verdict_table
 
-Section = Callable[[dict[str, Any], dict[str, Any]], pd.DataFrame]
-"""A table builder: (the notebook's ``results``, its ``parameters``) -> the table."""
+Section = Callable[[dict[str, Any], dict[str, Any]], pd.DataFrame]  # (results, parameters)
 
 
 def _by(row: str) -> Section:
-    """The table of a notebook whose ``results["map"]`` has one mAP per dataset, ``row``, bits."""
+    """A table of ``results["map"]``: mAP per (dataset, ``row``) and bits."""
     return lambda results, parameters=None: pd.DataFrame(results["map"]).pivot_table(
         index=["dataset", row], columns="bits", values="map", sort=False)
 
 
 def _regime_means(results: dict[str, Any]) -> pd.DataFrame:
-    """Notebook 11's runs averaged over seeds (:func:`regimes.regime_seed_means`)."""
     runs = pd.DataFrame(results["runs"])
-    if "seed" not in runs:  # written before notebook 11 ran several seeds: one each
+    if "seed" not in runs:  # written before notebook 11 ran several seeds
         runs["seed"] = 0
     return regime_seed_means(runs)
 
@@ -58,10 +53,8 @@ _COMPARISON = ["seeds (full)", "baseline: val / test", "full model: val / test",
 
 def _regime_comparison(results: dict[str, Any],
                        parameters: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Per (dataset, bits, regime) where the full model ran: its baseline beside it (``not
-    run`` where there is none) and their paired difference. The two arms are the first and
-    last of the notebook's ``configurations``, the regimes in its ``regimes`` order (without
-    ``parameters``: Table 6's rows 1 and 5, regimes as they first appear)."""
+    """Per (dataset, bits, regime) where the full model (the last of ``configurations``) ran:
+    its baseline (the first) or ``not run``, their paired difference; regimes in order."""
     parameters = parameters or {}
     means = _regime_means(results)
     gaps = results.get("full_minus_baseline", {})
@@ -69,11 +62,12 @@ def _regime_comparison(results: dict[str, Any],
     baseline, full = configurations[0], configurations[-1]
     cells = means.set_index(["dataset", "bits", "regime", "configuration"])
     rows = []
-    for (dataset, bits, regime), _ in means.groupby(["dataset", "bits", "regime"], sort=False):
-        if (dataset, bits, regime, full) not in cells.index:
-            continue
+    for dataset, bits, regime in dict.fromkeys(zip(means["dataset"], means["bits"],
+                                                   means["regime"], strict=True)):
         both = [cells.loc[(dataset, bits, regime, name)] if (dataset, bits, regime, name)
                 in cells.index else None for name in (baseline, full)]
+        if both[1] is None:
+            continue
         gap = gaps.get(f"{dataset}/{bits}/{regime}")
         difference = "—"  # no baseline, or no seed that both arms ran
         if gap is not None:
@@ -128,19 +122,15 @@ SECTIONS: list[tuple[str, str, Section]] = [
      "validation / test mAP (%), means over seeds (± the test sd)", _regimes),
     ("11_regimes", "Training regimes: the full model against its baseline, mAP (%) means "
      "over seeds, the test difference paired by seed", _regime_comparison),
-]
-"""(notebook, title, table builder from its ``metrics.json`` results), in README order."""
+]  # (notebook, title, table builder from its results), in README order
 
 VERDICTS_TITLE = ("Verdicts: each claim of the paper against our runs (ours − comparator, "
                   "test mAP points; paired t, two-sided; head: the full model's)")
-"""The title of the last table, :func:`verdicts.verdict_table` over the notebooks' outputs."""
 
 
 def headline_markdown(profile: str, root: Path | None = None, link_root: Path | None = None) -> str:
-    """The table of each :data:`SECTIONS` entry whose notebook has outputs for ``profile``
-    under ``root`` (default ``<repo>/results``), a line for each that has none, then the
-    verdict table over those outputs; links relative to ``link_root`` (default the
-    repository root)."""
+    """Each :data:`SECTIONS` table with outputs for ``profile`` under ``root`` (default
+    ``<repo>/results``), then the verdicts; links relative to ``link_root`` (the repo's)."""
     root = root or REPO_ROOT / "results"
     link_root = link_root or REPO_ROOT
     parts, missing = [], set()
@@ -168,8 +158,7 @@ def headline_markdown(profile: str, root: Path | None = None, link_root: Path | 
 
 
 def with_results_block(readme: str, profile: str, markdown: str) -> str:
-    """``readme`` with the text between ``<!-- results:<profile> -->`` and
-    ``<!-- /results:<profile> -->`` replaced by ``markdown``; ValueError without them."""
+    """``readme`` with ``markdown`` between ``<!-- results:<profile> -->`` and its end."""
     start, end = f"<!-- results:{profile} -->", f"<!-- /results:{profile} -->"
     i = readme.find(start)
     j = readme.find(end, i + len(start)) if i >= 0 else -1

@@ -1,8 +1,6 @@
-"""Table builders for the notebooks: our runs beside the paper's Tables 3-7.
-
-mAP is in percent, as the paper prints it: ``map`` breaks Hamming ties by database index,
-``map_tie_aware`` is the expected AP over tied orders (method.md section 6). Datasets are
-matched by name (a run's ``"cub200"`` against the paper's ``dataset_id``).
+"""Table builders for the notebooks: our runs beside the paper's Tables 3-7, mAP in percent
+(``map``: Hamming ties broken by database index; ``map_tie_aware``: the expected AP over tied
+orders, method.md section 6), datasets matched by name (a run's against ``dataset_id``).
 """
 
 from __future__ import annotations
@@ -15,14 +13,14 @@ import numpy as np
 import pandas as pd
 
 from fusnet.errors import ConfigError
+from fusnet.experiments.paper_tables import ablation_ttests as ablation_ttests  # notebook 03's
 from fusnet.experiments.paper_tables import matches_printed
 from fusnet.experiments.runs import ABLATION_LINES, RunRecord
 from fusnet.experiments.stats import TTEST_COLUMNS, ttest_row
 
 
 def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per run: dataset, bits, label, map, map_tie_aware (percent), epoch (the
-    selected one), run (the folder's name)."""
+    """One row per run: its grid cell, mAPs (%), selected epoch and folder name."""
     rows = [{"dataset": r.dataset, "bits": r.bits, "label": r.label,
              "map": 100.0 * r.map_index_ties, "map_tie_aware": 100.0 * r.map_tie_aware,
              "epoch": (r.metrics.get("selection") or {}).get("epoch"), "run": r.path.name}
@@ -40,10 +38,8 @@ def _paper_wide(table3: pd.DataFrame) -> pd.DataFrame:
 
 
 def table3_comparison(ours: pd.DataFrame, table3: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 with our mAP (:func:`runs_frame` of the full model) beside every method's:
-    per (dataset, bits), the paper's first, its methods, ``Ours (paper)``, ``Ours
-    (replication)`` (and ``, tie-aware``), ``best baseline``, ``gain (paper)``, ``gain
-    (replication)`` and ``replication - paper``."""
+    """Table 3 (its cells first) with our mAP as ``Ours (replication)`` (and tie-aware),
+    ``best baseline``, ``gain (paper)``, ``gain (replication)``, ``replication - paper``."""
     paper = _paper_wide(table3)
     baselines = [c for c in paper.columns if c != "Ours (paper)"]
     mine = ours.set_index(["dataset", "bits"])[["map", "map_tie_aware"]].rename(
@@ -59,9 +55,8 @@ def table3_comparison(ours: pd.DataFrame, table3: pd.DataFrame) -> pd.DataFrame:
 
 
 def improvements(ours: pd.DataFrame, table3: pd.DataFrame) -> pd.DataFrame:
-    """Ours' improvement over every Table 3 method, in points: one row per (dataset, bits,
-    method) with ``method_map``, ``paper_improvement`` (the paper's Ours minus it) and
-    ``replication_improvement`` (our mAP minus it; NaN where we have no run)."""
+    """Per (dataset, bits, Table 3 method): ``method_map``, ``paper_improvement`` (the
+    paper's Ours minus it) and ``replication_improvement`` (ours minus it; NaN: no run)."""
     paper = _paper_wide(table3)
     mine = ours.set_index(["dataset", "bits"])["map"]
     rows = []
@@ -75,16 +70,14 @@ def improvements(ours: pd.DataFrame, table3: pd.DataFrame) -> pd.DataFrame:
 
 
 def mean_improvements(improvement: pd.DataFrame) -> pd.DataFrame:
-    """:func:`improvements` averaged over the datasets per (method, bits), NaN-skipping: the
-    paper's text claims."""
+    """:func:`improvements` averaged over the datasets per (method, bits): the text's claims."""
     columns = ["paper_improvement", "replication_improvement"]
     return improvement.groupby(["method", "bits"], sort=False)[columns].mean().reset_index()
 
 
 def ttests_against_paper(ours: pd.DataFrame, table3: pd.DataFrame,
                          methods: Sequence[str] = ("Semicon", "AMGH")) -> pd.DataFrame:
-    """Table 4 with our mAP: ``method - Ours (replication)`` over the cells both have (fewer
-    than two: NaN with its ``n``)."""
+    """Table 4 with our mAP: ``method - Ours (replication)`` over the cells both have."""
     paper = _paper_wide(table3)
     mine = ours.set_index(["dataset", "bits"])["map"]
     rows = []
@@ -96,9 +89,8 @@ def ttests_against_paper(ours: pd.DataFrame, table3: pd.DataFrame,
 
 
 def printed_check(recomputed: pd.DataFrame, printed: pd.DataFrame) -> pd.DataFrame:
-    """Recomputed t-tests (``recompute_table4/7()``) against the printed table
-    (``load_table(n, as_printed=True)``): one row per printed statistic with ``comparison``,
-    ``pair``, ``column``, ``printed``, ``recomputed`` and ``matches`` (:func:`matches_printed`)."""
+    """Recomputed t-tests against the printed table (``load_table(n, as_printed=True)``): per
+    statistic, ``comparison``, ``pair``, ``column``, ``printed``, ``recomputed``, ``matches``."""
     source = {"sig_one_sided": "p_one_sided", "sig_two_sided": "p_two_sided"}
     columns = ["mean", "std", "sem", "ci_lower", "ci_upper", "t", "df"] + [
         c for c in printed.columns if c.startswith("sig_")]
@@ -115,9 +107,8 @@ def printed_check(recomputed: pd.DataFrame, printed: pd.DataFrame) -> pd.DataFra
 
 def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame,
                  keys: Sequence[str] = ("dataset", "bits")) -> pd.DataFrame:
-    """The paper's mAP and ours per ``keys`` over the union of both (Tables 5 and 6): columns
-    ``keys``, ``paper``, ``map``, ``map_tie_aware``, ``replication - paper``; the paper's
-    rows first, in its order."""
+    """The paper's mAP (Tables 5, 6) and ours per ``keys``, with ``replication - paper``,
+    over both's rows (the paper's first, in its order)."""
     keys = list(keys)
     left = paper.rename(columns={"dataset": "dataset_name", "dataset_id": "dataset"})
     left = left[[*keys, "map"]].rename(columns={"map": "paper"})
@@ -137,25 +128,8 @@ def ablation_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
     return frame
 
 
-def ablation_ttests(ablation: pd.DataFrame, value: str = "map") -> pd.DataFrame:
-    """Table 7 for :func:`ablation_frame` or the paper's Table 6: each line other than 5
-    against line 5 (``LineK - Line5``) over the (dataset, bits) cells both have."""
-    dataset = "dataset_id" if "dataset_id" in ablation.columns else "dataset"
-    wide = ablation.pivot_table(index=[dataset, "bits"], columns="line", values=value,
-                                sort=False, dropna=False)
-    rows = []
-    for k, line in enumerate(sorted(int(x) for x in wide.columns if int(x) != 5), 1):
-        if 5 not in wide.columns:
-            break
-        cells = wide[[line, 5]].dropna()
-        rows.append(ttest_row(f"Comparison {k}", f"Line{line} - Line5",
-                              cells[line].to_numpy(), cells[5].to_numpy()))
-    return pd.DataFrame(rows, columns=["comparison", "pair", *TTEST_COLUMNS])
-
-
 def history_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """Each run's per-epoch record: dataset, bits, label, epoch, loss, val_map (%: the
-    validation split's, held out of training), seconds."""
+    """Each run's per-epoch record: loss, validation mAP (%), seconds."""
     rows = [{"dataset": r.dataset, "bits": r.bits, "label": r.label, "epoch": int(h["epoch"]),
              "loss": h.get("loss", math.nan),
              "val_map": 100.0 * h["val_map"] if "val_map" in h else math.nan,
@@ -167,10 +141,8 @@ def history_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
 
 def proxy_code_table(class_counts: dict[str, int], bits: Sequence[int], iterations: int = 15,
                      seed: int = 0) -> tuple[pd.DataFrame, dict[tuple[str, int], np.ndarray]]:
-    """The class proxy codes (``iterations`` of FISH, ``seed``) of each dataset (name ->
-    number of classes) and code length: a row per (dataset, bits) (classes, min/mean/max/std
-    pairwise distance and the mean over bits, collisions, unique codes, largest |bit mean|)
-    and the (C, bits) codes in {-1, +1} by (dataset, bits)."""
+    """The class proxy codes (FISH) of each dataset (name -> classes) and code length: a row
+    per (dataset, bits) of :func:`code_diagnostics`' figures, and the (C, bits) codes."""
     from fusnet.models.proxy_codes import class_proxy_codes, code_diagnostics
 
     bad = {k: v for k, v in class_counts.items()

@@ -1,12 +1,7 @@
-"""The paper's claims against our runs: one verdict per claim, comparison, dataset and head.
-
-Read from the notebooks' ``metrics.json`` (never typed in), so the README's verdict table
-regenerates with the results. Effect: ours minus the comparator in mAP points, paired by
-seed where both arms ran two or more seeds at every code length they share (each seed's
-mean over those lengths), else by code length (each cell's mean over its seeds), as the
-paper's Table 7 pairs cells. p: two-sided paired t-test. The word: ``holds`` (effect > 0,
-p < 0.05), ``reversed`` (effect < 0, p < 0.05), ``not reproduced`` otherwise, ``not tested
-(n = 1)`` with a single pair (no p).
+"""The paper's claims against our runs: one verdict per claim, comparison, dataset and head,
+read from the notebooks' ``metrics.json``, so the README's verdict table regenerates with the
+results. Effect (:func:`paired_effect`): ours minus the comparator in mAP points; p: a
+two-sided paired t-test; the word: :func:`verdict`.
 """
 
 from __future__ import annotations
@@ -20,20 +15,15 @@ import pandas as pd
 
 from fusnet.experiments.stats import paired_ttest
 
-ALPHA = 0.05
-"""The two-sided significance level of a verdict."""
-
+ALPHA = 0.05  # the two-sided significance level of a verdict
 GATE = "model.lower_level_gate"
-HEADS = {False: "paper", True: "gated (ours)"}
-"""The full model's head by ``model.lower_level_gate``: the paper's, or ours (a learned gate,
-starting at 0, on the lower levels' slots of the hash input; the README's fidelity notes)."""
+HEADS = {False: "paper", True: "gated (ours)"}  # the full model's head by GATE (README)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper: the notebooks whose runs test it, the column of their results
-    naming the arms, and the ``anchor`` arm every other one is compared with, as ours
-    (``anchor − other``) or as the comparator (``other − anchor``)."""
+    """A claim: the notebooks whose runs test it, their results' column naming the arms, and
+    the ``anchor`` arm compared with every other, as ours (``anchor − other``) or not."""
 
     text: str
     notebooks: tuple[str, ...]
@@ -49,8 +39,7 @@ CLAIMS: tuple[Claim, ...] = (
           "attention", "eca", anchor_is_ours=True),
     Claim("3. Multi-FusNet beats the hashing baselines (Table 3)", ("09_baselines",),
           "method", "multifusnet", anchor_is_ours=True),
-)
-"""The paper's claims the cpu notebooks measure, in the README's order."""
+)  # the paper's claims the cpu notebooks measure, in the README's order
 
 COLUMNS = ["claim", "dataset", "comparison", "head", "from", "bits",
            "effect, mAP points (mean ± sd)", "paired over", "p (two-sided)", "verdict"]
@@ -58,8 +47,7 @@ COLUMNS = ["claim", "dataset", "comparison", "head", "from", "bits",
 
 @dataclass(frozen=True)
 class Effect:
-    """Ours minus the comparator over ``n`` pairs (``unit``: ``"seed"`` or ``"cell"``):
-    mean and sd (NaN below 2) of the differences, two-sided p (NaN below 2), code lengths."""
+    """Ours minus the comparator over ``n`` pairs (``"seed"`` or ``"cell"``), with code lengths."""
 
     mean: float
     sd: float
@@ -74,7 +62,8 @@ class Effect:
 
 
 def verdict(effect: float, p: float, n: int) -> str:
-    """The word for a paired effect: holds, reversed, not reproduced, or not tested (n = 1)."""
+    """``holds`` (effect > 0, p < :data:`ALPHA`), ``reversed`` (effect < 0, p < ALPHA),
+    ``not reproduced`` otherwise, ``not tested (n = 1)`` with a single pair (no p)."""
     if n < 2:
         return f"not tested (n = {n})"
     if not math.isnan(p) and p < ALPHA and effect != 0:
@@ -83,8 +72,10 @@ def verdict(effect: float, p: float, n: int) -> str:
 
 
 def paired_effect(ours: pd.DataFrame, other: pd.DataFrame) -> Effect | None:
-    """:class:`Effect` of ``ours`` against ``other`` (columns ``bits``, ``seed``, ``map``);
-    None where they share no (code length, seed)."""
+    """:class:`Effect` of ``ours`` against ``other`` (columns ``bits``, ``seed``, ``map``),
+    paired by seed where both ran two or more seeds at every code length they share (each
+    seed's mean over those lengths), else by code length (each cell's mean over its seeds,
+    as Table 7 pairs cells); None where they share no (code length, seed)."""
     a = ours.groupby(["bits", "seed"])["map"].mean().dropna()
     b = other.groupby(["bits", "seed"])["map"].mean().dropna()
     both = a.index.intersection(b.index)
@@ -112,28 +103,23 @@ def _head(settings: Mapping[str, Any], overrides: Mapping[str, Any]) -> str:
 
 def _arm_frames(notebook: str,
                 payload: Mapping[str, Any]) -> Iterator[tuple[str, str, pd.DataFrame]]:
-    """(where from, head, runs: ``dataset``, ``bits``, ``seed``, the arms, ``map``) of one
-    notebook. Notebook 11 gives one per regime that trains as the recipe does but for the
-    head (its ``frozen`` rows are the paper's head, ``frozen-gate`` ours), test mAP."""
+    """(where from, head, runs) of one notebook; notebook 11's per regime that trains as the
+    recipe does but for the head (``frozen``: the paper's head, ``frozen-gate`` ours)."""
     results, parameters = payload["results"], payload.get("parameters", {})
-    overrides = parameters.get("overrides", {})
-    if notebook != "11_regimes":
-        frame = pd.DataFrame(results["map"])
-        if "seed" not in frame:  # one seed: the recipe's
-            frame["seed"] = parameters.get("seed", 0)
-        yield notebook, _head({}, overrides), frame
-        return
-    runs = pd.DataFrame(results["runs"]).rename(columns={"test_map": "map"})
-    if "seed" not in runs:
+    overrides, regimes = parameters.get("overrides", {}), notebook == "11_regimes"
+    runs = pd.DataFrame(results["runs" if regimes else "map"]).rename(columns={"test_map": "map"})
+    if "seed" not in runs:  # one seed: the recipe's
         runs["seed"] = parameters.get("seed", 0)
+    if not regimes:
+        yield notebook, _head({}, overrides), runs
+        return
     for regime, settings in parameters.get("regimes", {}).items():
         if set(settings) <= {"mode", GATE} and settings.get("mode") == parameters.get("mode"):
             yield f"{notebook} ({regime})", _head(settings, overrides), runs[runs["regime"] == regime]
 
 
 def p_text(p: float) -> str:
-    """``p`` to two significant digits, more where rounding would cross :data:`ALPHA`
-    (0.0498 is not shown as 0.05)."""
+    """``p`` to two significant digits, more where rounding would cross :data:`ALPHA`."""
     if math.isnan(p):
         return "—"
     for digits in (2, 3, 4):
@@ -153,28 +139,23 @@ def _cell(effect: Effect) -> dict[str, str]:
 
 
 def verdict_table(payloads: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Every :data:`CLAIMS` comparison the notebooks' ``metrics.json`` payloads (notebook ->
-    payload; absent ones are skipped) measure: one row per claim, dataset, source and
-    comparison, :data:`COLUMNS`, indexed by claim, dataset and comparison."""
+    """Every :data:`CLAIMS` comparison the notebooks' ``metrics.json`` payloads measure:
+    a row per claim, dataset, source and comparison, indexed by claim, dataset, comparison."""
     rows = []
     for claim in CLAIMS:
         for notebook in (n for n in claim.notebooks if n in payloads):
             for source, head, frame in _arm_frames(notebook, payloads[notebook]):
                 for dataset, runs in frame.groupby("dataset", sort=False):
-                    arms = list(dict.fromkeys(runs[claim.arm]))
-                    if claim.anchor not in arms:
-                        continue
-                    anchor = runs[runs[claim.arm] == claim.anchor]
-                    for name in (a for a in arms if a != claim.anchor):
-                        other = runs[runs[claim.arm] == name]
-                        ours, theirs = (anchor, other) if claim.anchor_is_ours else (other, anchor)
+                    arms = dict(list(runs.groupby(claim.arm, sort=False)))
+                    anchor = arms.pop(claim.anchor, None)
+                    for name, other in arms.items() if anchor is not None else ():
+                        pair = [(claim.anchor, anchor), (name, other)]
+                        (a, ours), (b, theirs) = pair if claim.anchor_is_ours else pair[::-1]
                         effect = paired_effect(ours, theirs)
-                        if effect is None:
-                            continue
-                        pair = (claim.anchor, name) if claim.anchor_is_ours else (name, claim.anchor)
-                        rows.append({"claim": claim.text, "dataset": dataset,
-                                     "comparison": " − ".join(pair), "head": head,
-                                     "from": source, **_cell(effect)})
+                        if effect is not None:
+                            rows.append({"claim": claim.text, "dataset": dataset,
+                                         "comparison": f"{a} − {b}", "head": head,
+                                         "from": source, **_cell(effect)})
     frame = pd.DataFrame(rows, columns=COLUMNS)
     order = {name: i for i, name in enumerate(dict.fromkeys(frame["dataset"]))}
     frame = frame.sort_values(["claim", "dataset"], key=lambda c: c.map(order)
