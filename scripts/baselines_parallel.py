@@ -18,8 +18,8 @@ notebook 09 reads them back instead of training (it logs "finished before" for e
    (``scripts/baseline_lr_sweep.sh``).
 
 Writes ``<output root>/09_baselines/<profile>/parallel_runs.json`` (sweep table, chosen
-rates, the runs and their device, failures; ``lr_sweep.json`` with ``--sweep-only``). Nothing is typed in: every number is read
-from a run's ``metrics.json``. The processes are ``fusnet.experiments.executor``'s
+rates, the runs and their device, failures; ``lr_sweep.json`` with ``--sweep-only``), every
+number read from a run's ``metrics.json``. The processes are ``fusnet.experiments.executor``'s
 (``RunExecutor``); the sweep and the grid are this script's (:func:`lr_sweep`,
 :func:`sweep_then_grid`; tests/test_executor.py loads them from here).
 
