@@ -8,16 +8,21 @@ that the authors' code uses, as the reference.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
 from fusnet.models import MultiFusNet
 from fusnet.models.losses import MultiTaskLoss, classification_loss, hash_loss
 from fusnet.models.proxy_codes import class_proxy_codes
-from fusnet.models.zoom import SaliencyZoom, saliency_from_features, zoom_per_image_reference
+from fusnet.models.zoom import SaliencyZoom, saliency_from_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package
+from tests.zoom_reference import zoom_per_image_reference  # the authors' per-image loop
 
 
 def _sync(device: torch.device) -> None:

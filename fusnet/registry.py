@@ -22,7 +22,7 @@ the project's :class:`~fusnet.errors.ConfigError` naming the known names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar, overload
 
 from fusnet.errors import ConfigError
@@ -38,9 +38,6 @@ class Registry(Mapping[str, T]):
     Args:
         kind: what one entry is, for messages (``"backbone"``, ``"attention module"``).
         plural: ``kind`` in the plural (default ``kind + "s"``).
-        reserved: names that are valid choices but not held here (``"multifusnet"`` among
-            the methods: the reference model is not a baseline). They cannot be registered
-            and head the known names in the unknown-name message.
         error: the exception type of the duplicate and unknown-name errors.
     """
 
@@ -49,12 +46,10 @@ class Registry(Mapping[str, T]):
         kind: str,
         plural: str | None = None,
         *,
-        reserved: Iterable[str] = (),
         error: type[Exception] = ConfigError,
     ) -> None:
         self.kind = kind
         self.plural = plural or f"{kind}s"
-        self.reserved: tuple[str, ...] = tuple(reserved)
         self.error = error
         self._entries: dict[str, T] = {}
 
@@ -73,14 +68,14 @@ class Registry(Mapping[str, T]):
         Either way the object itself is returned unchanged.
 
         Raises:
-            ConfigError (``error``): ``name`` is already registered or reserved, or is not
-                a non-empty string.
+            ConfigError (``error``): ``name`` is already registered, or is not a non-empty
+                string.
         """
         if not isinstance(name, str) or not name:
             raise self.error(f"{self.kind} name must be a non-empty string, got {name!r}")
 
         def add(entry: T) -> T:
-            if name in self._entries or name in self.reserved:
+            if name in self._entries:
                 raise self.error(f"{self.kind} {name!r} is already registered")
             self._entries[name] = entry
             return entry
@@ -93,24 +88,17 @@ class Registry(Mapping[str, T]):
         """The entry registered as ``name``.
 
         Raises:
-            ConfigError (``error``): no such entry (the message lists the known names), or
-                ``name`` is reserved.
+            ConfigError (``error``): no such entry (the message lists the known names).
         """
         try:
             return self._entries[name]
         except KeyError:
-            if name in self.reserved:
-                raise self.error(f"{self.kind} {name!r} is reserved and has no entry here") from None
-            known = ", ".join(self.choices())
+            known = ", ".join(self.names())
             raise self.error(f"unknown {self.kind} {name!r}; known {self.plural}: {known}") from None
 
     def names(self) -> tuple[str, ...]:
-        """The registered names, sorted (reserved names excluded)."""
+        """The registered names, sorted."""
         return tuple(sorted(self._entries))
-
-    def choices(self) -> tuple[str, ...]:
-        """Every valid name: the reserved ones first, then :meth:`names`."""
-        return (*self.reserved, *self.names())
 
     # --- Mapping interface (read-only, registration order) -----------------------------
 

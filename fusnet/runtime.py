@@ -48,12 +48,7 @@ def native_bf16(device: torch.device) -> bool:
     runs convolutions and matmuls in bf16; elsewhere torch emulates it, slower than float32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo() if device.type == "cpu" else ""
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -101,13 +96,18 @@ def device_description(device: torch.device) -> str:
     return str(device)
 
 
-def _cpu_model_name() -> str:
-    """The processor's model name from ``/proc/cpuinfo`` (Linux), else ``""``."""
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo`` (Linux), else ``""``."""
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+
+
+def _cpu_model_name() -> str:
+    """The processor's model name, else ``""``."""
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines()
+             if line.startswith("model name")]
     return names[0] if names else ""
 
 

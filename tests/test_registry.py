@@ -8,7 +8,7 @@ import pytest
 
 from fusnet.data import DATASETS
 from fusnet.errors import ConfigError, DataError
-from fusnet.methods import METHODS, MULTIFUSNET, build_method
+from fusnet.methods import METHODS, MULTIFUSNET, build_method, method_names, register_method
 from fusnet.models import ATTENTION, BACKBONES
 from fusnet.registry import Registry
 
@@ -40,16 +40,12 @@ def test_duplicate_and_bad_names_are_refused() -> None:
 
 
 def test_unknown_name_lists_the_known_names() -> None:
-    reg: Registry[int] = Registry("widget", reserved=("base",))
+    reg: Registry[int] = Registry("widget")
     reg.register("zeta", 1)
     reg.register("alpha", 2)
-    with pytest.raises(ConfigError, match=r"unknown widget 'nope'; known widgets: base, alpha, zeta$"):
+    with pytest.raises(ConfigError, match=r"unknown widget 'nope'; known widgets: alpha, zeta$"):
         reg.lookup("nope")
-    with pytest.raises(ConfigError, match="widget 'base' is reserved"):
-        reg.lookup("base")
-    with pytest.raises(ConfigError, match="already registered"):
-        reg.register("base", 3)
-    assert reg.choices() == ("base", "alpha", "zeta")
+    assert reg.names() == ("alpha", "zeta")
 
 
 def test_plural_and_error_type() -> None:
@@ -59,7 +55,7 @@ def test_plural_and_error_type() -> None:
 
 
 def test_mapping_behaviour() -> None:
-    reg: Registry[int] = Registry("widget", reserved=("base",))
+    reg: Registry[int] = Registry("widget")
     reg.register("b", 1)
     reg.register("a", 2)
     assert isinstance(reg, Mapping)
@@ -77,10 +73,10 @@ def test_project_registries_keep_their_contents() -> None:
     assert set(ATTENTION) == {"eca", "se", "cbam", "coord", "psa"}
     assert set(METHODS) == {"dpsh", "hashnet", "adsh", "semicon", "exchnet"}
     assert {"cub200", "synthetic"} <= set(DATASETS)
-    assert METHODS.choices()[0] == MULTIFUSNET and MULTIFUSNET not in METHODS
+    assert method_names()[0] == MULTIFUSNET and MULTIFUSNET not in METHODS  # not a baseline
     for registry in (BACKBONES, ATTENTION, METHODS, DATASETS):
         assert isinstance(registry, Registry)
     with pytest.raises(ConfigError, match="unknown method 'nope'; known methods: multifusnet, adsh"):
         build_method("nope")
-    with pytest.raises(ConfigError, match="already registered"):
-        METHODS.register(MULTIFUSNET, object)
+    with pytest.raises(ConfigError, match="the paper's, not a baseline"):
+        register_method(MULTIFUSNET)(object)

@@ -6,12 +6,8 @@ import pytest
 import torch
 
 from fusnet.errors import ConfigError
-from fusnet.models.zoom import (
-    SaliencyZoom,
-    ZoomConfig,
-    saliency_from_features,
-    zoom_per_image_reference,
-)
+from fusnet.models.zoom import SaliencyZoom, ZoomConfig, saliency_from_features
+from tests.zoom_reference import zoom_per_image_reference
 
 MODES = ["random", "all", "sampled", "max", "none"]
 

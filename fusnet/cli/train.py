@@ -17,7 +17,7 @@ from typing import Any
 
 from fusnet.config import PAPER_BITS, DataConfig, LossConfig, ModelConfig, OptimConfig, RunConfig
 from fusnet.errors import ConfigError
-from fusnet.methods import METHODS
+from fusnet.methods import METHODS, method_names
 from fusnet.methods.options import options_class
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig,
@@ -74,7 +74,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                     help=f"hash code length(s); one run per length (default: {' '.join(map(str, PAPER_BITS))})",
                 )
             elif section == "run" and f.name == "method":
-                _add_flag(group, flag, dest, f, helps, choices=METHODS.choices())
+                _add_flag(group, flag, dest, f, helps, choices=method_names())
             else:
                 _add_flag(group, flag, dest, f, helps)
 

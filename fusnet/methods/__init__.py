@@ -30,13 +30,15 @@ from fusnet.methods.base import (
     HashingNet,
     HashOutput,
     build_method,
+    method_names,
     register_method,
 )
 from fusnet.methods.multifusnet import MultiFusNetMethod
 
 __all__ = [
     "LEARNED_DATABASE", "METHODS", "MULTIFUSNET", "NETWORK_DATABASE", "HashOutput", "HashingMethod",
-    "HashingNet", "MultiFusNetMethod", "build_method", "method_class", "register_method",
+    "HashingNet", "MultiFusNetMethod", "build_method", "method_class", "method_names",
+    "register_method",
 ]
 
 

@@ -348,11 +348,14 @@ class HashingMethod(nn.Module):
 
 
 MethodFactory = type[HashingMethod]
-METHODS: Registry[MethodFactory] = Registry("method", reserved=(MULTIFUSNET,))
+METHODS: Registry[MethodFactory] = Registry("baseline")
 """Baseline name -> :class:`HashingMethod` subclass. Fill it with :func:`register_method`.
+The paper's method is not a baseline and not an entry (:func:`method_names`)."""
 
-:data:`MULTIFUSNET` is a valid method name but not an entry (the reference model is not a
-baseline): it cannot be registered and heads the known names of the unknown-name error."""
+
+def method_names() -> tuple[str, ...]:
+    """Every valid ``RunConfig.method``: :data:`MULTIFUSNET` first, then the baselines."""
+    return (MULTIFUSNET, *METHODS.names())
 
 
 def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
@@ -364,6 +367,8 @@ def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
     """
 
     def decorator(cls: MethodFactory) -> MethodFactory:
+        if name == MULTIFUSNET:
+            raise ConfigError(f"method {name!r} is the paper's, not a baseline")
         if not (dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen):
             raise ConfigError(f"method {name!r}: its Options must be a frozen dataclass")
         METHODS.register(name, cls)
@@ -374,6 +379,11 @@ def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
 
 
 def build_method(name: str) -> MethodFactory:
-    """The method class registered as ``name``; a :class:`ConfigError` when there is none
-    (:data:`MULTIFUSNET` included: it is not a baseline)."""
-    return METHODS.lookup(name)
+    """The baseline class registered as ``name``.
+
+    Raises:
+        ConfigError: no such baseline (:data:`MULTIFUSNET` included), naming every method.
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known methods: {', '.join(method_names())}")
+    return METHODS[name]

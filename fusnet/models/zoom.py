@@ -21,8 +21,8 @@ FG-CHN and the authors' code (``utils/attention_zoom.py``) use it. Per image:
 Parameters are the authors' / FG-CHN's (peak radius 0.08, base ratio 0.09). Deliberate
 differences from their code:
 
-- Vectorised over the batch (theirs loops over images and peaks,
-  :mod:`fusnet.models.zoom_reference`); modes and coins come from a
+- Vectorised over the batch (theirs loops over images and peaks: the reference in
+  ``tests/zoom_reference.py``); modes and coins come from a
   ``torch.Generator`` when one is given.
 - A peak must lie strictly above the mean (theirs ``>=``; ties in a 3x3 window broken
   as theirs): a constant or all-zero map has no peak and gives the identity warp
@@ -52,14 +52,12 @@ from fusnet.models.zoom_kernels import (
     output_hw,
     padded_coords,
 )
-from fusnet.models.zoom_reference import zoom_per_image_reference  # re-exported (see __all__)
 
 __all__ = [
     "PEAK_MODES",
     "SaliencyZoom",
     "ZoomConfig",
     "saliency_from_features",
-    "zoom_per_image_reference",
 ]
 
 #: Per-image enhancement modes of the authors' ``attention_zoom`` (their p = 0, 1, 2).

@@ -5,7 +5,7 @@
 - :func:`gaussian_1d` and :func:`padded_coords`: the separable Gaussian kernel and the
   padded grid's coordinates of Recasens' sampler (``create_grid``).
 - :func:`output_hw` and :func:`check_inputs`: the zoomed size and the input checks shared
-  by :class:`~fusnet.models.zoom.SaliencyZoom` and :func:`~fusnet.models.zoom.zoom_per_image_reference`.
+  by :class:`~fusnet.models.zoom.SaliencyZoom` and the per-image reference in ``tests/zoom_reference.py``.
 
 Pure functions of tensors, on the input's device; no settings of their own.
 """

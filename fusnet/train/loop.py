@@ -1,27 +1,11 @@
 """Training any method (Multi-FusNet or a baseline): one run per bit length, checkpointed
-every epoch.
-
-A run writes into ``config.output_dir``:
-
-- ``config.json``: the run's :class:`~fusnet.config.RunConfig`;
-- ``metrics.json``: test mAP (index ties and tie-aware), precision@k, the
-  per-epoch history and which epoch was selected, and how;
-- ``codes.npz``: packed database (training split) and query (test split) codes;
-- ``manifest.json``: code version, data, weights, seed, device, wall time, images/s;
-- ``checkpoints/last.pt`` (everything needed to resume exactly),
-  ``checkpoints/best.pt`` (the selected weights) and ``model.pt`` (final weights).
-
-Model selection uses the validation split carved from the training split
-(``select="val"``) or the last epoch (``select="last"``); never the test split.
+every epoch, selected on the validation split (``select="val"``) or at the last epoch,
+never on the test split; what a run leaves behind is :mod:`fusnet.train.writer`'s.
 
 The loop (:meth:`Trainer.run`) knows no method: ``config.method`` names a
-:class:`~fusnet.methods.HashingMethod` (``fusnet.methods.method_class``: Multi-FusNet's
-zoom, proxy codes and balanced loss, or a baseline's network and paper loss) that builds
-the network and computes each batch's loss, and whose state (Multi-FusNet's task weights,
-ADSH's learned database codes V, ...) is checkpointed as the ``criterion``. The jobs around
-the loop are named parts: where batches come from is :mod:`fusnet.train.batches`, the
-checkpoint layout :mod:`fusnet.train.checkpoints` (re-exported here), evaluation
-:mod:`fusnet.train.evaluation`, the run's files :mod:`fusnet.train.writer`.
+:class:`~fusnet.methods.HashingMethod` that builds the network and computes each batch's
+loss, and whose state (Multi-FusNet's task weights, ADSH's learned database codes V, ...)
+is checkpointed as the ``criterion``. Batches come from :mod:`fusnet.train.batches`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 from fusnet.checks import flag, raise_problems, unknown
 from fusnet.config import RunConfig, config_problems
 from fusnet.data import DATASETS
-from fusnet.methods import METHODS, MULTIFUSNET, build_method
+from fusnet.methods import MULTIFUSNET, build_method, method_names
 from fusnet.methods.options import option_problems
 from fusnet.models.attention import ATTENTION
 from fusnet.models.backbones import BACKBONES
@@ -27,7 +27,7 @@ def run_problems(config: RunConfig) -> list[str]:
     options and missing paths: one readable line per problem; empty when the run can start."""
     problems = config_problems(config)
     problems += _registry_problems(config)
-    if config.method in METHODS.choices():
+    if config.method in method_names():
         problems += option_problems(config.method, config.options)
     problems += _path_problems(config)
     return problems
@@ -49,7 +49,7 @@ def _registry_problems(config: RunConfig) -> list[str]:
         problems.append(
             unknown("model.attention (--attention)", config.model.attention, list(ATTENTION))
         )
-    methods = list(METHODS.choices())  # MULTIFUSNET and the baselines
+    methods = list(method_names())  # MULTIFUSNET and the baselines
     if config.method not in methods:
         problems.append(unknown("method (--method)", config.method, methods))
     elif (config.method != MULTIFUSNET and config.mode != "full"

@@ -1,8 +1,7 @@
 """The zoom as the authors wrote it: one image and one peak at a time (a test reference).
 
-Tests check that the vectorised :class:`~fusnet.models.zoom.SaliencyZoom` matches it, and
-``benchmarks/training_step.py`` times the two; training never calls it. Re-exported by
-:mod:`fusnet.models.zoom`, so it reads the zoom through :class:`ZoomLike`, not its class.
+``tests/test_zoom.py`` checks that the vectorised :class:`~fusnet.models.zoom.SaliencyZoom`
+matches it, and ``benchmarks/training_step.py`` times the two; the library never calls it.
 """
 
 from __future__ import annotations
