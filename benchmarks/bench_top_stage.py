@@ -47,7 +47,8 @@ from fusnet.train.top_stage import TopStageNet
 logger = logging.getLogger("bench_top_stage")
 
 NUM_CLASSES = 100  # the CUB subset
-CACHED_SHAPE = {2: (40, 28, 28), 1: (112, 14, 14)}  # Lite0 at 224 px: stride 8 / stride 16
+CACHED_SHAPES = {2: [(40, 28, 28)], 1: [(40, 28, 28), (112, 14, 14)]}
+"""The frozen levels a top-stage step reads (Lite0 at 224 px): stride 8, and stride 16."""
 
 
 def native_bf16() -> bool:
@@ -97,9 +98,9 @@ class Step:
         trainable.stages.requires_grad_(True)
         self.optimizer = build_optimizer(model, self.method, config, trainable)
         self.net = torch.compile(trainable) if c.compile else trainable
-        shape = (c.batch, *CACHED_SHAPE[c.top_stages])
         generator = torch.Generator().manual_seed(1)
-        self.cached = [torch.rand(shape, generator=generator).to(c.cache_dtype)
+        self.cached = [[torch.rand((c.batch, *shape), generator=generator).to(c.cache_dtype)
+                        for shape in CACHED_SHAPES[c.top_stages]]
                        for _ in range(2)]  # original and zoomed view, as the cache stores them
         self.labels = labels[: c.batch]
         self.candidate = c
@@ -110,8 +111,8 @@ class Step:
         return contextlib.nullcontext()
 
     def __call__(self) -> None:
-        original, zoomed = (t.float() for t in self.cached)  # (B, C, H, W) each
-        batch = Batch(inputs=[original], zoom_inputs=[zoomed], labels=self.labels,
+        original, zoomed = ([t.float() for t in view] for view in self.cached)  # (B, C, H, W)
+        batch = Batch(inputs=original, zoom_inputs=zoomed, labels=self.labels,
                       positions=torch.arange(len(self.labels)))
         loss, _ = self.method.batch_loss(self.net, batch, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
@@ -128,10 +129,10 @@ def step_flops(step: Step) -> int:
     depthwise 5x5 convolution (96 channels, 28x28, batch 8) it counts 2.92 GFLOP where the
     forward is 0.03.
     """
-    original, zoomed = (t.float() for t in step.cached)
+    original, zoomed = ([t.float() for t in view] for view in step.cached)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        step.net([original])
-        step.net([zoomed])
+        step.net(original)
+        step.net(zoomed)
     return 3 * counter.get_total_flops()
 
 
