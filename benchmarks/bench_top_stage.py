@@ -10,10 +10,14 @@ FLOPs counted by ``torch.utils.flop_counter``) beside a dense matmul peak measur
 same cores in the same run. Candidates: bfloat16 autocast (only where the CPU has native
 bf16: ``avx512_bf16`` or ``amx_bf16``; elsewhere it says so and skips), ``torch.compile``
 of the trained stages and the head, the cached maps stored in bfloat16 / float16 (half the
-memory; cast at batch time), batch size, thread count, one vs two trained stages.
+memory; cast at batch time), batch size, thread count, one vs two trained stages, and the
+channels-last layout (``optim.memory_format``) alone and with one trained stage. A second
+table times the frozen backbone's forward that makes the feature caches, in the default
+layout and channels-last, with the largest difference between their maps.
 
-    python benchmarks/bench_top_stage.py             # every candidate (~10 min on 2 cores)
+    python benchmarks/bench_top_stage.py             # every candidate (~12 min on 2 cores)
     python benchmarks/bench_top_stage.py --quick     # fewer steps
+    python benchmarks/bench_top_stage.py --only "one trained stage" "channels_last"
     python benchmarks/bench_top_stage.py --json out.json
 
 Steps alternate between the reference and each candidate (``--rounds``), so load drifting
@@ -71,6 +75,7 @@ class Candidate:
     autocast_bf16: bool = False
     compile: bool = False
     cache_dtype: torch.dtype = torch.float16  # as the feature cache stores the maps
+    channels_last: bool = False  # the step in NHWC (the caches' layout option, data.cache_layout)
     result: dict = field(default_factory=dict)
 
 
@@ -97,9 +102,12 @@ class Step:
         trainable = TopStageNet(model, c.top_stages)
         trainable.stages.requires_grad_(True)
         self.optimizer = build_optimizer(model, self.method, config, trainable)
+        layout = torch.channels_last if c.channels_last else torch.contiguous_format
+        trainable.to(memory_format=layout)  # as the trainer lays out the model
         self.net = torch.compile(trainable) if c.compile else trainable
         generator = torch.Generator().manual_seed(1)
-        self.cached = [[torch.rand((c.batch, *shape), generator=generator).to(c.cache_dtype)
+        self.cached = [[torch.rand((c.batch, *shape), generator=generator).to(
+                            c.cache_dtype, memory_format=layout)
                         for shape in CACHED_SHAPES[c.top_stages]]
                        for _ in range(2)]  # original and zoomed view, as the cache stores them
         self.labels = labels[: c.batch]
@@ -153,6 +161,33 @@ def timed(step: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def caching_speed(threads: int, rounds: int, batch: int = 64) -> list[dict]:
+    """img/s of the frozen backbone's forward that makes the feature caches (Lite0, 224 px),
+    in the default layout and channels-last, interleaved; the maps' largest difference."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = run_config(Candidate("caching"))
+    backbone = MultiFusNet(config.model, NUM_CLASSES).backbone.eval()
+    images = torch.randn(batch, 3, 224, 224)  # (B, 3, H, W)
+    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    seconds: dict[str, list[float]] = {name: [] for name in layouts}
+    maps: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for _ in range(rounds + 1):  # the first round warms up
+            for name, layout in layouts.items():
+                backbone.to(memory_format=layout)
+                x = images.contiguous(memory_format=layout)
+                seconds[name].append(timed(lambda x=x: backbone(x)))
+                maps[name] = backbone(x)
+    medians = {name: sorted(t[1:])[len(t[1:]) // 2] for name, t in seconds.items()}
+    difference = max(float((a - b).abs().max()) for a, b in
+                     zip(maps["contiguous"], maps["channels_last"], strict=True))
+    return [{"caching forward": name, "img_per_s": batch / medians[name],
+             "speedup": medians["contiguous"] / medians[name],
+             "max_abs_difference": difference if name != "contiguous" else 0.0}
+            for name in layouts]
+
+
 def candidates(bf16: bool) -> list[Candidate]:
     found = [
         Candidate("float32 (today)"),
@@ -163,6 +198,8 @@ def candidates(bf16: bool) -> list[Candidate]:
         Candidate("batch 16", batch=16),
         Candidate("one thread", threads=1),
         Candidate("one trained stage", top_stages=1),
+        Candidate("channels_last", channels_last=True),
+        Candidate("one stage + channels_last", top_stages=1, channels_last=True),
     ]
     if bf16:
         found[1:1] = [Candidate("bf16 autocast", autocast_bf16=True),
@@ -176,6 +213,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds")
     parser.add_argument("--threads", type=int, default=2, help="threads of today's step")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="only these candidates (names as printed), beside today's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rounds = 3 if args.quick else args.rounds
@@ -184,6 +223,11 @@ def main() -> None:
         logger.info("this CPU has no native bfloat16 (avx512_bf16 / amx_bf16): bf16 autocast "
                     "skipped, every candidate runs in float32")
     found = candidates(bf16)
+    if args.only:
+        unknown = set(args.only) - {c.name for c in found}
+        if unknown:
+            parser.error(f"unknown candidates {sorted(unknown)}; known: {[c.name for c in found]}")
+        found = [found[0]] + [c for c in found[1:] if c.name in args.only]
     for c in found:
         c.threads = c.threads if c.name == "one thread" else args.threads
     steps = []
@@ -227,6 +271,10 @@ def main() -> None:
         f"{r['candidate']:26} {r['batch']:>5} {r['threads']:>3} {r['img_per_s']:>7.1f} "
         f"{r['speedup']:>8.2f} {r['gflop_per_s']:>8.1f} {100 * r['share_of_peak']:>6.1f}% "
         f"{r['setup_seconds']:>8.1f}" for r in rows]
+    caching = caching_speed(args.threads, rounds)
+    lines += ["", f"{'caching forward':26} {'img/s':>7} {'x today':>8} {'max |diff|':>10}"] + [
+        f"{r['caching forward']:26} {r['img_per_s']:>7.1f} {r['speedup']:>8.2f} "
+        f"{r['max_abs_difference']:>10.1e}" for r in caching]
     info = {**machine_info(), "load_average": os.getloadavg(), "native_bf16": bf16,
             "python": platform.python_version(), "torch": torch.__version__,
             "matmul_peak_gflop_per_s": peaks, "rounds": rounds}
@@ -234,7 +282,7 @@ def main() -> None:
     print(json.dumps(info, indent=1))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"machine": info, "rows": rows}, out, indent=1)
+            json.dump({"machine": info, "rows": rows, "caching": caching}, out, indent=1)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,11 @@ def autocast_context(device: torch.device, enabled: bool, precision: str = "floa
     return nullcontext()
 
 
+def torch_memory_format(name: str) -> torch.memory_format:
+    """The torch layout an ``OptimConfig.memory_format`` names ("contiguous", "channels_last")."""
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)

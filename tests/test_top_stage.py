@@ -157,6 +157,37 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
         assert m["wall_seconds"] >= m["train_seconds"] + m["eval_seconds"]
 
 
+CHANNELS_LAST_TOLERANCE = 2e-3
+"""Channels-last caches' maps within this of the default layout's (absolute and relative):
+the same float32 arithmetic in another summation order (about 1e-4), then float16 storage,
+whose rounding step is about 1e-3 of a value."""
+
+
+def test_channels_last_caches_match_the_default_layout_under_their_own_key(tmp_path):
+    common = {"mode": "top", "data.cached_views": 1, "model.backbone": "efficientnet_lite0",
+              "cache_dir": str(tmp_path / "cache")}
+    runs = {}
+    for layout in ("contiguous", "channels_last"):
+        trainer = Trainer(tiny_config(tmp_path / layout, **common,
+                                      **{"data.cache_layout": layout}))
+        trainer.setup()
+        runs[layout] = trainer
+    names = {layout: {c["file"] for c in t.data.feature_caches} for layout, t in runs.items()}
+    assert len(names["contiguous"]) == len(names["channels_last"]) == 3  # train, test, view
+    assert not names["contiguous"] & names["channels_last"]  # the layout is in the key
+    default, nhwc = (runs[layout].data for layout in ("contiguous", "channels_last"))
+    for cache in ("database_cache", "query_cache", "view_cache"):
+        a, b = getattr(default, cache), getattr(nhwc, cache)
+        for x, y in zip(a.levels + a.zoom_levels, b.levels + b.zoom_levels, strict=True):
+            assert y.is_contiguous() and y.dtype == torch.float16
+            torch.testing.assert_close(y.float(), x.float(), atol=CHANNELS_LAST_TOLERANCE,
+                                       rtol=CHANNELS_LAST_TOLERANCE)
+    backbone = runs["channels_last"].model.backbone  # given back in the default layout
+    assert all(p.is_contiguous() for p in backbone.parameters())
+    with pytest.raises(ConfigError, match="cache_layout"):
+        RunConfig().replace(**{"data.cache_layout": "nhwc"})
+
+
 @pytest.mark.slow
 def test_the_validation_split_does_not_rename_the_feature_caches(tmp_path):
     from fusnet.train.loop import cache_features

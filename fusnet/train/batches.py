@@ -176,6 +176,7 @@ def build_run_data(
         return result
     # Frozen and top modes: backbone maps of both splits, computed once and cached.
     cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
+    layout_name = data.cache_layout
     backbone.to(device)  # the maps are computed on the run's device
     identity = {
         "backbone": config.model.backbone,
@@ -190,6 +191,8 @@ def build_run_data(
         "zoom": dataclasses.asdict(zoom.config) if zoom is not None else None,
         "rng": CACHE_SEED,
         **({"image_backend": backend} if backend != "pil" else {}),
+        # A new layout's maps agree to rounding only; the default's keys stay as they were.
+        **({"layout": layout_name} if layout_name != "contiguous" else {}),
     }
 
     def cached(split: str, dataset: Dataset, named: dict | None = None,
@@ -209,7 +212,9 @@ def build_run_data(
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(seed)
                 return compute_levels(backbone, dataset, device, batch, workers, zoom,
-                                      description=f"backbone features ({split})", **options)
+                                      description=f"backbone features ({split})",
+                                      memory_format=runtime.torch_memory_format(layout_name),
+                                      **options)
 
         levels = load_or_compute_levels(cache_dir / name, key, compute)
         result.feature_caches.append({"file": name, "computed": bool(made),

@@ -73,13 +73,31 @@ def compute_levels(
     description: str = "caching features",
     keep_levels: int | None = None,
     generator: torch.Generator | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> CachedLevels:
     """Run the frozen backbone over a dataset (and its zoomed view).
 
     ``keep_levels`` keeps only the first that many levels (the zoom's saliency still comes
-    from the top one); ``generator`` seeds the loader's workers (random transforms).
+    from the top one); ``generator`` seeds the loader's workers (random transforms);
+    ``memory_format`` is the layout the backbone computes in (``torch.channels_last``: about
+    twice as fast on a CPU). The cached maps are stored contiguous either way, and the
+    backbone is given back contiguous.
     """
     backbone.eval()
+    backbone.to(memory_format=memory_format)
+    try:
+        return _levels_of(backbone, dataset, device, batch_size, num_workers, zoom,
+                          description, keep_levels, generator, memory_format)
+    finally:
+        backbone.to(memory_format=torch.contiguous_format)
+
+
+def _levels_of(
+    backbone: nn.Module, dataset: Dataset, device: torch.device, batch_size: int,
+    num_workers: int, zoom: SaliencyZoom | None, description: str, keep_levels: int | None,
+    generator: torch.Generator | None, layout: torch.memory_format,
+) -> CachedLevels:
+    """:func:`compute_levels`' loop, with the backbone already in ``layout``."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         generator=generator)
     keep = slice(0, keep_levels)
@@ -87,14 +105,15 @@ def compute_levels(
     zoom_levels: list[list[Tensor]] = []
     labels: list[Tensor] = []
     for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
-        images = images.to(device)  # (B, 3, H, W)
+        images = images.to(device).contiguous(memory_format=layout)  # (B, 3, H, W)
         maps = backbone(images)  # L x (B, C_i, H_i, W_i)
-        levels.append([m.to("cpu", torch.float16) for m in maps[keep]])
+        levels.append([_stored(m) for m in maps[keep]])
         if zoom is not None:
             zoomed = zoom(images, saliency_from_features(maps[-1]))  # (B, 3, H, W)
+            zoomed = zoomed.contiguous(memory_format=layout)
             zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
                 backbone, zoomed, keep_levels)
-            zoom_levels.append([m.to("cpu", torch.float16) for m in zoom_maps[keep]])
+            zoom_levels.append([_stored(m) for m in zoom_maps[keep]])
         labels.append(torch.as_tensor(targets, dtype=torch.int64))
     return CachedLevels(
         levels=[torch.cat(per_level) for per_level in zip(*levels, strict=True)],
@@ -105,6 +124,11 @@ def compute_levels(
         ),
         labels=torch.cat(labels),
     )
+
+
+def _stored(level: Tensor) -> Tensor:
+    """A level map as the cache keeps it: float16, on the CPU, contiguous."""
+    return level.to("cpu", torch.float16).contiguous()
 
 
 def _lower_maps(backbone: nn.Module, images: Tensor, count: int) -> list[Tensor]:
