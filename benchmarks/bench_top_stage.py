@@ -13,7 +13,8 @@ of the trained stages and the head, the cached maps stored in bfloat16 / float16
 memory; cast at batch time), batch size, thread count, one vs two trained stages, and the
 channels-last layout (``optim.memory_format``) alone and with one trained stage. A second
 table times the frozen backbone's forward that makes the feature caches, in the default
-layout and channels-last, with the largest difference between their maps.
+layout, channels-last, and two candidates beyond (BatchNorm folded into the convolutions,
+bf16 autocast), with each one's largest difference from the default's maps.
 
     python benchmarks/bench_top_stage.py             # every candidate (~12 min on 2 cores)
     python benchmarks/bench_top_stage.py --quick     # fewer steps
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import itertools
 import json
 import logging
 import os
@@ -38,6 +41,8 @@ from dataclasses import dataclass, field
 
 import torch
 from machine import machine_info  # benchmarks/ is the script's folder
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.flop_counter import FlopCounterMode
 
 from fusnet.config import RunConfig
@@ -161,31 +166,58 @@ def timed(step: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def caching_speed(threads: int, rounds: int, batch: int = 64) -> list[dict]:
+def folded_batchnorm(backbone: nn.Module) -> nn.Module:
+    """A copy of a frozen timm backbone with every BatchNorm folded into the convolution
+    before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``; timm's ``BatchNormAct2d`` keeps
+    its activation): a candidate for the caching forward, not used by training."""
+    folded = copy.deepcopy(backbone).eval()
+    for module in folded.modules():
+        children = list(module.named_children())
+        for (conv_name, conv), (bn_name, bn) in itertools.pairwise(children):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+                after = [getattr(bn, name) for name in ("drop", "act") if hasattr(bn, name)]
+                setattr(module, bn_name, nn.Sequential(*after))  # empty: the identity
+    return folded
+
+
+def caching_speed(threads: int, rounds: int, bf16: bool, batch: int = 64) -> list[dict]:
     """img/s of the frozen backbone's forward that makes the feature caches (Lite0, 224 px),
-    in the default layout and channels-last, interleaved; the maps' largest difference."""
+    interleaved: the default layout, channels-last (``data.cache_layout``), and two
+    candidates beyond it, channels-last with BatchNorm folded and with bf16 autocast (where
+    the CPU has it); each with its maps' largest difference from the default's."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = run_config(Candidate("caching"))
     backbone = MultiFusNet(config.model, NUM_CLASSES).backbone.eval()
+    nhwc = copy.deepcopy(backbone).to(memory_format=torch.channels_last)
+    folded = folded_batchnorm(backbone).to(memory_format=torch.channels_last)
     images = torch.randn(batch, 3, 224, 224)  # (B, 3, H, W)
-    layouts = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-    seconds: dict[str, list[float]] = {name: [] for name in layouts}
-    maps: dict[str, list[torch.Tensor]] = {}
+    last = images.contiguous(memory_format=torch.channels_last)
+
+    def bf16_forward() -> list[torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return [m.float() for m in nhwc(last)]
+
+    forwards: dict[str, Callable[[], list[torch.Tensor]]] = {
+        "contiguous": lambda: backbone(images),
+        "channels_last": lambda: nhwc(last),
+        "channels_last + folded BN": lambda: folded(last),
+    }
+    if bf16:
+        forwards["channels_last + bf16 autocast"] = bf16_forward
+    seconds: dict[str, list[float]] = {name: [] for name in forwards}
     with torch.no_grad():
-        for _ in range(rounds + 1):  # the first round warms up
-            for name, layout in layouts.items():
-                backbone.to(memory_format=layout)
-                x = images.contiguous(memory_format=layout)
-                seconds[name].append(timed(lambda x=x: backbone(x)))
-                maps[name] = backbone(x)
-    medians = {name: sorted(t[1:])[len(t[1:]) // 2] for name, t in seconds.items()}
-    difference = max(float((a - b).abs().max()) for a, b in
-                     zip(maps["contiguous"], maps["channels_last"], strict=True))
+        maps = {name: forward() for name, forward in forwards.items()}  # and a warm-up
+        for _ in range(rounds):
+            for name, forward in forwards.items():
+                seconds[name].append(timed(forward))
+    medians = {name: sorted(t)[len(t) // 2] for name, t in seconds.items()}
     return [{"caching forward": name, "img_per_s": batch / medians[name],
              "speedup": medians["contiguous"] / medians[name],
-             "max_abs_difference": difference if name != "contiguous" else 0.0}
-            for name in layouts]
+             "max_abs_difference": max(float((a - b).abs().max()) for a, b in
+                                       zip(maps["contiguous"], maps[name], strict=True))}
+            for name in forwards]
 
 
 def candidates(bf16: bool) -> list[Candidate]:
@@ -271,9 +303,9 @@ def main() -> None:
         f"{r['candidate']:26} {r['batch']:>5} {r['threads']:>3} {r['img_per_s']:>7.1f} "
         f"{r['speedup']:>8.2f} {r['gflop_per_s']:>8.1f} {100 * r['share_of_peak']:>6.1f}% "
         f"{r['setup_seconds']:>8.1f}" for r in rows]
-    caching = caching_speed(args.threads, rounds)
-    lines += ["", f"{'caching forward':26} {'img/s':>7} {'x today':>8} {'max |diff|':>10}"] + [
-        f"{r['caching forward']:26} {r['img_per_s']:>7.1f} {r['speedup']:>8.2f} "
+    caching = caching_speed(args.threads, rounds, bf16)
+    lines += ["", f"{'caching forward':30} {'img/s':>7} {'x today':>8} {'max |diff|':>10}"] + [
+        f"{r['caching forward']:30} {r['img_per_s']:>7.1f} {r['speedup']:>8.2f} "
         f"{r['max_abs_difference']:>10.1e}" for r in caching]
     info = {**machine_info(), "load_average": os.getloadavg(), "native_bf16": bf16,
             "python": platform.python_version(), "torch": torch.__version__,
