@@ -39,17 +39,14 @@ def _profile(
     regime_rows: list[str] | None = None,
     regime_configurations: dict[str, list[str] | dict[int, list[str]]] | None = None,
     regime_seeds: dict[str, dict[int, list[int]]] | None = None,
-    main_changes: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every notebook's parameters under ``profile``; ``main_changes``: notebook 01's changes
-    to the recipe (the regime its runs train in)."""
+    """Every notebook's parameters under ``profile``."""
 
-    def params(changes: dict[str, Any] | None = None, **grid: Any) -> dict[str, Any]:
-        # profile, what the notebook varies, changes to the recipe
-        return {"profile": profile, **grid, "changes": dict(changes or {}), "output_root": None}
+    def params(**grid: Any) -> dict[str, Any]:  # profile, what the notebook varies, changes
+        return {"profile": profile, **grid, "changes": {}, "output_root": None}
 
     return {
-        "01_main_results": params(datasets=main, bits=PAPER_BITS, changes=main_changes),
+        "01_main_results": params(datasets=main, bits=PAPER_BITS),
         "02_generalisation": params(datasets=generalisation, bits=PAPER_BITS),
         "03_ablation": params(datasets=ablation, bits=ablation_bits, configurations=CONFIGURATIONS),
         "04_attention": params(datasets=ablation, bits=attention_bits, attentions=ATTENTIONS),
@@ -106,12 +103,6 @@ LITE_BACKBONES: dict[str, dict[str, Any]] = {
 PAPER_HEAD = {"model.lower_level_gate": False}
 GATED_HEAD = {"model.lower_level_gate": True}
 _CPU_TOP = {**REGIMES["top2-views4"], "optim.lr": 0.2}
-CPU_FAST: dict[str, Any] = {**REGIMES["top1-views4"], "optim.lr": 0.2, "optim.epochs": 15,
-                            "eval_every": 15, "data.cache_layout": "channels_last"}
-"""The cpu profile's working regime (issue 27): only the backbone's stride-32 stage trains,
-with the head, on 4 cached mild views (caches made channels-last); lr 0.2, cosine after one
-warm-up epoch, 15 epochs, validated at the last. Notebook 11's ``top1-views4-gate-e15``;
-the notebooks that have moved to it take it as their ``changes`` (01 so far)."""
 CPU_REGIMES: dict[str, dict[str, Any]] = {
     "frozen": {**REGIMES["frozen"], **PAPER_HEAD},
     "frozen-gate": {**REGIMES["frozen"], **GATED_HEAD},
@@ -122,7 +113,9 @@ CPU_REGIMES: dict[str, dict[str, Any]] = {
     "top2-views4-gate-e16": {**_CPU_TOP, **GATED_HEAD, "optim.epochs": 16},
     # issue 27's fast regime: only the stride-32 stage trains, 15 epochs validated at the
     # last, the caches made channels-last
-    "top1-views4-gate-e15": {**CPU_FAST, **GATED_HEAD},
+    "top1-views4-gate-e15": {**REGIMES["top1-views4"], "optim.lr": 0.2, **GATED_HEAD,
+                             "optim.epochs": 15, "eval_every": 15,
+                             "data.cache_layout": "channels_last"},
     "frozen-gate-lite1": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite1"]},
     "frozen-gate-lite2": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite2"]},
 }
@@ -162,7 +155,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         regimes=SMOKE_REGIMES, regime_bits=[12],
     ),
     "cpu": _profile(
-        "cpu", main=["cub200", "nabirds"], generalisation=["flowers17"], ablation=["cub200"],
+        "cpu", main=["cub200"], generalisation=["flowers17"], ablation=["cub200"],
         ablation_bits=[12, 48],  # two cells per comparison: the least a paired t-test needs
         attention_bits=[48], convergence=["cub200"], examples=["cub200", "flowers17"],
         examples_regime="top2-views4-gate-e16",  # notebook 11's best on validation
@@ -173,7 +166,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                 "num_gallery": 900, "num_added": 120, "num_queries": 17, "k": 10, "kind": "flat"},
         regimes=CPU_REGIMES, regime_bits=PAPER_BITS, regime_rows=CPU_REGIME_ROWS,
         regime_configurations=CPU_REGIME_CONFIGURATIONS, regime_seeds=CPU_REGIME_SEEDS,
-        main_changes=CPU_FAST,
     ),
     "paper": _profile(
         "paper",
