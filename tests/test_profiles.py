@@ -205,26 +205,25 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
         assert path.name == folder
 
 
-def test_notebook_01_trains_in_the_fast_regime_through_notebook_11s_runs():
-    from fusnet.experiments.profiles import CPU_FAST
-    from fusnet.experiments.runs import RunRequest, request_config
-
-    params = PROFILES["cpu"]["01_main_results"]
-    assert params["datasets"] == ["cub200", "nabirds"] and params["changes"] == CPU_FAST
-    assert PROFILES["cpu"]["03_ablation"]["changes"] == {}  # not moved yet (issue 28)
-    exp = ExperimentConfig.from_parameters("01_main_results", profile="cpu",
-                                           datasets=params["datasets"], changes=params["changes"])
-    runs = _cpu_regime_runs("top1-views4-gate-e15")
-    assert sorted(runs) == sorted((f"top1-views4-gate-e15/cascading+fusion+attention/seed{s}", b)
-                                  for b in (12, 48) for s in (0, 1, 2))
-    for bits, folder in ((12, "eca-c1f1t1-12b-d4597f9cee"), (48, "eca-c1f1t1-48b-d1d6b580cc")):
-        main = request_config(exp, RunRequest("cub200", bits))
-        assert main == runs[("top1-views4-gate-e15/cascading+fusion+attention/seed0", bits)]
-        assert (main.mode, main.top_stages, main.data.cached_views, main.optim.lr,
-                main.optim.epochs, main.eval_every, main.data.cache_layout) == (
-            "top", 1, 4, 0.2, 15, 15, "channels_last")
-        assert main.model.lower_level_gate and Path(main.output_dir).name == folder
-    assert request_config(exp, RunRequest("nabirds", 48)).data.cache_layout == "channels_last"
+def test_the_one_stage_regimes_keep_their_committed_folders():
+    """Issue 27's candidates: only the stride-32 stage trains, the full model with the gate."""
+    runs = _cpu_regime_runs("top1-views4-gate-")
+    assert sorted(runs) == sorted(
+        [(f"top1-views4-gate-e16/cascading+fusion+attention/seed{s}", b)
+         for b in (12, 48) for s in (0, 1, 2)]
+        + [(f"top1-views4-gate-e15/cascading+fusion+attention/seed{s}", 48) for s in (0, 1, 2)])
+    for (label, _bits), config in runs.items():
+        assert (config.mode, config.top_stages, config.data.cached_views, config.optim.lr) == (
+            "top", 1, 4, 0.2)
+        assert config.model.lower_level_gate and config.model.cascade
+        epochs, every, layout = (16, 4, "contiguous") if "-e16/" in label else (
+            15, 15, "channels_last")
+        assert (config.optim.epochs, config.eval_every, config.data.cache_layout) == (
+            epochs, every, layout)
+    for label, folder in (("e16/cascading+fusion+attention/seed0", "eca-c1f1t1-48b-447b95ce9c"),
+                          ("e16/cascading+fusion+attention/seed1", "eca-c1f1t1-48b-4b0bee835c"),
+                          ("e15/cascading+fusion+attention/seed0", "eca-c1f1t1-48b-d1d6b580cc")):
+        assert Path(runs[(f"top1-views4-gate-{label}", 48)].output_dir).name == folder
 
 
 def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
