@@ -41,7 +41,7 @@ CONFIGURATIONS = {"full": "cascading+fusion+attention", **{c: c for c in ABLATIO
 
 _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
             "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
-            "train_seconds", "device", "run"]
+            "train_seconds", "eval_seconds", "wall_seconds", "caching_seconds", "device", "run"]
 
 
 def configuration_name(config: dict) -> str:
@@ -67,7 +67,10 @@ def run_row(folder: Path) -> dict:
         "augment": data.get("augment", "paper") if config["mode"] != "frozen" else "-",
         "views": data.get("cached_views", 0), "val_map": selection.get("val_map"),
         "val_epoch": selection.get("epoch"), "test_map": metrics["map_index_ties"],
-        "train_seconds": manifest.get("train_seconds"), "device": manifest.get("device"),
+        "train_seconds": manifest.get("train_seconds"),
+        # evaluation (validation and test), all of it, and the caching this run did itself
+        "eval_seconds": manifest.get("eval_seconds"), "wall_seconds": manifest.get("wall_seconds"),
+        "caching_seconds": manifest.get("caching_seconds"), "device": manifest.get("device"),
         "run": folder.name,
     }
 
@@ -86,7 +89,8 @@ def regime_markdown(root: Path) -> str:
     table = regime_table(root).drop(columns=["device"])
     for column in ("val_map", "test_map"):
         table[column] = table[column].astype(float) * 100
-    table["train_seconds"] = table["train_seconds"].astype(float).round(0)
+    for column in ("train_seconds", "eval_seconds", "wall_seconds", "caching_seconds"):
+        table[column] = table[column].astype(float).round(0)
     return to_markdown(table.set_index(["regime", "configuration"]))
 
 
