@@ -76,7 +76,7 @@ def autocast_context(device: torch.device, enabled: bool, precision: str = "floa
 
 
 def torch_memory_format(name: str) -> torch.memory_format:
-    """The torch layout an ``OptimConfig.memory_format`` names ("contiguous", "channels_last")."""
+    """The torch layout a ``DataConfig.cache_layout`` names ("contiguous", "channels_last")."""
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 

@@ -163,7 +163,18 @@ the same float32 arithmetic in another summation order (about 1e-4), then float1
 whose rounding step is about 1e-3 of a value."""
 
 
-def test_channels_last_caches_match_the_default_layout_under_their_own_key(tmp_path):
+def test_channels_last_caches_match_the_default_layout_under_their_own_key(tmp_path,
+                                                                          monkeypatch):
+    from fusnet.train import batches
+
+    layouts_used = []  # the layout each cache was computed in
+
+    def recording(*args, memory_format, **kwargs):
+        layouts_used.append(memory_format)
+        return compute_levels(*args, memory_format=memory_format, **kwargs)
+
+    compute_levels = batches.compute_levels
+    monkeypatch.setattr(batches, "compute_levels", recording)
     common = {"mode": "top", "data.cached_views": 1, "model.backbone": "efficientnet_lite0",
               "cache_dir": str(tmp_path / "cache")}
     runs = {}
@@ -172,6 +183,7 @@ def test_channels_last_caches_match_the_default_layout_under_their_own_key(tmp_p
                                       **{"data.cache_layout": layout}))
         trainer.setup()
         runs[layout] = trainer
+    assert layouts_used == [torch.contiguous_format] * 3 + [torch.channels_last] * 3
     names = {layout: {c["file"] for c in t.data.feature_caches} for layout, t in runs.items()}
     assert len(names["contiguous"]) == len(names["channels_last"]) == 3  # train, test, view
     assert not names["contiguous"] & names["channels_last"]  # the layout is in the key

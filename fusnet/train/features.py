@@ -85,36 +85,26 @@ def compute_levels(
     """
     backbone.eval()
     backbone.to(memory_format=memory_format)
-    try:
-        return _levels_of(backbone, dataset, device, batch_size, num_workers, zoom,
-                          description, keep_levels, generator, memory_format)
-    finally:
-        backbone.to(memory_format=torch.contiguous_format)
-
-
-def _levels_of(
-    backbone: nn.Module, dataset: Dataset, device: torch.device, batch_size: int,
-    num_workers: int, zoom: SaliencyZoom | None, description: str, keep_levels: int | None,
-    generator: torch.Generator | None, layout: torch.memory_format,
-) -> CachedLevels:
-    """:func:`compute_levels`' loop, with the backbone already in ``layout``."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         generator=generator)
     keep = slice(0, keep_levels)
     levels: list[list[Tensor]] = []
     zoom_levels: list[list[Tensor]] = []
     labels: list[Tensor] = []
-    for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
-        images = images.to(device).contiguous(memory_format=layout)  # (B, 3, H, W)
-        maps = backbone(images)  # L x (B, C_i, H_i, W_i)
-        levels.append([_stored(m) for m in maps[keep]])
-        if zoom is not None:
-            zoomed = zoom(images, saliency_from_features(maps[-1]))  # (B, 3, H, W)
-            zoomed = zoomed.contiguous(memory_format=layout)
-            zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
-                backbone, zoomed, keep_levels)
-            zoom_levels.append([_stored(m) for m in zoom_maps[keep]])
-        labels.append(torch.as_tensor(targets, dtype=torch.int64))
+    try:
+        for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
+            images = images.to(device).contiguous(memory_format=memory_format)  # (B, 3, H, W)
+            maps = backbone(images)  # L x (B, C_i, H_i, W_i)
+            levels.append([_stored(m) for m in maps[keep]])
+            if zoom is not None:
+                zoomed = zoom(images, saliency_from_features(maps[-1]))  # (B, 3, H, W)
+                zoomed = zoomed.contiguous(memory_format=memory_format)
+                zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
+                    backbone, zoomed, keep_levels)
+                zoom_levels.append([_stored(m) for m in zoom_maps[keep]])
+            labels.append(torch.as_tensor(targets, dtype=torch.int64))
+    finally:
+        backbone.to(memory_format=torch.contiguous_format)
     return CachedLevels(
         levels=[torch.cat(per_level) for per_level in zip(*levels, strict=True)],
         zoom_levels=(
