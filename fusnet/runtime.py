@@ -52,15 +52,17 @@ def native_bf16(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def step_precision(device: torch.device, requested: str) -> dict[str, str]:
-    """The precision a training step runs in: ``{"requested", "used"}``, plus ``"note"``
-    when bfloat16 was asked for and the device lacks it (the run then trains in float32,
-    with a warning, and its manifest says so)."""
+def step_precision(device: torch.device, requested: str,
+                   setting: str = "optim.precision") -> dict[str, str]:
+    """The precision ``setting`` (a training step's, or the feature caches'
+    ``data.cache_precision``) runs in: ``{"requested", "used"}``, plus ``"note"`` when
+    bfloat16 was asked for and the device lacks it (it then runs in float32, with a warning,
+    and the run's manifest says so)."""
     if requested != "bfloat16" or native_bf16(device):
         return {"requested": requested, "used": requested}
     note = (f"{device.type} device without native bfloat16 (no avx512_bf16 / amx_bf16 on a "
-            "CPU): trained in float32")
-    logger.warning("optim.precision = 'bfloat16' asked for on a %s", note)
+            f"CPU): {setting} ran in float32")
+    logger.warning("%s = 'bfloat16' asked for on a %s", setting, note)
     return {"requested": requested, "used": "float32", "note": note}
 
 

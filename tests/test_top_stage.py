@@ -200,6 +200,61 @@ def test_channels_last_caches_match_the_default_layout_under_their_own_key(tmp_p
         RunConfig().replace(**{"data.cache_layout": "nhwc"})
 
 
+BF16_CACHE_TOLERANCE = 0.05
+"""bf16 caches' maps within this share of float32's: a map's largest difference against its
+largest value; a zoomed view's mean difference against its mean value, because its crop
+moves by a pixel where the saliency (computed from bf16 maps) sits near the zoom's threshold.
+bf16 keeps 8 bits of mantissa; measured on the tiny backbone here: 2-4% and 1-2.5%."""
+
+
+def test_bf16_caches_track_float32_under_their_own_key_and_the_manifest_says_so(
+        tmp_path, monkeypatch, caplog):
+    from fusnet.train import batches
+
+    precisions_used = []  # the arithmetic each cache was computed in
+
+    def recording(*args, precision, **kwargs):
+        precisions_used.append(precision)
+        return compute_levels(*args, precision=precision, **kwargs)
+
+    compute_levels = batches.compute_levels
+    monkeypatch.setattr(batches, "compute_levels", recording)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # bf16 runs either way
+    common = {"mode": "top", "data.cached_views": 1, "model.backbone": "efficientnet_lite0",
+              "cache_dir": str(tmp_path / "cache"), "optim.epochs": 1, "select": "last"}
+    runs = {p: train(tiny_config(tmp_path / p, **common, **{"data.cache_precision": p}))
+            for p in ("float32", "bfloat16")}
+    assert precisions_used == ["float32"] * 3 + ["bfloat16"] * 3
+    manifests = {p: json.loads((r.output_dir / "manifest.json").read_text())
+                 for p, r in runs.items()}
+    names = {p: {c["file"] for c in m["feature_caches"]} for p, m in manifests.items()}
+    assert len(names["float32"]) == len(names["bfloat16"]) == 3  # train, test, view
+    assert not names["float32"] & names["bfloat16"]  # the arithmetic is in the key
+    assert manifests["bfloat16"]["cache_precision"] == {"requested": "bfloat16",
+                                                        "used": "bfloat16"}
+    for name in names["float32"]:
+        x, y = (torch.load(tmp_path / "cache" / n, weights_only=True) for n in (
+            name, next(n for n in names["bfloat16"] if n.split("-")[-2] == name.split("-")[-2])))
+        for kind, reduce in (("levels", torch.amax), ("zoom_levels", torch.mean)):
+            for a, b in zip(x[kind], y[kind], strict=True):  # (N, C, H, W) float16
+                assert b.dtype == torch.float16 and not torch.equal(a, b)  # computed in bf16
+                difference = reduce((b.float() - a.float()).abs())
+                assert difference <= BF16_CACHE_TOLERANCE * reduce(a.float().abs()), kind
+    # without native bf16 the caches are float32's, found under float32's key, and said so
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    with caplog.at_level("WARNING", logger="fusnet.runtime"):
+        fallback = train(tiny_config(tmp_path / "fallback", **common,
+                                     **{"data.cache_precision": "bfloat16"}))
+    manifest = json.loads((fallback.output_dir / "manifest.json").read_text())
+    assert manifest["cache_precision"]["used"] == "float32"
+    assert "data.cache_precision ran in float32" in manifest["cache_precision"]["note"]
+    assert "data.cache_precision = 'bfloat16'" in caplog.text
+    assert {c["file"] for c in manifest["feature_caches"]} == names["float32"]
+    assert not any(c["computed"] for c in manifest["feature_caches"])
+    with pytest.raises(ConfigError, match="cache_precision"):
+        RunConfig().replace(**{"data.cache_precision": "float16"})
+
+
 @pytest.mark.slow
 def test_the_validation_split_does_not_rename_the_feature_caches(tmp_path):
     from fusnet.train.loop import cache_features

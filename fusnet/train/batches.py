@@ -94,6 +94,8 @@ class RunData:
     # here and what making it cost (``made``: recorded in the cache file, so a run that
     # reads a cache another run made still shows that cost)
     feature_caches: list[dict[str, Any]] = field(default_factory=list)
+    # frozen and top modes: the arithmetic of the caching forward, {"requested", "used"[, "note"]}
+    cache_precision: dict[str, str] | None = None
 
     @property
     def caching_seconds_made(self) -> float:
@@ -178,6 +180,9 @@ def build_run_data(
     cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
     layout_name = data.cache_layout
     backbone.to(device)  # the maps are computed on the run's device
+    result.cache_precision = runtime.step_precision(device, data.cache_precision,
+                                                    "data.cache_precision")
+    precision = result.cache_precision["used"]
     identity = {
         "backbone": config.model.backbone,
         "weights": backbone.weights_tag,
@@ -193,6 +198,7 @@ def build_run_data(
         **({"image_backend": backend} if backend != "pil" else {}),
         # A new layout's maps agree to rounding only; the default's keys stay as they were.
         **({"layout": layout_name} if layout_name != "contiguous" else {}),
+        **({"precision": precision} if precision != "float32" else {}),
     }
 
     def cached(split: str, dataset: Dataset, named: dict | None = None,
@@ -214,7 +220,7 @@ def build_run_data(
                 return compute_levels(backbone, dataset, device, batch, workers, zoom,
                                       description=f"backbone features ({split})",
                                       memory_format=runtime.torch_memory_format(layout_name),
-                                      **options)
+                                      precision=precision, **options)
 
         levels = load_or_compute_levels(cache_dir / name, key, compute)
         result.feature_caches.append({"file": name, "computed": bool(made),

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from fusnet.errors import CheckpointError
 from fusnet.models.zoom import SaliencyZoom, saliency_from_features
-from fusnet.runtime import atomic_torch_save
+from fusnet.runtime import atomic_torch_save, autocast_context
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +74,16 @@ def compute_levels(
     keep_levels: int | None = None,
     generator: torch.Generator | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
+    precision: str = "float32",
 ) -> CachedLevels:
     """Run the frozen backbone over a dataset (and its zoomed view).
 
     ``keep_levels`` keeps only the first that many levels (the zoom's saliency still comes
     from the top one); ``generator`` seeds the loader's workers (random transforms);
     ``memory_format`` is the layout the backbone computes in (``torch.channels_last``: about
-    twice as fast on a CPU). The cached maps are stored contiguous either way, and the
-    backbone is given back contiguous.
+    twice as fast on a CPU); ``precision`` its arithmetic ("bfloat16": the backbone's
+    forwards under bf16 autocast, the zoom in float32). The cached maps are stored float16
+    and contiguous either way, and the backbone is given back contiguous.
     """
     backbone.eval()
     backbone.to(memory_format=memory_format)
@@ -94,13 +96,16 @@ def compute_levels(
     try:
         for images, targets in tqdm(loader, desc=description, leave=False, disable=None):
             images = images.to(device).contiguous(memory_format=memory_format)  # (B, 3, H, W)
-            maps = backbone(images)  # L x (B, C_i, H_i, W_i)
+            with autocast_context(device, False, precision):
+                maps = backbone(images)  # L x (B, C_i, H_i, W_i)
             levels.append([_stored(m) for m in maps[keep]])
             if zoom is not None:
-                zoomed = zoom(images, saliency_from_features(maps[-1]))  # (B, 3, H, W)
+                saliency = saliency_from_features(maps[-1].float())
+                zoomed = zoom(images, saliency)  # (B, 3, H, W)
                 zoomed = zoomed.contiguous(memory_format=memory_format)
-                zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
-                    backbone, zoomed, keep_levels)
+                with autocast_context(device, False, precision):
+                    zoom_maps = backbone(zoomed) if keep_levels is None else _lower_maps(
+                        backbone, zoomed, keep_levels)
                 zoom_levels.append([_stored(m) for m in zoom_maps[keep]])
             labels.append(torch.as_tensor(targets, dtype=torch.int64))
     finally:

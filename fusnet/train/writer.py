@@ -98,6 +98,7 @@ def run_manifest(config: RunConfig, data: RunData, weights_tag: Any, device: Any
         # seconds of the ones it made are part of wall_seconds, so a run that found its
         # caches made by another shows the one-off cost only in that run's manifest.
         "feature_caches": data.feature_caches,
+        **({"cache_precision": data.cache_precision} if data.cache_precision else {}),
         "caching_seconds": round(caching_seconds, 2),  # summed over resumes
         "caching_seconds_this_process": round(data.caching_seconds_made, 2),
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
