@@ -208,22 +208,39 @@ def test_cpu_gated_top_stage_regime_runs_the_full_model_at_every_code_length():
 def test_the_one_stage_regimes_keep_their_committed_folders():
     """Issue 27's candidates: only the stride-32 stage trains, the full model with the gate."""
     runs = _cpu_regime_runs("top1-views4-gate-")
+    full = "cascading+fusion+attention"
     assert sorted(runs) == sorted(
-        [(f"top1-views4-gate-e16/cascading+fusion+attention/seed{s}", b)
-         for b in (12, 48) for s in (0, 1, 2)]
-        + [(f"top1-views4-gate-e15/cascading+fusion+attention/seed{s}", 48) for s in (0, 1, 2)])
+        [(f"top1-views4-gate-e16/{full}/seed{s}", b) for b in (12, 48) for s in (0, 1, 2)]
+        + [(f"top1-views4-gate-{e}/{full}/seed{s}", 48)
+           for e in ("e15", "e13-lr0.3", "e16-192px") for s in (0, 1, 2)]
+        + [(f"top1-views4-gate-{e}/{full}", 48) for e in ("e12", "e12-lr0.3", "e12-lr0.4")])
+    recipes = {  # epochs, validated every, lr, cache layout, cache precision (224 px but -192px)
+        "e16": (16, 4, 0.2, "contiguous", "float32"),
+        "e15": (15, 15, 0.2, "channels_last", "float32"),
+        "e12": (12, 4, 0.2, "channels_last", "bfloat16"),
+        "e12-lr0.3": (12, 4, 0.3, "channels_last", "bfloat16"),
+        "e12-lr0.4": (12, 4, 0.4, "channels_last", "bfloat16"),
+        "e13-lr0.3": (13, 13, 0.3, "channels_last", "bfloat16"),
+        "e16-192px": (16, 16, 0.2, "channels_last", "bfloat16"),
+    }
     for (label, _bits), config in runs.items():
-        assert (config.mode, config.top_stages, config.data.cached_views, config.optim.lr) == (
-            "top", 1, 4, 0.2)
+        assert (config.mode, config.top_stages, config.data.cached_views) == ("top", 1, 4)
         assert config.model.lower_level_gate and config.model.cascade
-        epochs, every, layout = (16, 4, "contiguous") if "-e16/" in label else (
-            15, 15, "channels_last")
-        assert (config.optim.epochs, config.eval_every, config.data.cache_layout) == (
-            epochs, every, layout)
-    for label, folder in (("e16/cascading+fusion+attention/seed0", "eca-c1f1t1-48b-447b95ce9c"),
-                          ("e16/cascading+fusion+attention/seed1", "eca-c1f1t1-48b-4b0bee835c"),
-                          ("e15/cascading+fusion+attention/seed0", "eca-c1f1t1-48b-d1d6b580cc")):
-        assert Path(runs[(f"top1-views4-gate-{label}", 48)].output_dir).name == folder
+        name = label.split("/")[0].removeprefix("top1-views4-gate-")
+        assert (config.optim.epochs, config.eval_every, config.optim.lr,
+                config.data.cache_layout, config.data.cache_precision,
+                config.data.image_size) == (*recipes[name], 192 if "192" in name else 224)
+    for label, folder in (("e16/{}/seed0", "eca-c1f1t1-48b-447b95ce9c"),
+                          ("e16/{}/seed1", "eca-c1f1t1-48b-4b0bee835c"),
+                          ("e15/{}/seed0", "eca-c1f1t1-48b-d1d6b580cc"),
+                          ("e12/{}", "eca-c1f1t1-48b-111d5932f6"),
+                          ("e12-lr0.3/{}", "eca-c1f1t1-48b-c49fdcb3ba"),
+                          ("e12-lr0.4/{}", "eca-c1f1t1-48b-b2ed0c17c4"),
+                          ("e13-lr0.3/{}/seed0", "eca-c1f1t1-48b-c1c5cc4c32"),
+                          ("e13-lr0.3/{}/seed1", "eca-c1f1t1-48b-5c752bac03"),
+                          ("e13-lr0.3/{}/seed2", "eca-c1f1t1-48b-2fa6a97ee0")):
+        run = runs[(f"top1-views4-gate-{label.format(full)}", 48)]
+        assert Path(run.output_dir).name == folder
 
 
 def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():

@@ -104,6 +104,8 @@ PAPER_HEAD = {"model.lower_level_gate": False}
 GATED_HEAD = {"model.lower_level_gate": True}
 _CPU_TOP = {**REGIMES["top2-views4"], "optim.lr": 0.2}
 _CPU_TOP1 = {**REGIMES["top1-views4"], "optim.lr": 0.2, "model.lower_level_gate": True}
+_CPU_TOP1_FAST = {**_CPU_TOP1, "data.cache_layout": "channels_last",
+                  "data.cache_precision": "bfloat16"}
 CPU_REGIMES: dict[str, dict[str, Any]] = {
     "frozen": {**REGIMES["frozen"], **PAPER_HEAD},
     "frozen-gate": {**REGIMES["frozen"], **GATED_HEAD},
@@ -117,6 +119,16 @@ CPU_REGIMES: dict[str, dict[str, Any]] = {
     "top1-views4-gate-e16": {**_CPU_TOP1, "optim.epochs": 16, "eval_every": 4},
     "top1-views4-gate-e15": {**_CPU_TOP1, "optim.epochs": 15, "eval_every": 15,
                              "data.cache_layout": "channels_last"},
+    # on caches made channels-last in bf16 (about 7 min cold at 224 px): 12 epochs
+    # validated every 4 at three peak lrs, and 13 validated at the last
+    "top1-views4-gate-e12": {**_CPU_TOP1_FAST, "optim.epochs": 12, "eval_every": 4},
+    **{f"top1-views4-gate-e12-lr{lr}": {**_CPU_TOP1_FAST, "optim.epochs": 12, "eval_every": 4,
+                                        "optim.lr": lr} for lr in (0.3, 0.4)},
+    "top1-views4-gate-e13-lr0.3": {**_CPU_TOP1_FAST, "optim.epochs": 13, "eval_every": 13,
+                                   "optim.lr": 0.3},
+    # 16 epochs validated at the last, on 192 px images: 0.73x the pixels of each step
+    "top1-views4-gate-e16-192px": {**_CPU_TOP1_FAST, "optim.epochs": 16, "eval_every": 16,
+                                   "data.image_size": 192},
     "frozen-gate-lite1": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite1"]},
     "frozen-gate-lite2": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite2"]},
 }
@@ -132,6 +144,10 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     "top2-views4-gate-e16": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
     "top1-views4-gate-e16": {12: _FULL_VS_BASELINE[-1:], 48: _FULL_VS_BASELINE[-1:]},
     "top1-views4-gate-e15": {48: _FULL_VS_BASELINE[-1:]},
+    **{f"top1-views4-gate-{name}": {48: _FULL_VS_BASELINE[-1:]}
+       for name in ("e12", "e12-lr0.3", "e12-lr0.4")},
+    "top1-views4-gate-e13-lr0.3": {48: _FULL_VS_BASELINE[-1:]},
+    "top1-views4-gate-e16-192px": {48: _FULL_VS_BASELINE[-1:]},
     "frozen-gate": {bits: _FULL_VS_BASELINE for bits in PAPER_BITS},
     "frozen-gate-lite1": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
     "frozen-gate-lite2": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
@@ -142,6 +158,8 @@ CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
     "top2-views4-gate-e16": {12: [0, 1, 2], 48: [0, 1, 2]},
     "top1-views4-gate-e16": {12: [0, 1, 2], 48: [0, 1, 2]},
     "top1-views4-gate-e15": {48: [0, 1, 2]},
+    "top1-views4-gate-e13-lr0.3": {48: [0, 1, 2]},  # the e12 ones: seed 0 only
+    "top1-views4-gate-e16-192px": {48: [0, 1, 2]},
     "frozen-gate-lite1": {12: [0, 1, 2], 48: [0, 1, 2]},
     "frozen-gate-lite2": {12: [0, 1, 2], 48: [0, 1, 2]},
 }
