@@ -40,7 +40,7 @@ CONFIGURATIONS = {"full": "cascading+fusion+attention", **{c: c for c in ABLATIO
 
 
 _COLUMNS = ["regime", "configuration", "bits", "seed", "lr", "backbone_lr_scale", "epochs",
-            "schedule", "augment", "views", "val_map", "val_epoch", "test_map",
+            "schedule", "augment", "views", "image_size", "caches", "val_map", "val_epoch", "test_map",
             "train_seconds", "eval_seconds", "wall_seconds", "caching_seconds", "device", "run"]
 
 
@@ -65,7 +65,11 @@ def run_row(folder: Path) -> dict:
         "backbone_lr_scale": optim.get("backbone_lr_scale", 1.0), "epochs": optim["epochs"],
         "schedule": optim.get("schedule", "step"),
         "augment": data.get("augment", "paper") if config["mode"] != "frozen" else "-",
-        "views": data.get("cached_views", 0), "val_map": selection.get("val_map"),
+        "views": data.get("cached_views", 0), "image_size": data["image_size"],
+        # how the frozen backbone computed the caches: layout, arithmetic
+        "caches": (f'{data.get("cache_layout", "contiguous")}, '
+                   f'{data.get("cache_precision", "float32")}'),
+        "val_map": selection.get("val_map"),
         "val_epoch": selection.get("epoch"), "test_map": metrics["map_index_ties"],
         "train_seconds": manifest.get("train_seconds"),
         # evaluation (validation and test), all of it, and the caching this run did itself

@@ -210,9 +210,10 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
     runs = _cpu_regime_runs("top1-views4-gate-")
     full = "cascading+fusion+attention"
     assert sorted(runs) == sorted(
-        [(f"top1-views4-gate-e16/{full}/seed{s}", b) for b in (12, 48) for s in (0, 1, 2)]
-        + [(f"top1-views4-gate-{e}/{full}/seed{s}", 48)
-           for e in ("e15", "e13-lr0.3", "e16-192px") for s in (0, 1, 2)]
+        [(f"top1-views4-gate-{e}/{full}/seed{s}", b) for e in ("e16", "e16-192px")
+         for b in (12, 48) for s in (0, 1, 2)]
+        + [(f"top1-views4-gate-{e}/{full}/seed{s}", 48) for e in ("e15", "e13-lr0.3")
+           for s in (0, 1, 2)]
         + [(f"top1-views4-gate-{e}/{full}", 48) for e in ("e12", "e12-lr0.3", "e12-lr0.4")])
     recipes = {  # epochs, validated every, lr, cache layout, cache precision (224 px but -192px)
         "e16": (16, 4, 0.2, "contiguous", "float32"),
@@ -238,7 +239,9 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
                           ("e12-lr0.4/{}", "eca-c1f1t1-48b-b2ed0c17c4"),
                           ("e13-lr0.3/{}/seed0", "eca-c1f1t1-48b-c1c5cc4c32"),
                           ("e13-lr0.3/{}/seed1", "eca-c1f1t1-48b-5c752bac03"),
-                          ("e13-lr0.3/{}/seed2", "eca-c1f1t1-48b-2fa6a97ee0")):
+                          ("e13-lr0.3/{}/seed2", "eca-c1f1t1-48b-2fa6a97ee0"),
+                          ("e16-192px/{}/seed0", "eca-c1f1t1-48b-fdcc1fa2bd"),
+                          ("e16-192px/{}/seed1", "eca-c1f1t1-48b-141d6a2d13")):
         run = runs[(f"top1-views4-gate-{label.format(full)}", 48)]
         assert Path(run.output_dir).name == folder
 

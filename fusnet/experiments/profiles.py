@@ -147,7 +147,7 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     **{f"top1-views4-gate-{name}": {48: _FULL_VS_BASELINE[-1:]}
        for name in ("e12", "e12-lr0.3", "e12-lr0.4")},
     "top1-views4-gate-e13-lr0.3": {48: _FULL_VS_BASELINE[-1:]},
-    "top1-views4-gate-e16-192px": {48: _FULL_VS_BASELINE[-1:]},
+    "top1-views4-gate-e16-192px": {12: _FULL_VS_BASELINE[-1:], 48: _FULL_VS_BASELINE[-1:]},
     "frozen-gate": {bits: _FULL_VS_BASELINE for bits in PAPER_BITS},
     "frozen-gate-lite1": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
     "frozen-gate-lite2": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
@@ -159,7 +159,7 @@ CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
     "top1-views4-gate-e16": {12: [0, 1, 2], 48: [0, 1, 2]},
     "top1-views4-gate-e15": {48: [0, 1, 2]},
     "top1-views4-gate-e13-lr0.3": {48: [0, 1, 2]},  # the e12 ones: seed 0 only
-    "top1-views4-gate-e16-192px": {48: [0, 1, 2]},
+    "top1-views4-gate-e16-192px": {12: [0, 1, 2], 48: [0, 1, 2]},
     "frozen-gate-lite1": {12: [0, 1, 2], 48: [0, 1, 2]},
     "frozen-gate-lite2": {12: [0, 1, 2], 48: [0, 1, 2]},
 }
