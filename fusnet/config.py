@@ -88,6 +88,13 @@ class DataConfig:
         dataset: a name in ``fusnet.data.DATASETS`` ("synthetic" needs no files).
         root: folder holding the dataset's official layout (unused for "synthetic").
         image_size: training crop / test centre crop (paper 336, authors' code 224).
+        eval_image_size: the test transform's size when it differs from ``image_size``
+            (0: the same): the database, the validation and test queries, and what an
+            exported model encodes. Trained with random resized crops, a network sees objects
+            larger than a centre crop of the same size shows them, so it retrieves better from
+            somewhat larger test images (Touvron et al. 2019, "Fixing the train-test
+            resolution discrepancy"): ours trains on 192 px and encodes 224 px. In modes
+            "frozen" and "top" it needs augmented views to train on (``cached_views``).
         val_fraction: share of each class's training images held out for model selection.
         batch_size: training batch (paper 128).
         eval_batch_size: batch for encoding.
@@ -112,13 +119,15 @@ class DataConfig:
             "bfloat16" runs it under bf16 autocast, about 2.2x faster again channels-last
             on a CPU with native bf16 (``avx512_bf16`` / ``amx_bf16``); elsewhere it runs in
             float32 with a warning, and the manifest says which was used. Its maps differ
-            from float32's by about 1% of a value (bf16 keeps 8 bits of mantissa), so a
-            recipe that uses it is chosen on validation; the key names the arithmetic used.
+            from float32's by about 1-3% of a value on average (bf16 keeps 8 bits of
+            mantissa), so a recipe that uses it is chosen on validation; the key names the
+            arithmetic used.
     """
 
     dataset: str = "synthetic"
     root: str | None = None
     image_size: int = 336
+    eval_image_size: int = 0
     val_fraction: float = 0.1
     batch_size: int = 128
     eval_batch_size: int = field(default=64, metadata=NOT_IDENTITY)
@@ -130,6 +139,11 @@ class DataConfig:
     image_backend: str = "pil"
     cache_layout: str = "contiguous"
     cache_precision: str = "float32"
+
+    @property
+    def test_image_size(self) -> int:
+        """The test transform's size: ``eval_image_size``, or ``image_size`` when it is 0."""
+        return self.eval_image_size or self.image_size
 
 
 @dataclass(frozen=True)
@@ -342,6 +356,7 @@ def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
 # entry still get the type check against their default.
 RANGES: dict[str, Check] = {
     "data.image_size": check_at_least(32),
+    "data.eval_image_size": check_at_least(0),
     "data.val_fraction": check_in(0.0, 1.0, high_open=True),
     "data.batch_size": check_at_least(2),  # BatchNorm needs two samples a batch
     "data.eval_batch_size": check_at_least(1),
@@ -400,6 +415,16 @@ def config_problems(config: RunConfig) -> list[str]:
     if isinstance(data.cached_views, int) and data.cached_views and config.mode != "top":
         problems.append(f"data.cached_views (--cached-views) = {data.cached_views}: "
                         "used with --mode top only")
+    if isinstance(data.eval_image_size, int) and 0 < data.eval_image_size < 32:
+        problems.append(f"data.eval_image_size (--eval-image-size) = {data.eval_image_size}: "
+                        "must be 0 (the training size) or at least 32")
+    if (isinstance(data.eval_image_size, int) and data.eval_image_size
+            and data.eval_image_size != data.image_size and config.mode != "full"
+            and not data.cached_views):
+        problems.append(f"data.eval_image_size (--eval-image-size) = {data.eval_image_size} "
+                        f"differs from data.image_size ({data.image_size}), but mode "
+                        f"{config.mode!r} without cached views trains on the evaluation "
+                        "caches: use --mode top with --cached-views, or drop it")
     if data.image_backend == "tensor" and data.dataset == "synthetic":
         problems.append("data.image_backend (--image-backend) = 'tensor' reads image files; the "
                         "synthetic set makes its images itself: use --image-backend pil")

@@ -52,8 +52,8 @@ def native_bf16(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def step_precision(device: torch.device, requested: str,
-                   setting: str = "optim.precision") -> dict[str, str]:
+def resolved_precision(device: torch.device, requested: str,
+                       setting: str = "optim.precision") -> dict[str, str]:
     """The precision ``setting`` (a training step's, or the feature caches'
     ``data.cache_precision``) runs in: ``{"requested", "used"}``, plus ``"note"`` when
     bfloat16 was asked for and the device lacks it (it then runs in float32, with a warning,
@@ -68,8 +68,8 @@ def step_precision(device: torch.device, requested: str,
 
 def autocast_context(device: torch.device, enabled: bool, precision: str = "float32"):
     """The autocast a training step runs under: bfloat16 when ``precision`` (as
-    :func:`step_precision` resolved it) says so, else float16 on CUDA when ``enabled``
-    (AMP), else none (float32)."""
+    :func:`resolved_precision` resolved it) says so, else float16 on CUDA when
+    ``enabled`` (AMP), else none (float32)."""
     if precision == "bfloat16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if enabled and device.type == "cuda":

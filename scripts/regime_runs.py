@@ -65,7 +65,9 @@ def run_row(folder: Path) -> dict:
         "backbone_lr_scale": optim.get("backbone_lr_scale", 1.0), "epochs": optim["epochs"],
         "schedule": optim.get("schedule", "step"),
         "augment": data.get("augment", "paper") if config["mode"] != "frozen" else "-",
-        "views": data.get("cached_views", 0), "image_size": data["image_size"],
+        "views": data.get("cached_views", 0),
+        "image_size": (f'{data["image_size"]}/{data["eval_image_size"]}'  # train/evaluation
+                       if data.get("eval_image_size") else data["image_size"]),
         # how the frozen backbone computed the caches: layout, arithmetic
         "caches": (f'{data.get("cache_layout", "contiguous")}, '
                    f'{data.get("cache_precision", "float32")}'),

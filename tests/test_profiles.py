@@ -210,7 +210,7 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
     runs = _cpu_regime_runs("top1-views4-gate-")
     full = "cascading+fusion+attention"
     assert sorted(runs) == sorted(
-        [(f"top1-views4-gate-{e}/{full}/seed{s}", b) for e in ("e16", "e16-192px")
+        [(f"top1-views4-gate-{e}/{full}/seed{s}", b) for e in ("e16", "e16-192px", "e18-192px")
          for b in (12, 48) for s in (0, 1, 2)]
         + [(f"top1-views4-gate-{e}/{full}/seed{s}", 48) for e in ("e15", "e13-lr0.3")
            for s in (0, 1, 2)]
@@ -223,6 +223,7 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
         "e12-lr0.4": (12, 4, 0.4, "channels_last", "bfloat16"),
         "e13-lr0.3": (13, 13, 0.3, "channels_last", "bfloat16"),
         "e16-192px": (16, 16, 0.2, "channels_last", "bfloat16"),
+        "e18-192px": (18, 18, 0.2, "channels_last", "bfloat16"),
     }
     for (label, _bits), config in runs.items():
         assert (config.mode, config.top_stages, config.data.cached_views) == ("top", 1, 4)
@@ -241,8 +242,12 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
                           ("e13-lr0.3/{}/seed1", "eca-c1f1t1-48b-5c752bac03"),
                           ("e13-lr0.3/{}/seed2", "eca-c1f1t1-48b-2fa6a97ee0"),
                           ("e16-192px/{}/seed0", "eca-c1f1t1-48b-fdcc1fa2bd"),
-                          ("e16-192px/{}/seed1", "eca-c1f1t1-48b-141d6a2d13")):
-        run = runs[(f"top1-views4-gate-{label.format(full)}", 48)]
+                          ("e16-192px/{}/seed1", "eca-c1f1t1-48b-141d6a2d13"),
+                          ("e18-192px/{}/seed0", "eca-c1f1t1-12b-db78c32d21"),
+                          ("e18-192px/{}/seed1", "eca-c1f1t1-12b-fb3b8385bd"),
+                          ("e18-192px/{}/seed2", "eca-c1f1t1-12b-fc55f58362")):
+        bits = int(folder.split("-")[-2].removesuffix("b"))
+        run = runs[(f"top1-views4-gate-{label.format(full)}", bits)]
         assert Path(run.output_dir).name == folder
 
 

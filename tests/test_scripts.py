@@ -56,3 +56,21 @@ def test_driver_sweeps_then_trains_the_grid_with_the_chosen_rate(tmp_path):
     assert [r["reused"] for r in report["runs"] if r["seed"] == 0] == [True]
     for run in report["runs"]:
         assert (out / "runs" / "smoke" / run["path"] / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_eval_size_probe_reproduces_a_run_at_its_own_size_and_caches_nothing(
+        tmp_path, monkeypatch):
+    from fusnet.train import batches
+    from fusnet.train.loop import train
+    from tests.test_train import tiny_config
+
+    probe = _load("eval_size_probe")
+    config = tiny_config(tmp_path, mode="top", **{"data.cached_views": 1, "optim.epochs": 1,
+                                                  "cache_dir": str(tmp_path / "cache")})
+    run = train(config).output_dir
+    monkeypatch.setattr(batches, "compute_levels", probe.refuse_to_cache)  # as main() does
+    row = probe.probe(run, 64, tmp_path / "scratch")  # the run's own size: its own numbers
+    assert (row["val_map"], row["test_map"]) == (row["run_val_map"], row["run_test_map"])
+    with pytest.raises(RuntimeError, match="cache this probe needs is missing"):
+        probe.probe(run, 96, tmp_path / "scratch")

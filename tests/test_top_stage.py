@@ -157,6 +157,22 @@ def test_a_feature_cache_depends_on_its_key_alone_not_on_the_run_that_made_it(tm
         assert m["wall_seconds"] >= m["train_seconds"] + m["eval_seconds"]
 
 
+def record_cache_forwards(monkeypatch, keyword: str) -> list:
+    """Record the ``keyword`` argument (e.g. the layout or the arithmetic) of every caching
+    forward (``batches.compute_levels``) from now on; the forwards themselves still run."""
+    from fusnet.train import batches
+
+    compute_levels = batches.compute_levels
+    recorded = []
+
+    def recording(*args, **kwargs):
+        recorded.append(kwargs[keyword])
+        return compute_levels(*args, **kwargs)
+
+    monkeypatch.setattr(batches, "compute_levels", recording)
+    return recorded
+
+
 CHANNELS_LAST_TOLERANCE = 2e-3
 """Channels-last caches' maps within this of the default layout's (absolute and relative):
 the same float32 arithmetic in another summation order (about 1e-4), then float16 storage,
@@ -165,16 +181,7 @@ whose rounding step is about 1e-3 of a value."""
 
 def test_channels_last_caches_match_the_default_layout_under_their_own_key(tmp_path,
                                                                           monkeypatch):
-    from fusnet.train import batches
-
-    layouts_used = []  # the layout each cache was computed in
-
-    def recording(*args, memory_format, **kwargs):
-        layouts_used.append(memory_format)
-        return compute_levels(*args, memory_format=memory_format, **kwargs)
-
-    compute_levels = batches.compute_levels
-    monkeypatch.setattr(batches, "compute_levels", recording)
+    layouts_used = record_cache_forwards(monkeypatch, "memory_format")
     common = {"mode": "top", "data.cached_views": 1, "model.backbone": "efficientnet_lite0",
               "cache_dir": str(tmp_path / "cache")}
     runs = {}
@@ -209,16 +216,7 @@ bf16 keeps 8 bits of mantissa; measured on the tiny backbone here: 2-4% and 1-2.
 
 def test_bf16_caches_track_float32_under_their_own_key_and_the_manifest_says_so(
         tmp_path, monkeypatch, caplog):
-    from fusnet.train import batches
-
-    precisions_used = []  # the arithmetic each cache was computed in
-
-    def recording(*args, precision, **kwargs):
-        precisions_used.append(precision)
-        return compute_levels(*args, precision=precision, **kwargs)
-
-    compute_levels = batches.compute_levels
-    monkeypatch.setattr(batches, "compute_levels", recording)
+    precisions_used = record_cache_forwards(monkeypatch, "precision")
     monkeypatch.setattr(runtime, "native_bf16", lambda device: True)  # bf16 runs either way
     common = {"mode": "top", "data.cached_views": 1, "model.backbone": "efficientnet_lite0",
               "cache_dir": str(tmp_path / "cache"), "optim.epochs": 1, "select": "last"}
@@ -253,6 +251,33 @@ def test_bf16_caches_track_float32_under_their_own_key_and_the_manifest_says_so(
     assert not any(c["computed"] for c in manifest["feature_caches"])
     with pytest.raises(ConfigError, match="cache_precision"):
         RunConfig().replace(**{"data.cache_precision": "float16"})
+
+
+@pytest.mark.slow
+def test_eval_image_size_encodes_larger_images_than_the_views_train_on(tmp_path):
+    from fusnet.serve.export import export_model, read_export
+
+    common = {"mode": "top", "select": "last", "optim.epochs": 1, "data.cached_views": 1,
+              "data.augment": "mild", "cache_dir": str(tmp_path / "cache")}
+    trainers = {size: Trainer(tiny_config(tmp_path / str(size), **common,
+                                          **{"data.eval_image_size": size}))
+                for size in (0, 96)}  # 0: the training size, 64 px
+    trainers[0].setup()
+    trainers[96].run()
+    width = {size: {name: getattr(t.data, name).levels[0].shape[-1]  # (N, C, H, W)
+                    for name in ("database_cache", "query_cache", "view_cache")}
+             for size, t in trainers.items()}
+    assert width[0] == {"database_cache": 8, "query_cache": 8, "view_cache": 8}  # stride 8
+    assert width[96] == {"database_cache": 12, "query_cache": 12, "view_cache": 8}
+    files = {size: [c["file"] for c in t.data.feature_caches] for size, t in trainers.items()}
+    assert files[0][-1] == files[96][-1] and "view0" in files[0][-1]  # the views are shared
+    assert not set(files[0][:2]) & set(files[96][:2])  # train and test at their own size
+    exported = export_model(tmp_path / "96" / "run", tmp_path / "model.fusnet")
+    assert read_export(exported)["transform"]["image_size"] == 96  # what it encodes
+    with pytest.raises(ConfigError, match="eval_image_size"):  # trains on the eval caches
+        RunConfig().replace(**{"mode": "frozen", "data.eval_image_size": 96})
+    with pytest.raises(ConfigError, match="eval_image_size"):
+        RunConfig().replace(**{"data.eval_image_size": 16})
 
 
 @pytest.mark.slow
@@ -337,5 +362,5 @@ def test_bf16_asked_for_without_native_support_trains_in_float32_and_says_so(tmp
     assert manifest["precision"]["requested"] == "bfloat16"
     assert manifest["precision"]["used"] == "float32" and "float32" in manifest["precision"]["note"]
     assert "without native bfloat16" in caplog.text
-    assert runtime.step_precision(torch.device("cpu"), "float32") == {
+    assert runtime.resolved_precision(torch.device("cpu"), "float32") == {
         "requested": "float32", "used": "float32"}

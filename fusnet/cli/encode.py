@@ -33,7 +33,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, config = load_model(args.model, device)
     transform = build_transform(
-        config.data.image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
+        config.data.test_image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
     )
     same_data = args.dataset in (None, config.data.dataset)
     dataset = build_dataset(

@@ -122,7 +122,7 @@ def load_cam_batch(config: RunConfig, model: MultiFusNet,
     from fusnet.data.transforms import build_transform
 
     dataset = split_dataset(config, "test")
-    dataset.transform = build_transform(config.data.image_size, train=False,
+    dataset.transform = build_transform(config.data.test_image_size, train=False,
                                         mean=model.backbone.mean, std=model.backbone.std)
     indices = choose_queries(dataset.labels, min(count, len(dataset)))
     items = [dataset[int(i)] for i in indices]

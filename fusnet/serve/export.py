@@ -100,7 +100,7 @@ def export_model(run: str | Path, output: str | Path) -> Path:
         proxy = class_proxy_codes(  # deterministic from the config: the training targets
             num_classes, config.model.bits, config.loss.proxy_iterations, seed=config.loss.proxy_seed
         )  # (C, bits)
-    image_size = config.data.image_size
+    image_size = config.data.test_image_size
     payload["class_names"] = list(class_names)
     payload["export"] = {
         "version": EXPORT_VERSION,

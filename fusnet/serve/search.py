@@ -44,7 +44,7 @@ def search_image(
         )
     db_packed = pack_codes(saved["db_codes"])
     transform = build_transform(
-        config.data.image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
+        config.data.test_image_size, train=False, mean=model.backbone.mean, std=model.backbone.std
     )
     database = build_dataset(config.data.dataset, config.data.root, "train", **dataset_kwargs(config))
     if len(database) != len(db_packed):

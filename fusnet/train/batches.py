@@ -123,7 +123,7 @@ def build_run_data(
     data = config.data
     mean, std = backbone.mean, backbone.std
     backend = data.image_backend
-    test_tf = build_image_transform(data.image_size, train=False, mean=mean, std=std,
+    test_tf = build_image_transform(data.test_image_size, train=False, mean=mean, std=std,
                                     image_backend=backend)
     train_tf = build_image_transform(data.image_size, train=True, mean=mean, std=std,
                                      augment=data.augment, image_backend=backend)
@@ -180,13 +180,13 @@ def build_run_data(
     cache_dir = Path(config.cache_dir or Path(config.output_dir) / "cache")
     layout_name = data.cache_layout
     backbone.to(device)  # the maps are computed on the run's device
-    result.cache_precision = runtime.step_precision(device, data.cache_precision,
-                                                    "data.cache_precision")
+    result.cache_precision = runtime.resolved_precision(device, data.cache_precision,
+                                                        "data.cache_precision")
     precision = result.cache_precision["used"]
     identity = {
         "backbone": config.model.backbone,
         "weights": backbone.weights_tag,
-        "image_size": data.image_size,
+        "image_size": data.test_image_size,  # the views' own: data.image_size (below)
         # The resolved folder, so "../data" and "/abs/data" share one cache.
         "dataset": {  # what the maps depend on: not the fit / validation split
             **{k: v for k, v in result.description.items()
@@ -246,7 +246,8 @@ def build_run_data(
                 views.append(cached(
                     f"train-view{view}", augmented,
                     {"augment": data.augment, "view_seed": VIEW_SEED, "levels": frozen,
-                     "loader": VIEW_LOADER, "device": device.type},
+                     "loader": VIEW_LOADER, "device": device.type,
+                     "image_size": data.image_size},
                     loader=VIEW_LOADER, seed=VIEW_SEED + view, keep_levels=frozen,
                 ))
             result.view_cache = stack_views(views)

@@ -91,7 +91,7 @@ class Trainer:
         self.device = runtime.resolve_device(config.device)
         self.rank, self.world = runtime.init_distributed(self.device)
         self.amp = config.amp and self.device.type == "cuda"
-        self.precision = runtime.step_precision(self.device, config.optim.precision)
+        self.precision = runtime.resolved_precision(self.device, config.optim.precision)
         self.progress = Progress()
         self.after_setup: list[Callable[[Trainer], None]] = []
         self.before_epoch: list[Callable[[Trainer, int], None]] = []
