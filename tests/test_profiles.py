@@ -214,7 +214,8 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
          for b in (12, 48) for s in (0, 1, 2)]
         + [(f"top1-views4-gate-{e}/{full}/seed{s}", 48) for e in ("e15", "e13-lr0.3")
            for s in (0, 1, 2)]
-        + [(f"top1-views4-gate-{e}/{full}", 48) for e in ("e12", "e12-lr0.3", "e12-lr0.4")])
+        + [(f"top1-views4-gate-{e}/{full}", 48)
+           for e in ("e12", "e12-lr0.3", "e12-lr0.4", "e18-192px-eval224")])
     recipes = {  # epochs, validated every, lr, cache layout, cache precision (224 px but -192px)
         "e16": (16, 4, 0.2, "contiguous", "float32"),
         "e15": (15, 15, 0.2, "channels_last", "float32"),
@@ -224,6 +225,7 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
         "e13-lr0.3": (13, 13, 0.3, "channels_last", "bfloat16"),
         "e16-192px": (16, 16, 0.2, "channels_last", "bfloat16"),
         "e18-192px": (18, 18, 0.2, "channels_last", "bfloat16"),
+        "e18-192px-eval224": (18, 18, 0.2, "channels_last", "bfloat16"),
     }
     for (label, _bits), config in runs.items():
         assert (config.mode, config.top_stages, config.data.cached_views) == ("top", 1, 4)
@@ -232,6 +234,7 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
         assert (config.optim.epochs, config.eval_every, config.optim.lr,
                 config.data.cache_layout, config.data.cache_precision,
                 config.data.image_size) == (*recipes[name], 192 if "192" in name else 224)
+        assert config.data.test_image_size == (192 if name.endswith("192px") else 224)
     for label, folder in (("e16/{}/seed0", "eca-c1f1t1-48b-447b95ce9c"),
                           ("e16/{}/seed1", "eca-c1f1t1-48b-4b0bee835c"),
                           ("e15/{}/seed0", "eca-c1f1t1-48b-d1d6b580cc"),

@@ -132,6 +132,10 @@ CPU_REGIMES: dict[str, dict[str, Any]] = {
     # the same with 18 epochs (issue 27's choice: it holds at 12 bits too)
     "top1-views4-gate-e18-192px": {**_CPU_TOP1_FAST, "optim.epochs": 18, "eval_every": 18,
                                    "data.image_size": 192},
+    # and encoding 224 px images (data.eval_image_size): one 48-bit run, seed 0
+    "top1-views4-gate-e18-192px-eval224": {**_CPU_TOP1_FAST, "optim.epochs": 18,
+                                           "eval_every": 18, "data.image_size": 192,
+                                           "data.eval_image_size": 224},
     "frozen-gate-lite1": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite1"]},
     "frozen-gate-lite2": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite2"]},
 }
@@ -152,6 +156,7 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     "top1-views4-gate-e13-lr0.3": {48: _FULL_VS_BASELINE[-1:]},
     "top1-views4-gate-e16-192px": {12: _FULL_VS_BASELINE[-1:], 48: _FULL_VS_BASELINE[-1:]},
     "top1-views4-gate-e18-192px": {12: _FULL_VS_BASELINE[-1:], 48: _FULL_VS_BASELINE[-1:]},
+    "top1-views4-gate-e18-192px-eval224": {48: _FULL_VS_BASELINE[-1:]},
     "frozen-gate": {bits: _FULL_VS_BASELINE for bits in PAPER_BITS},
     "frozen-gate-lite1": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
     "frozen-gate-lite2": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
