@@ -248,7 +248,8 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
                           ("e16-192px/{}/seed1", "eca-c1f1t1-48b-141d6a2d13"),
                           ("e18-192px/{}/seed0", "eca-c1f1t1-12b-db78c32d21"),
                           ("e18-192px/{}/seed1", "eca-c1f1t1-12b-fb3b8385bd"),
-                          ("e18-192px/{}/seed2", "eca-c1f1t1-12b-fc55f58362")):
+                          ("e18-192px/{}/seed2", "eca-c1f1t1-12b-fc55f58362"),
+                          ("e18-192px-eval224/{}", "eca-c1f1t1-48b-9e4fb07aed")):
         bits = int(folder.split("-")[-2].removesuffix("b"))
         run = runs[(f"top1-views4-gate-{label.format(full)}", bits)]
         assert Path(run.output_dir).name == folder
