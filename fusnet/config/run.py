@@ -1,18 +1,5 @@
-"""Typed configuration: one frozen dataclass per component, with the paper's defaults.
-
-The defaults follow the paper ("Implementation details", method.md section 5).
-Where the paper is silent, the value is ours and the docstring says so.
-A run is fully described by a :class:`RunConfig`; it round-trips through JSON
-(``to_dict`` / ``from_dict``), and unknown keys are an error, so a misspelt
-option fails at once instead of being ignored.
-
-The model's own section, :class:`~fusnet.models.multifusnet.ModelConfig`, lives beside the
-model and is re-exported here. A method's own options (DPSH's eta, ADSH's |Omega|, ...) are
-plain data here (``RunConfig.options``, a mapping of option names): each method parses and
-checks them against the frozen dataclass in its module (:mod:`fusnet.methods.options`), so
-configuration asks no registry. Configs written before each method owned its options, with
-one flat ``baseline`` section, still load (:data:`LEGACY_OPTIONS_SECTION`).
-"""
+"""The run config's sections (data, loss, optimiser; the model's beside the model) and
+:class:`RunConfig`, which holds them: JSON round trips, dotted changes, every problem at once."""
 
 from __future__ import annotations
 
@@ -22,56 +9,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fusnet.checks import (
-    Check,
-    check_above,
-    check_at_least,
-    check_in,
-    device_problems,
-    label,
-    raise_problems,
-    section_problems,
-)
+from fusnet.checks import raise_problems
+from fusnet.config.legacy import LEGACY_OPTIONS_SECTION, migrate_legacy_options
+from fusnet.config.rules import config_problems
 from fusnet.errors import ConfigError
-from fusnet.models.multifusnet import LEVEL_POOLS, ModelConfig
-
-__all__ = [
-    "AUGMENTATIONS",
-    "CACHE_LAYOUTS",
-    "IMAGE_BACKENDS",
-    "LEGACY_OPTIONS_SECTION",
-    "LEVEL_POOLS",
-    "MODES",
-    "NOT_IDENTITY",
-    "PAPER_BITS",
-    "PRECISIONS",
-    "RESUMABLE",
-    "SCHEDULES",
-    "DataConfig",
-    "LossConfig",
-    "ModelConfig",
-    "OptimConfig",
-    "RunConfig",
-    "config_problems",
-    "run_fields",
-]
-
-PAPER_BITS: tuple[int, ...] = (12, 24, 32, 48)
-PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
-"""Arithmetic of a training step (``OptimConfig.precision``)."""
-MODES: tuple[str, ...] = ("full", "frozen", "top")
-"""Training regimes (``RunConfig.mode``): the whole network, the head on cached frozen maps,
-or the backbone's top stage(s) and the head on cached maps of the stages below."""
-AUGMENTATIONS: tuple[str, ...] = ("paper", "mild")
-"""Training transforms (``DataConfig.augment``; ``fusnet.data.transforms``)."""
-IMAGE_BACKENDS: tuple[str, ...] = ("pil", "tensor")
-"""How image files are decoded and augmented (``DataConfig.image_backend``)."""
-CACHE_LAYOUTS: tuple[str, ...] = ("contiguous", "channels_last")
-"""Memory layout the frozen backbone computes the feature caches in (``DataConfig.cache_layout``)."""
-CACHE_PRECISIONS: tuple[str, ...] = PRECISIONS
-"""Arithmetic the frozen backbone computes the feature caches in (``DataConfig.cache_precision``)."""
-SCHEDULES: tuple[str, ...] = ("step", "cosine")
-"""Learning-rate schedules (``OptimConfig.schedule``)."""
+from fusnet.models.multifusnet import ModelConfig
 
 NOT_IDENTITY: dict[str, bool] = {"identity": False, "resumable": True}
 """Field metadata of a setting that says where or how fast a run computes, not what: it does
@@ -294,7 +236,7 @@ class RunConfig:
             "optim": OptimConfig,
         }
         if LEGACY_OPTIONS_SECTION in raw:
-            raw = _migrate_legacy_options(raw)
+            raw = migrate_legacy_options(raw)
         _check_keys(cls, raw, "run")
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
@@ -352,121 +294,3 @@ def _check_keys(cls: type, values: dict[str, Any], where: str) -> None:
         )
 
 
-# Numeric ranges by "section.field" ("run" for RunConfig's own fields). Fields without an
-# entry still get the type check against their default.
-RANGES: dict[str, Check] = {
-    "data.image_size": check_at_least(32),
-    "data.eval_image_size": check_at_least(0),
-    "data.val_fraction": check_in(0.0, 1.0, high_open=True),
-    "data.batch_size": check_at_least(2),  # BatchNorm needs two samples a batch
-    "data.eval_batch_size": check_at_least(1),
-    "data.num_workers": check_at_least(0),
-    "data.synthetic_classes": check_at_least(2),
-    "data.cached_views": check_at_least(0),
-    "model.bits": check_at_least(1),
-    "model.block_mid": check_at_least(1),
-    "model.level_dim": check_at_least(1),
-    "model.hash_hidden": check_at_least(1),
-    "model.transformer_dim": check_at_least(1),
-    "model.transformer_depth": check_at_least(1),
-    "model.transformer_heads": check_at_least(1),
-    "model.dropout": check_in(0.0, 1.0, high_open=True),
-    "model.level_dropout": check_in(0.0, 1.0, high_open=True),
-    "loss.true_prob": check_in(0.0, 1.0, low_open=True),
-    "loss.proxy_iterations": check_at_least(0),
-    "loss.alpha_min": check_at_least(0),
-    "optim.epochs": check_at_least(1),
-    "optim.lr": check_above(0),
-    "optim.momentum": check_in(0.0, 1.0, high_open=True),
-    "optim.weight_decay": check_at_least(0),
-    "optim.lr_step": check_at_least(1),
-    "optim.lr_gamma": check_above(0),
-    "optim.backbone_lr_scale": check_at_least(0),
-    "optim.warmup_epochs": check_at_least(0),
-    "run.eval_every": check_at_least(1),
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "run.mode": MODES, "run.select": ("val", "last"), "data.augment": AUGMENTATIONS,
-    "optim.schedule": SCHEDULES, "data.image_backend": IMAGE_BACKENDS,
-    "optim.precision": PRECISIONS, "data.cache_layout": CACHE_LAYOUTS,
-    "data.cache_precision": CACHE_PRECISIONS,
-    "model.level_pool": LEVEL_POOLS,
-}
-
-
-def config_problems(config: RunConfig) -> list[str]:
-    """Everything wrong with a config on its own (no registries, no files): one readable
-    line per problem, naming the field, its flag, the value and what is allowed. Names
-    (datasets, backbones, methods) and paths are the training preflight's
-    (:mod:`fusnet.train.preflight`)."""
-    problems = section_problems("run", config, RANGES)
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            problems += section_problems(f.name, value, RANGES)
-    for where, allowed in CHOICES.items():
-        section, name = where.split(".")
-        value = getattr(config if section == "run" else getattr(config, section), name)
-        if isinstance(value, str) and value not in allowed:
-            problems.append(f"{label(section, name)} = {value!r}: must be one of {', '.join(allowed)}")
-    if config.top_stages not in (1, 2):
-        problems.append(f"top_stages (--top-stages) = {config.top_stages!r}: must be 1 or 2")
-    data, optim, model = config.data, config.optim, config.model
-    if isinstance(data.cached_views, int) and data.cached_views and config.mode != "top":
-        problems.append(f"data.cached_views (--cached-views) = {data.cached_views}: "
-                        "used with --mode top only")
-    if isinstance(data.eval_image_size, int) and 0 < data.eval_image_size < 32:
-        problems.append(f"data.eval_image_size (--eval-image-size) = {data.eval_image_size}: "
-                        "must be 0 (the training size) or at least 32")
-    if (isinstance(data.eval_image_size, int) and data.eval_image_size
-            and data.eval_image_size != data.image_size and config.mode != "full"
-            and not data.cached_views):
-        problems.append(f"data.eval_image_size (--eval-image-size) = {data.eval_image_size} "
-                        f"differs from data.image_size ({data.image_size}), but mode "
-                        f"{config.mode!r} without cached views trains on the evaluation "
-                        "caches: use --mode top with --cached-views, or drop it")
-    if data.image_backend == "tensor" and data.dataset == "synthetic":
-        problems.append("data.image_backend (--image-backend) = 'tensor' reads image files; the "
-                        "synthetic set makes its images itself: use --image-backend pil")
-    if (optim.schedule == "cosine" and isinstance(optim.warmup_epochs, int)
-            and isinstance(optim.epochs, int) and optim.warmup_epochs >= optim.epochs):
-        problems.append(f"optim.warmup_epochs (--warmup-epochs) = {optim.warmup_epochs}: with "
-                        f"the cosine schedule, must be below optim.epochs ({optim.epochs})")
-    if (config.select == "val" and isinstance(data.val_fraction, int | float)
-            and data.val_fraction <= 0):
-        problems.append("select='val' needs data.val_fraction (--val-fraction) > 0; set it "
-                        "(e.g. 0.1) or use --select last")
-    problems += device_problems(config.device)
-    dim, heads = model.transformer_dim, model.transformer_heads
-    if (model.transformer and isinstance(dim, int) and isinstance(heads, int) and heads > 0
-            and dim % heads):
-        problems.append(f"model.transformer_dim (--transformer-dim) = {dim} must be a multiple "
-                        f"of model.transformer_heads (--transformer-heads) = {heads}")
-    return problems
-
-
-LEGACY_OPTIONS_SECTION = "baseline"
-"""The one flat section that held every baseline's options before each method owned its
-own (``"baseline": {"adsh_gamma": 200.0, "dpsh_eta": 10.0, ...}``): an option ``name`` of
-method ``m`` was ``<m>_<name>`` there. Run names are still computed over those dotted keys
-(``fusnet.experiments.runs``)."""
-
-
-def _migrate_legacy_options(raw: dict[str, Any]) -> dict[str, Any]:
-    """A config dict in the form before each method owned its options: the run's method's
-    entries of the flat ``baseline`` section become its ``options`` (prefix dropped); the
-    other methods' entries had no effect and are dropped (the method checks the names).
-
-    Raises:
-        ConfigError: the section is not a mapping, or both forms at once.
-    """
-    old = raw[LEGACY_OPTIONS_SECTION]
-    if not isinstance(old, dict):
-        raise ConfigError(f"config section {LEGACY_OPTIONS_SECTION!r} must be a mapping")
-    if "options" in raw:
-        raise ConfigError(f"config has both 'options' and the old {LEGACY_OPTIONS_SECTION!r} "
-                          "section; keep 'options'")
-    prefix = f"{raw.get('method', 'multifusnet')}_"
-    migrated = {k: v for k, v in raw.items() if k != LEGACY_OPTIONS_SECTION}
-    migrated["options"] = {k[len(prefix):]: v for k, v in old.items() if k.startswith(prefix)}
-    return migrated
