@@ -11,7 +11,8 @@ same cores in the same run. Candidates: bfloat16 autocast (only where the CPU ha
 bf16: ``avx512_bf16`` or ``amx_bf16``; elsewhere it says so and skips), ``torch.compile``
 of the trained stages and the head, the cached maps stored in bfloat16 / float16 (half the
 memory; cast at batch time), batch size, thread count, one vs two trained stages, and the
-channels-last layout (``optim.memory_format``) alone and with one trained stage. A second
+channels-last layout (``optim.memory_format``) alone and with one trained stage, and that
+with the depthwise convolutions' weights frozen (``freeze_depthwise``). A second
 table times the frozen backbone's forward that makes the feature caches, in the default
 layout, channels-last, and two candidates beyond (BatchNorm folded into the convolutions,
 bf16 autocast), with each one's largest difference from the default's maps.
@@ -51,7 +52,7 @@ from fusnet.methods.base import Batch
 from fusnet.methods.multifusnet import MultiFusNetMethod
 from fusnet.models import MultiFusNet
 from fusnet.train.optim import build_optimizer
-from fusnet.train.top_stage import TopStageNet
+from fusnet.train.top_stage import TopStageNet, freeze_depthwise
 
 logger = logging.getLogger("bench_top_stage")
 
@@ -81,6 +82,7 @@ class Candidate:
     compile: bool = False
     cache_dtype: torch.dtype = torch.float16  # as the feature cache stores the maps
     channels_last: bool = False  # the step in NHWC (the caches' layout option, data.cache_layout)
+    freeze_depthwise: bool = False  # the top stages' depthwise weights not trained
     result: dict = field(default_factory=dict)
 
 
@@ -106,6 +108,8 @@ class Step:
         model.backbone.requires_grad_(False).eval()
         trainable = TopStageNet(model, c.top_stages)
         trainable.stages.requires_grad_(True)
+        if c.freeze_depthwise:
+            freeze_depthwise(trainable.stages)
         self.optimizer = build_optimizer(model, self.method, config, trainable)
         layout = torch.channels_last if c.channels_last else torch.contiguous_format
         trainable.to(memory_format=layout)  # as the trainer lays out the model
@@ -232,6 +236,8 @@ def candidates(bf16: bool) -> list[Candidate]:
         Candidate("one trained stage", top_stages=1),
         Candidate("channels_last", channels_last=True),
         Candidate("one stage + channels_last", top_stages=1, channels_last=True),
+        Candidate("one stage + channels_last + frozen depthwise", top_stages=1,
+                  channels_last=True, freeze_depthwise=True),
     ]
     if bf16:
         found[1:1] = [Candidate("bf16 autocast", autocast_bf16=True),

@@ -210,7 +210,8 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
     runs = _cpu_regime_runs("top1-views4-gate-")
     full = "cascading+fusion+attention"
     assert sorted(runs) == sorted(
-        [(f"top1-views4-gate-{e}/{full}/seed{s}", b) for e in ("e16", "e16-192px", "e18-192px")
+        [(f"top1-views4-gate-{e}/{full}/seed{s}", b)
+         for e in ("e16", "e16-192px", "e18-192px", "e18-192px-eval224-dwfrozen")
          for b in (12, 48) for s in (0, 1, 2)]
         + [(f"top1-views4-gate-{e}/{full}/seed{s}", 48) for e in ("e15", "e13-lr0.3")
            for s in (0, 1, 2)]
@@ -226,6 +227,7 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
         "e16-192px": (16, 16, 0.2, "channels_last", "bfloat16"),
         "e18-192px": (18, 18, 0.2, "channels_last", "bfloat16"),
         "e18-192px-eval224": (18, 18, 0.2, "channels_last", "bfloat16"),
+        "e18-192px-eval224-dwfrozen": (18, 18, 0.2, "channels_last", "bfloat16"),
     }
     for (label, _bits), config in runs.items():
         assert (config.mode, config.top_stages, config.data.cached_views) == ("top", 1, 4)
@@ -235,6 +237,7 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
                 config.data.cache_layout, config.data.cache_precision,
                 config.data.image_size) == (*recipes[name], 192 if "192" in name else 224)
         assert config.data.test_image_size == (192 if name.endswith("192px") else 224)
+        assert config.freeze_depthwise == name.endswith("dwfrozen")
     for label, folder in (("e16/{}/seed0", "eca-c1f1t1-48b-447b95ce9c"),
                           ("e16/{}/seed1", "eca-c1f1t1-48b-4b0bee835c"),
                           ("e15/{}/seed0", "eca-c1f1t1-48b-d1d6b580cc"),

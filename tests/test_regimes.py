@@ -37,6 +37,8 @@ def _config(mode: str, **data_and_model) -> dict:
      "top2-views4-gate-e16"),
     ({**_config("frozen", backbone="efficientnet_lite1"), "optim": {"epochs": 12}},
      "frozen-lite1"),
+    ({**_config("top", cached_views=4, lower_level_gate=True), "top_stages": 1,
+      "freeze_depthwise": True}, "top1-views4-dwfrozen-gate"),
 ])
 def test_regime_names_follow_the_config(config, name):
     assert regime_name(config) == name

@@ -14,7 +14,7 @@ from fusnet.config import RunConfig
 from fusnet.errors import ConfigError
 from fusnet.models.multifusnet import MultiFusNet
 from fusnet.train.loop import Trainer, load_checkpoint, train
-from fusnet.train.top_stage import epoch_view_rows
+from fusnet.train.top_stage import epoch_view_rows, freeze_depthwise, is_depthwise
 from tests.conftest import interrupt_in_epoch
 from tests.test_train import tiny_config
 
@@ -70,6 +70,37 @@ def test_top_mode_trains_only_the_top_stages_and_the_head(tmp_path, top_stages):
         if not key.endswith("num_batches_tracked"):
             unchanged = torch.equal(trained[f"backbone.{key}"], value)
             assert unchanged == key.startswith(frozen), key
+
+
+@pytest.mark.slow
+def test_freeze_depthwise_keeps_only_the_depthwise_weights_of_the_top_stages(tmp_path):
+    config = tiny_config(tmp_path, mode="top", top_stages=1, select="last",
+                         freeze_depthwise=True,
+                         **{"data.cached_views": 1, "model.backbone": "efficientnet_lite0",
+                            "optim.epochs": 1})
+    result = train(config)
+    assert "depthwise convolutions kept at the pretrained weights" in result.metrics["mode_note"]
+    trained = load_checkpoint(tmp_path / "run" / "model.pt")["model"]
+    runtime.seed_everything(config.seed)  # as the trainer does before building the model
+    initial = MultiFusNet(config.model, num_classes=1).backbone
+    names = {module: name for name, module in initial.named_modules()}
+    checked = {True: 0, False: 0}
+    for module in initial.stages()[-1].modules():  # Lite0's stride-32 stage
+        for param_name, value in module.named_parameters(recurse=False):
+            unchanged = torch.equal(trained[f"backbone.{names[module]}.{param_name}"], value)
+            assert unchanged == is_depthwise(module), (names[module], param_name)
+            checked[unchanged] += 1
+    assert checked[True] == 5 and checked[False] > 5  # 5 depthwise convs; the rest trained
+
+
+def test_freeze_depthwise_is_refused_where_it_cannot_apply(tmp_path):
+    with pytest.raises(ConfigError, match=r"freeze_depthwise.*--mode top"):
+        RunConfig().replace(mode="frozen", freeze_depthwise=True)
+    with pytest.raises(ConfigError, match=r"resnet18.*no depthwise"):
+        train(tiny_config(tmp_path, mode="top", freeze_depthwise=True))
+    assert not (tmp_path / "run").exists()  # refused before any cache or run folder
+    with pytest.raises(ConfigError, match="no depthwise"):
+        freeze_depthwise(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3)))
 
 
 @pytest.mark.slow

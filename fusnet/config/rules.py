@@ -88,6 +88,9 @@ def config_problems(config: Any) -> list[str]:
             problems.append(f"{label(section, name)} = {value!r}: must be one of {', '.join(allowed)}")
     if config.top_stages not in (1, 2):
         problems.append(f"top_stages (--top-stages) = {config.top_stages!r}: must be 1 or 2")
+    if config.freeze_depthwise is True and config.mode != "top":
+        problems.append(f"freeze_depthwise (--freeze-depthwise) is used with --mode top only, "
+                        f"not mode {config.mode!r}: drop it or use --mode top")
     data, optim, model = config.data, config.optim, config.model
     if isinstance(data.cached_views, int) and data.cached_views and config.mode != "top":
         problems.append(f"data.cached_views (--cached-views) = {data.cached_views}: "

@@ -151,6 +151,11 @@ class RunConfig:
             stages with the head (``optim.backbone_lr_scale`` scales their rate).
         top_stages: backbone stages trained in mode "top": 1 (the stride-32 stage) or 2
             (the stride-16 and stride-32 stages, so levels 2 and 3 adapt).
+        freeze_depthwise: in mode "top", keep the trained stages' depthwise convolutions
+            (``groups`` = channels > 1) at their pretrained weights while their BatchNorm and
+            every other layer train (ours). On two CPU cores the weight gradient of
+            EfficientNet-Lite0's 5x5 depthwise convolutions is 15-19% of a top-stage step
+            (``benchmarks/profile_top_stage.py``); without it the step is about 1.2x faster.
         select: "val" keeps the epoch with the best validation mAP; "last" the last epoch.
             The test split is never used for selection.
         eval_every: validate every this many epochs (and always at the last).
@@ -179,6 +184,7 @@ class RunConfig:
     output_dir: str = field(default="results/run", metadata=NOT_IDENTITY)
     cache_dir: str | None = field(default=None, metadata=NOT_IDENTITY)
     top_stages: int = 2
+    freeze_depthwise: bool = False
 
     def __post_init__(self) -> None:
         if self.options is None:

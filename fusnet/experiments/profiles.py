@@ -136,6 +136,11 @@ CPU_REGIMES: dict[str, dict[str, Any]] = {
     "top1-views4-gate-e18-192px-eval224": {**_CPU_TOP1_FAST, "optim.epochs": 18,
                                            "eval_every": 18, "data.image_size": 192,
                                            "data.eval_image_size": 224},
+    # the same with the depthwise convolutions at their pretrained weights (freeze_depthwise):
+    # a 1.2x faster step; 12 and 48 bits, seeds 0-2
+    "top1-views4-gate-e18-192px-eval224-dwfrozen": {
+        **_CPU_TOP1_FAST, "optim.epochs": 18, "eval_every": 18, "data.image_size": 192,
+        "data.eval_image_size": 224, "freeze_depthwise": True},
     "frozen-gate-lite1": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite1"]},
     "frozen-gate-lite2": {**REGIMES["frozen"], **GATED_HEAD, **LITE_BACKBONES["lite2"]},
 }
@@ -157,6 +162,8 @@ CPU_REGIME_CONFIGURATIONS: dict[str, dict[int, list[str]]] = {
     "top1-views4-gate-e16-192px": {12: _FULL_VS_BASELINE[-1:], 48: _FULL_VS_BASELINE[-1:]},
     "top1-views4-gate-e18-192px": {12: _FULL_VS_BASELINE[-1:], 48: _FULL_VS_BASELINE[-1:]},
     "top1-views4-gate-e18-192px-eval224": {48: _FULL_VS_BASELINE[-1:]},
+    "top1-views4-gate-e18-192px-eval224-dwfrozen": {12: _FULL_VS_BASELINE[-1:],
+                                                    48: _FULL_VS_BASELINE[-1:]},
     "frozen-gate": {bits: _FULL_VS_BASELINE for bits in PAPER_BITS},
     "frozen-gate-lite1": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
     "frozen-gate-lite2": {12: _FULL_VS_BASELINE, 48: _FULL_VS_BASELINE},
@@ -170,6 +177,7 @@ CPU_REGIME_SEEDS: dict[str, dict[int, list[int]]] = {
     "top1-views4-gate-e13-lr0.3": {48: [0, 1, 2]},  # the e12 ones: seed 0 only
     "top1-views4-gate-e16-192px": {12: [0, 1, 2], 48: [0, 1, 2]},
     "top1-views4-gate-e18-192px": {12: [0, 1, 2], 48: [0, 1, 2]},
+    "top1-views4-gate-e18-192px-eval224-dwfrozen": {12: [0, 1, 2], 48: [0, 1, 2]},
     "frozen-gate-lite1": {12: [0, 1, 2], 48: [0, 1, 2]},
     "frozen-gate-lite2": {12: [0, 1, 2], 48: [0, 1, 2]},
 }

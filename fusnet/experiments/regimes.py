@@ -28,7 +28,7 @@ LOWER_LEVEL_CHANGES = tuple(f"model.{name}" for name in LOWER_LEVEL_SWITCHES)
 
 def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int = CPU_EPOCHS) -> str:
     """A run config's regime as the cpu profile's notebook 11 names it: ``frozen``,
-    ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>``, then the head's choices that are
+    ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` (``-dwfrozen``: ``freeze_depthwise``), then the head's choices that are
     not the paper's (``-ld<p>`` level dropout, ``-<pool>pool``, ``-gate``), ``-e<N>`` for
     other epochs than ``epochs``, and the backbone where it is not ``backbone`` (``-lite1``)."""
     mode, model, data = config["mode"], config["model"], config["data"]
@@ -38,6 +38,7 @@ def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int 
     parts = [
         "frozen" if mode == "frozen" else f"full-{data.get('augment', 'paper')}" if mode == "full"
         else f"top{config.get('top_stages', 2)}" + (f"-views{views}" if views else ""),
+        "-dwfrozen" if config.get("freeze_depthwise", False) else "",
         f"-ld{dropout:g}" if dropout else "", f"-{pool}pool" if pool != "max" else "",
         "-gate" if model.get("lower_level_gate", False) else "",
         f"-e{own_epochs}" if own_epochs != epochs else "",

@@ -43,16 +43,26 @@ BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 :func:`register_backbone`."""
 
 
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
+DEPTHWISE_BACKBONES: set[str] = set()
+"""The registered backbones whose stages hold depthwise convolutions (``freeze_depthwise``)."""
+
+
+def register_backbone(
+    name: str, *, depthwise: bool = False
+) -> Callable[[BackboneFactory], BackboneFactory]:
     """Decorator that adds a factory ``fn(pretrained, weights_path) -> Backbone`` to BACKBONES.
 
     Args:
         name: Registry key, as used in configs.
+        depthwise: whether its stages hold depthwise convolutions (DEPTHWISE_BACKBONES).
 
     Raises:
         ConfigError: ``name`` is already registered.
     """
-    return BACKBONES.register(name)
+    decorator = BACKBONES.register(name)
+    if depthwise:
+        DEPTHWISE_BACKBONES.add(name)
+    return decorator
 
 
 class Backbone(nn.Module):

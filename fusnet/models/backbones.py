@@ -31,6 +31,7 @@ from pathlib import Path
 
 from fusnet.models.backbone_base import (
     BACKBONES,
+    DEPTHWISE_BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Backbone,
@@ -45,6 +46,7 @@ from fusnet.models.efficientnet_lite import TimmBackbone  # registers efficientn
 
 __all__ = [
     "BACKBONES",
+    "DEPTHWISE_BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Backbone",

@@ -176,7 +176,7 @@ def _register_efficientnet_lite(variant: EfficientNetLiteVariant) -> BackboneFac
         DownloadError: ``pretrained="timm"`` and the download failed.
         CheckpointError: The weights do not fit.
     """
-    return register_backbone(variant.name)(factory)
+    return register_backbone(variant.name, depthwise=True)(factory)  # 3x3 and 5x5 depthwise
 
 
 _LITE_FACTORIES = {

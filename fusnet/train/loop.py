@@ -48,7 +48,7 @@ from fusnet.train.evaluation import RunEvaluator
 from fusnet.train.lock import RunLock
 from fusnet.train.optim import build_optimizer, build_scheduler
 from fusnet.train.preflight import validate_run
-from fusnet.train.top_stage import TopStageNet
+from fusnet.train.top_stage import TopStageNet, freeze_depthwise
 from fusnet.train.writer import run_manifest, run_metrics, write_run
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,10 @@ class Trainer:
         if config.mode == "top":
             trainable = TopStageNet(self.model, config.top_stages)
             trainable.stages.requires_grad_(True)
+            if config.freeze_depthwise:
+                frozen = freeze_depthwise(trainable.stages)
+                logger.info("freeze_depthwise: %d depthwise convolutions keep their pretrained "
+                            "weights", frozen)
         self.trainable = (
             DistributedDataParallel(
                 trainable, device_ids=[self.device.index] if self.device.type == "cuda" else None

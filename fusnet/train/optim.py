@@ -34,7 +34,8 @@ def build_optimizer(
     backbone = {"full": model.backbone, "top": getattr(trainable, "stages", None)}.get(config.mode)
     if backbone is not None:
         groups.append(
-            {"params": list(backbone.parameters()), "lr": optim.lr * optim.backbone_lr_scale}
+            {"params": [p for p in backbone.parameters() if p.requires_grad],  # freeze_depthwise
+             "lr": optim.lr * optim.backbone_lr_scale}
         )
     groups.append({"params": list(method.parameters()), "lr": optim.lr, "weight_decay": 0.0})
     return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum,

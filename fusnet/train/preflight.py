@@ -17,7 +17,7 @@ from fusnet.data import DATASETS
 from fusnet.methods import MULTIFUSNET, build_method, method_names
 from fusnet.methods.options import option_problems
 from fusnet.models.attention import ATTENTION
-from fusnet.models.backbones import BACKBONES
+from fusnet.models.backbones import BACKBONES, DEPTHWISE_BACKBONES
 
 __all__ = ["run_problems", "validate_run"]
 
@@ -49,6 +49,11 @@ def _registry_problems(config: RunConfig) -> list[str]:
         problems.append(
             unknown("model.attention (--attention)", config.model.attention, list(ATTENTION))
         )
+    if (config.freeze_depthwise and config.model.backbone in BACKBONES
+            and config.model.backbone not in DEPTHWISE_BACKBONES):
+        problems.append(f"freeze_depthwise (--freeze-depthwise): backbone "
+                        f"{config.model.backbone!r} has no depthwise convolutions; drop the "
+                        "option or use an EfficientNet-Lite backbone")
     methods = list(method_names())  # MULTIFUSNET and the baselines
     if config.method not in methods:
         problems.append(unknown("method (--method)", config.method, methods))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fusnet.errors import ConfigError
 from fusnet.train.features import CachedLevels
 
 VIEW_SEED = 20_241_130
@@ -52,6 +53,26 @@ class TopStageNet(nn.Module):
             x = stage(x)  # (B, C_next, H / 2, W / 2)
             levels.append(x)
         return self.head(levels, **kwargs)
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A convolution with one filter per input channel (``groups`` = channels > 1)."""
+    return (isinstance(module, nn.Conv2d) and module.groups > 1
+            and module.groups == module.in_channels == module.out_channels)
+
+
+def freeze_depthwise(stages: nn.Module) -> int:
+    """Stop training the depthwise convolutions' weights in ``stages`` (``freeze_depthwise``):
+    their BatchNorm and every other layer still train. Returns how many were frozen;
+    ConfigError where there are none (a backbone without depthwise convolutions)."""
+    frozen = [m for m in stages.modules() if is_depthwise(m)]
+    if not frozen:
+        raise ConfigError("freeze_depthwise (--freeze-depthwise): the trained stages hold no "
+                          "depthwise convolution (a backbone without them, e.g. resnet50); "
+                          "drop the option")
+    for conv in frozen:
+        conv.requires_grad_(False)
+    return len(frozen)
 
 
 def lower_levels(cached: CachedLevels, count: int) -> CachedLevels:

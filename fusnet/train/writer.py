@@ -36,6 +36,8 @@ def mode_note(config: RunConfig) -> str:
             f"head trained on cached maps of the frozen stages below; "
             + (f"{views} cached '{config.data.augment}' augmented views per image, one drawn "
                "per epoch" if views else "test-transform maps, no augmentation")
+            + ("; their depthwise convolutions kept at the pretrained weights"
+               if config.freeze_depthwise else "")
             + "; zoom crops decided by the pretrained backbone at caching time")
 
 
