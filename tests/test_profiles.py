@@ -258,6 +258,33 @@ def test_the_one_stage_regimes_keep_their_committed_folders():
         assert Path(run.output_dir).name == folder
 
 
+def test_main_results_train_in_the_chosen_regime_on_cub_and_nabirds():
+    """Issue 28: notebook 01's cpu runs are notebook 11's regime, so its CUB 12- and 48-bit
+    runs are that regime's seed-0 runs (one folder each), and NABirds-33 trains likewise."""
+    from fusnet.experiments.profiles import CPU_MAIN_REGIME, regime_changes
+    from fusnet.experiments.runs import grid, request_config
+
+    params = PROFILES["cpu"]["01_main_results"]
+    assert params["regime"] == CPU_MAIN_REGIME and params["datasets"] == ["cub200", "nabirds"]
+    assert PROFILES["smoke"]["01_main_results"]["regime"] is None
+    exp = ExperimentConfig.from_parameters(
+        "01_main_results", profile="cpu", datasets=params["datasets"], bits=params["bits"],
+        changes=regime_changes("cpu", params["regime"]))
+    runs = {(r.dataset, r.bits): request_config(exp, r) for r in grid(exp.datasets, exp.bits)}
+    assert len(runs) == 8
+    cam = PROFILES["cpu"]["05_cam"]  # Fig. 10 shows the 48-bit CUB model of notebook 01
+    assert (cam["regime"], cam["datasets"], cam["bits"]) == (CPU_MAIN_REGIME, ["cub200"], [48])
+    regime = _cpu_regime_runs(CPU_MAIN_REGIME)
+    for bits in (12, 48):
+        seed0 = regime[(f"{CPU_MAIN_REGIME}/cascading+fusion+attention/seed0", bits)]
+        assert runs[("cub200", bits)] == seed0
+    for config in runs.values():
+        assert (config.mode, config.top_stages, config.freeze_depthwise) == ("top", 1, True)
+        assert (config.optim.epochs, config.data.image_size, config.data.test_image_size) == (
+            18, 192, 224)
+    assert runs[("nabirds", 48)].data.root.endswith("nabirds33")
+
+
 def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
     from fusnet.experiments.profiles import CPU_REGIMES, regime_changes
     from fusnet.experiments.runs import RunRequest, request_config
@@ -270,7 +297,7 @@ def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
         regime_changes("gpu", None)
     # the smoke profile shows the recipe's model (notebook 01's run: test_notebooks_share_runs)
     assert PROFILES["smoke"]["07_retrieval_examples"]["regime"] is None
-    # the cpu profile's CUB figure is notebook 11's 16-epoch top-stage full model, seed 0
+    # the cpu profile's CUB figure is notebook 11's run of issue 27's regime, seed 0
     params = PROFILES["cpu"]["07_retrieval_examples"]
     exp = ExperimentConfig.from_parameters("07_retrieval_examples", profile="cpu",
                                            datasets=params["datasets"], bits=params["bits"])
@@ -278,8 +305,8 @@ def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
                                            regime_changes("cpu", params["regime"])))
     run11 = _cpu_regime_runs(params["regime"])
     assert shown == run11[(f"{params['regime']}/cascading+fusion+attention/seed0", 48)]
-    assert (shown.mode, shown.optim.epochs, shown.model.lower_level_gate) == ("top", 16, True)
-    assert Path(shown.output_dir).name == "eca-c1f1t1-48b-a81a2ef3aa"  # its committed run
+    assert (shown.mode, shown.optim.epochs, shown.model.lower_level_gate) == ("top", 18, True)
+    assert Path(shown.output_dir).name == "eca-c1f1t1-48b-49bad97a91"  # its committed run
 
 
 def test_cpu_profile_points_at_the_shared_photos(shared_data):
