@@ -218,16 +218,21 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 GIT_COMMIT_ENV = "FUSNET_GIT_COMMIT"
+OUTPUT_PATHSPEC = ":(exclude)results"
+"""Left out of ``git_dirty``: ``results/`` holds what the project writes, not code. A
+notebook that ``fusnet reproduce`` executes rewrites its executed copy there while its runs
+train; that made every run a notebook trained say ``git_dirty: true``."""
 
 
-def code_version() -> dict[str, Any]:
-    """fusnet's version plus the git commit and whether the tree had local changes.
+def code_version(repo: Path | None = None) -> dict[str, Any]:
+    """fusnet's version plus the git commit and whether the tree had local changes to
+    tracked files outside ``results/`` (:data:`OUTPUT_PATHSPEC`).
 
     Without git (a copy of the tree with no ``.git``), the commit is taken from
     ``$FUSNET_GIT_COMMIT`` when set, recorded as such (``git_commit_from``), with
     ``git_dirty`` unknown (None).
     """
-    repo = Path(__file__).resolve().parents[1]
+    repo = repo or Path(__file__).resolve().parents[1]  # this checkout
     info: dict[str, Any] = {"fusnet": __version__, "git_commit": None, "git_dirty": None}
     try:
         commit = subprocess.run(
@@ -235,7 +240,8 @@ def code_version() -> dict[str, Any]:
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+             ".", OUTPUT_PATHSPEC],
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout
         info.update(git_commit=commit, git_dirty=bool(status.strip()))

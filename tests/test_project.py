@@ -111,3 +111,28 @@ def test_the_readme_results_block_is_the_committed_results_summary():
     assert with_results_block(readme, "cpu", headline_markdown("cpu")) == readme
     with pytest.raises(ValueError, match="results:smoke"):
         with_results_block(readme, "smoke", "")
+
+
+def test_git_dirty_means_changed_code_not_changed_results(tmp_path):
+    """A notebook that `fusnet reproduce` executes rewrites its copy under results/ while
+    its runs train: that must not mark them dirty; a changed tracked code file must."""
+    import subprocess
+
+    from fusnet.runtime import code_version
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "fusnet").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "fusnet" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "executed.ipynb").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    assert code_version(tmp_path)["git_dirty"] is False
+    (tmp_path / "results" / "executed.ipynb").write_text('{"cells": []}\n')
+    (tmp_path / "results" / "new-run").mkdir()
+    assert code_version(tmp_path)["git_dirty"] is False  # outputs only
+    (tmp_path / "fusnet" / "code.py").write_text("x = 2\n")
+    assert code_version(tmp_path)["git_dirty"] is True
