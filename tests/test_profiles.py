@@ -297,7 +297,7 @@ def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
         regime_changes("gpu", None)
     # the smoke profile shows the recipe's model (notebook 01's run: test_notebooks_share_runs)
     assert PROFILES["smoke"]["07_retrieval_examples"]["regime"] is None
-    # the cpu profile's CUB figure is notebook 11's 16-epoch top-stage full model, seed 0
+    # the cpu profile's CUB figure is notebook 11's run of issue 27's regime, seed 0
     params = PROFILES["cpu"]["07_retrieval_examples"]
     exp = ExperimentConfig.from_parameters("07_retrieval_examples", profile="cpu",
                                            datasets=params["datasets"], bits=params["bits"])
@@ -305,8 +305,8 @@ def test_retrieval_examples_show_a_regime_model_through_notebook_11s_run():
                                            regime_changes("cpu", params["regime"])))
     run11 = _cpu_regime_runs(params["regime"])
     assert shown == run11[(f"{params['regime']}/cascading+fusion+attention/seed0", 48)]
-    assert (shown.mode, shown.optim.epochs, shown.model.lower_level_gate) == ("top", 16, True)
-    assert Path(shown.output_dir).name == "eca-c1f1t1-48b-a81a2ef3aa"  # its committed run
+    assert (shown.mode, shown.optim.epochs, shown.model.lower_level_gate) == ("top", 18, True)
+    assert Path(shown.output_dir).name == "eca-c1f1t1-48b-49bad97a91"  # its committed run
 
 
 def test_cpu_profile_points_at_the_shared_photos(shared_data):

@@ -203,7 +203,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         generalisation=["flowers17"], ablation=["cub200"],
         ablation_bits=[12, 48],  # two cells per comparison: the least a paired t-test needs
         attention_bits=[48], convergence=["cub200"], examples=["cub200", "flowers17"],
-        examples_regime="top2-views4-gate-e16",  # notebook 11's best on validation
+        examples_regime=CPU_MAIN_REGIME,
         class_counts={"cub200": 100, "flowers17": 17},  # the shared CUB subset has 100 classes
         num_images=6, num_queries=6, baselines=["cub200", "flowers17"], baseline_bits=[12, 48],
         seeds=[0, 1, 2], method_changes=CPU_METHOD_CHANGES, method_bits=CPU_METHOD_BITS,
