@@ -28,9 +28,10 @@ LOWER_LEVEL_CHANGES = tuple(f"model.{name}" for name in LOWER_LEVEL_SWITCHES)
 
 def regime_name(config: dict, backbone: str = "efficientnet_lite0", epochs: int = CPU_EPOCHS) -> str:
     """A run config's regime as the cpu profile's notebook 11 names it: ``frozen``,
-    ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` (``-dwfrozen``: ``freeze_depthwise``), then the head's choices that are
-    not the paper's (``-ld<p>`` level dropout, ``-<pool>pool``, ``-gate``), ``-e<N>`` for
-    other epochs than ``epochs``, and the backbone where it is not ``backbone`` (``-lite1``)."""
+    ``full-<augment>``, ``top<t>`` or ``top<t>-views<K>`` (``-dwfrozen``: ``freeze_depthwise``),
+    then the head's choices that are not the paper's (``-ld<p>`` level dropout,
+    ``-<pool>pool``, ``-gate``), ``-e<N>`` for other epochs than ``epochs``, and the backbone
+    where it is not ``backbone`` (``-lite1``)."""
     mode, model, data = config["mode"], config["model"], config["data"]
     views, dropout = data.get("cached_views", 0), model.get("level_dropout", 0.0)
     pool, own_epochs = model.get("level_pool", "max"), config.get("optim", {}).get("epochs", epochs)
